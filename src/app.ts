@@ -1,0 +1,202 @@
+import type { ServerResponse } from "node:http";
+import type { DescMethod } from "@bufbuild/protobuf";
+import { createRouterTransport, type ConnectRouter, type Interceptor } from "@connectrpc/connect";
+import { connectNodeAdapter } from "@connectrpc/connect-node";
+import { createContextValues } from "@connectrpc/connect";
+import {
+  file_identity_v1_identity_service,
+  IdentityService as IdentityServiceDesc,
+} from "../gen/identity/v1/identity_service_pb.js";
+import type { Config } from "./config.js";
+import { createIdentityService, type IdentityService } from "./core/identity.js";
+import { createPasswordPolicy } from "./core/password-policy.js";
+import { systemClock, type Clock, type PasswordHasher } from "./core/ports.js";
+import { createRestGateway } from "./gateway.js";
+import { createArgon2Hasher } from "./hashing/argon2.js";
+import type { Logger } from "./logger.js";
+import { loadCommonPasswords } from "./password-blocklist.js";
+import { authInterceptor, bearerToken } from "./rpc/auth.js";
+import { createClientInfoResolver } from "./rpc/client-info.js";
+import { kClient } from "./rpc/context.js";
+import { errorInterceptor } from "./rpc/errors.js";
+import { createHealth } from "./rpc/health.js";
+import { identityHandlers } from "./rpc/identity-handlers.js";
+import { observeInterceptor } from "./rpc/observe.js";
+import { registerReflection } from "./rpc/reflection.js";
+import { validationInterceptor } from "./rpc/validate.js";
+import type { AnyRequest, AnyResponse, RequestHandler } from "./server.js";
+import { openDatabase, isUnavailableError, type Database } from "./storage/db.js";
+import { createKeyStore } from "./storage/key-store.js";
+import { createAuditLog, createSessionStore, createUserStore } from "./storage/stores.js";
+import { createJwtService, type JwtService } from "./tokens/jwt.js";
+
+// The composition root: the only module that knows every part.
+
+export interface AppOverrides {
+  clock?: Clock;
+  hasher?: PasswordHasher;
+  database?: Database;
+}
+
+export interface App {
+  handler: RequestHandler;
+  identity: IdentityService;
+  database: Database;
+  tokens: JwtService;
+  /** Marks the service NOT_SERVING (health) before a drain. */
+  beginShutdown(): void;
+  dispose(): Promise<void>;
+}
+
+const PUBLIC_METHODS: ReadonlySet<DescMethod> = new Set([
+  IdentityServiceDesc.method.register,
+  IdentityServiceDesc.method.login,
+  IdentityServiceDesc.method.refreshToken,
+]);
+
+export async function createApp(config: Config, logger: Logger, overrides: AppOverrides = {}): Promise<App> {
+  const clock = overrides.clock ?? systemClock;
+  const database = overrides.database ?? (await openDatabase(config.database));
+  const { db } = database;
+  const hasher =
+    overrides.hasher ??
+    createArgon2Hasher(config.argon2, {
+      concurrency: config.hashing.concurrency,
+      maxQueue: config.hashing.maxQueue,
+      queueTimeoutMs: config.hashing.queueTimeoutMs,
+    });
+  const tokens = createJwtService({
+    keys: createKeyStore(db),
+    issuer: config.jwt.issuer,
+    audience: config.jwt.audience,
+    accessTokenTtlMs: config.jwt.accessTokenTtlMs,
+    now: () => clock.now(),
+  });
+  await tokens.init();
+
+  const identity = createIdentityService({
+    users: createUserStore(db),
+    sessions: createSessionStore(db),
+    audit: createAuditLog(db),
+    hasher,
+    tokens,
+    policy: createPasswordPolicy({ ...config.password, blocklist: loadCommonPasswords() }),
+    clock,
+    // Verifying an unknown e-mail's "password" against this costs the same
+    // as a real verification.
+    dummyHash: await hasher.hash(crypto.randomUUID()),
+    sessionIdleTtlMs: config.session.idleTtlMs,
+    sessionAbsoluteTtlMs: config.session.absoluteTtlMs,
+    onRehashError: (err) => logger.warn({ err }, "password re-hash failed"),
+  });
+
+  const health = createHealth();
+  // Outermost first: observe → map errors → authenticate → validate.
+  const interceptors: Interceptor[] = [
+    observeInterceptor(logger),
+    errorInterceptor(logger, isUnavailableError),
+    authInterceptor(identity, new Set([IdentityServiceDesc.typeName]), PUBLIC_METHODS),
+    validationInterceptor(),
+  ];
+  const routes = (router: ConnectRouter) => {
+    router.service(IdentityServiceDesc, identityHandlers(identity, clock));
+    health.register(router);
+    registerReflection(router, [file_identity_v1_identity_service], [IdentityServiceDesc.typeName]);
+  };
+
+  const clientInfo = createClientInfoResolver(config.trustedProxies);
+  const contextValues = (req: AnyRequest) => createContextValues().set(kClient, clientInfo(req));
+
+  const cookie = (name: string, value: string, maxAgeS: number) =>
+    `${name}=${value}; Max-Age=${maxAgeS}; Path=/; HttpOnly; SameSite=Strict${config.cookieSecure ? "; Secure" : ""}`;
+
+  const gateway = createRestGateway({
+    services: [IdentityServiceDesc],
+    transport: createRouterTransport(routes, { router: { interceptors } }),
+    maxBodyBytes: config.maxRequestBytes,
+    requestHeaders(req) {
+      const headers = new Headers();
+      const auth = req.headers.authorization;
+      const fromCookie = cookieValue(req.headers.cookie, "access_token");
+      if (auth) headers.set("authorization", auth);
+      else if (fromCookie && bearerToken(`Bearer ${fromCookie}`)) headers.set("authorization", `Bearer ${fromCookie}`);
+      const rid = req.headers["x-request-id"];
+      if (typeof rid === "string") headers.set("x-request-id", rid);
+      return headers;
+    },
+    contextValues,
+    onSuccess({ method, res, response }) {
+      if (method === IdentityServiceDesc.method.login || method === IdentityServiceDesc.method.refreshToken) {
+        const r = response as unknown as { accessToken: string; expiresIn: number };
+        res.appendHeader("set-cookie", cookie("access_token", r.accessToken, r.expiresIn));
+      } else if (method === IdentityServiceDesc.method.logout) {
+        res.appendHeader("set-cookie", cookie("access_token", "", 0));
+      }
+    },
+  });
+
+  const connect = connectNodeAdapter({
+    routes,
+    interceptors,
+    readMaxBytes: config.maxRequestBytes,
+    contextValues,
+    fallback(req, res) {
+      gateway(req as never, res as never).then(
+        (handled) => {
+          if (!handled) json(res as ServerResponse, 404, { code: "not_found", message: "no such route" });
+        },
+        (err: unknown) => {
+          logger.error({ err }, "gateway failed");
+          if (!res.headersSent) json(res as ServerResponse, 500, { code: "internal", message: "internal error" });
+          else res.end();
+        },
+      );
+    },
+  });
+
+  const handler: RequestHandler = (req, res) => {
+    const url = req.url ?? "/";
+    if (req.method === "GET" || req.method === "HEAD") {
+      if (url === "/healthz") return json(res, 200, { status: "ok" });
+      if (url === "/readyz") {
+        database.ping().then(
+          () => json(res, 200, { status: "ready" }),
+          () => json(res, 503, { status: "unavailable", reason: "DEPENDENCY_UNAVAILABLE" }),
+        );
+        return;
+      }
+      if (url === "/.well-known/jwks.json") {
+        return json(res, 200, tokens.jwks(), { "cache-control": "public, max-age=300" });
+      }
+    }
+    connect(req as never, res as never);
+  };
+
+  return {
+    handler,
+    identity,
+    database,
+    tokens,
+    beginShutdown: () => health.shutdown(),
+    dispose: async () => {
+      health.shutdown();
+      if (!overrides.database) await database.close();
+    },
+  };
+}
+
+function json(res: AnyResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
+  const payload = JSON.stringify(body);
+  const r = res as ServerResponse;
+  r.writeHead(status, { "content-type": "application/json", "cache-control": "no-store", ...headers });
+  r.end(payload);
+}
+
+function cookieValue(header: string | undefined, name: string): string | undefined {
+  if (!header) return undefined;
+  for (const part of header.split(";")) {
+    const eq = part.indexOf("=");
+    if (eq > 0 && part.slice(0, eq).trim() === name) return part.slice(eq + 1).trim();
+  }
+  return undefined;
+}

@@ -1,0 +1,48 @@
+import { createApp } from "./app.js";
+import { ConfigError, loadConfig } from "./config.js";
+import { createLogger } from "./logger.js";
+import { listen } from "./server.js";
+
+// Process entry: config → app → listen; SIGTERM/SIGINT → drain → close.
+async function main(): Promise<void> {
+  let config;
+  try {
+    config = loadConfig();
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      process.stderr.write(`${err.message}\n`);
+      process.exit(2);
+    }
+    throw err;
+  }
+  const logger = createLogger(config.logLevel);
+  const app = await createApp(config, logger);
+  const server = await listen(app.handler, { port: config.port, host: config.host });
+  logger.info(
+    { port: server.port, database: app.database.kind, argon2: config.argon2, hashConcurrency: config.hashing.concurrency },
+    "identity service listening",
+  );
+
+  let stopping = false;
+  const stop = async (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    logger.info({ signal, inFlight: server.inFlight() }, "draining");
+    // A last resort if something refuses to close.
+    setTimeout(() => {
+      logger.error("shutdown timed out");
+      process.exit(1);
+    }, config.shutdownTimeoutMs + 5_000).unref();
+    app.beginShutdown();
+    await server.close(config.shutdownTimeoutMs);
+    await app.dispose();
+    logger.info("stopped");
+  };
+  process.once("SIGTERM", () => void stop("SIGTERM"));
+  process.once("SIGINT", () => void stop("SIGINT"));
+}
+
+main().catch((err: unknown) => {
+  process.stderr.write(`fatal: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+  process.exit(1);
+});

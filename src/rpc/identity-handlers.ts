@@ -1,0 +1,79 @@
+import { timestampFromDate } from "@bufbuild/protobuf/wkt";
+import type { HandlerContext, ServiceImpl } from "@connectrpc/connect";
+import { IdentityService as IdentityServiceDesc } from "../../gen/identity/v1/identity_service_pb.js";
+import { DomainError } from "../core/errors.js";
+import type { CallInfo, IdentityService, Principal, TokenPair } from "../core/identity.js";
+import type { Clock } from "../core/ports.js";
+import { toProfile, toProfilePatch } from "../core/profile.js";
+import { kClient, kPrincipal, kRequestId } from "./context.js";
+import { profileInputFromProto, userToProto } from "./convert.js";
+
+// Thin handlers: decode, one core call, encode.
+
+function call(ctx: HandlerContext): CallInfo {
+  return { client: ctx.values.get(kClient), requestId: ctx.values.get(kRequestId) || undefined };
+}
+
+function principal(ctx: HandlerContext): Principal {
+  const p = ctx.values.get(kPrincipal);
+  // The auth interceptor guarantees this; failing closed if it ever doesn't.
+  if (!p) throw new DomainError("unauthenticated", "TOKEN_MISSING", "an access token is required");
+  return p;
+}
+
+function tokenFields(pair: TokenPair, clock: Clock) {
+  return {
+    accessToken: pair.accessToken,
+    refreshToken: pair.refreshToken,
+    tokenType: "Bearer",
+    expiresIn: Math.max(0, Math.round((pair.accessTokenExpiresAt.getTime() - clock.now().getTime()) / 1000)),
+    refreshTokenExpireTime: timestampFromDate(pair.refreshTokenExpiresAt),
+    sessionId: pair.sessionId,
+  };
+}
+
+export function identityHandlers(identity: IdentityService, clock: Clock): ServiceImpl<typeof IdentityServiceDesc> {
+  return {
+    async register(req, ctx) {
+      const account = req.account;
+      if (!account) throw new DomainError("invalid_argument", "VALIDATION_FAILED", "account: value is required", { field: "account" });
+      const user = await identity.register(
+        { email: account.email, password: account.password, profile: toProfile(profileInputFromProto(req.infoUser), clock.now()) },
+        call(ctx),
+      );
+      return { user: userToProto(user) };
+    },
+
+    async login(req, ctx) {
+      const pair = await identity.login({ email: req.email, password: req.password }, call(ctx));
+      return { ...tokenFields(pair, clock), userId: pair.userId };
+    },
+
+    async logout(_req, ctx) {
+      await identity.logout(principal(ctx), call(ctx));
+      return {};
+    },
+
+    async refreshToken(req, ctx) {
+      return tokenFields(await identity.refresh(req.refreshToken, call(ctx)), clock);
+    },
+
+    async getProfile(_req, ctx) {
+      return { user: userToProto(await identity.getProfile(principal(ctx))) };
+    },
+
+    async updateProfile(req, ctx) {
+      const patch = toProfilePatch(profileInputFromProto(req.infoUser), clock.now());
+      return { user: userToProto(await identity.updateProfile(principal(ctx), patch)) };
+    },
+
+    async changePassword(req, ctx) {
+      const result = await identity.changePassword(
+        principal(ctx),
+        { oldPassword: req.oldPassword, newPassword: req.newPassword, revokeOtherSessions: req.revokeOtherSessions ?? true },
+        call(ctx),
+      );
+      return { revokedSessionCount: result.revokedSessions };
+    },
+  };
+}

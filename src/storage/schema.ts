@@ -1,0 +1,134 @@
+
+import {
+  bigserial,
+  boolean,
+  customType,
+  date,
+  index,
+  jsonb,
+  pgTable,
+
+  text,
+  timestamp,
+  uniqueIndex,
+  uuid,
+} from "drizzle-orm/pg-core";
+
+// One schema for PostgreSQL and embedded PGlite. Keep to SQL both have
+// (servers here run 15; PGlite is 18). Migrations are generated from this
+// file by drizzle-kit into migrations/ and are append-only.
+
+const bytea = customType<{ data: Uint8Array; driverData: Uint8Array }>({
+  dataType: () => "bytea",
+  fromDriver: (value) => new Uint8Array(value),
+});
+
+const ts = (name: string) => timestamp(name, { withTimezone: true, mode: "date" });
+
+export const users = pgTable(
+  "users",
+  {
+    id: uuid("id").primaryKey(),
+    // Lower-cased ASCII (see core/email.ts): unique means unique case-insensitively.
+    email: text("email").notNull(),
+    createdAt: ts("created_at").notNull(),
+    updatedAt: ts("updated_at").notNull(),
+  },
+  (t) => [uniqueIndex("users_email_key").on(t.email)],
+);
+
+export const profiles = pgTable("profiles", {
+  userId: uuid("user_id")
+    .primaryKey()
+    .references(() => users.id, { onDelete: "cascade" }),
+  name: text("name"),
+  phoneNumber: text("phone_number"),
+  dateOfBirth: date("date_of_birth", { mode: "string" }),
+  gender: boolean("gender"),
+  address: text("address"),
+  updatedAt: ts("updated_at").notNull(),
+});
+
+export const passwordCredentials = pgTable("password_credentials", {
+  userId: uuid("user_id")
+    .primaryKey()
+    .references(() => users.id, { onDelete: "cascade" }),
+  // PHC string: algorithm, version, parameters, salt and hash.
+  passwordHash: text("password_hash").notNull(),
+  changedAt: ts("changed_at").notNull(),
+});
+
+export const sessions = pgTable(
+  "sessions",
+  {
+    id: uuid("id").primaryKey(),
+    userId: uuid("user_id")
+      .notNull()
+      .references(() => users.id, { onDelete: "cascade" }),
+    createdAt: ts("created_at").notNull(),
+    lastUsedAt: ts("last_used_at").notNull(),
+    // Idle expiry, pushed forward by each refresh but never past absolute_expires_at.
+    expiresAt: ts("expires_at").notNull(),
+    absoluteExpiresAt: ts("absolute_expires_at").notNull(),
+    revokedAt: ts("revoked_at"),
+    revokeReason: text("revoke_reason"),
+    ip: text("ip"),
+    userAgent: text("user_agent"),
+  },
+  (t) => [index("sessions_user_id_idx").on(t.userId)],
+);
+
+// Every refresh token a session was ever given, stored as SHA-256 only.
+// Keeping the retired ones lets a replayed token be recognised (reuse
+// detection) instead of looking merely unknown.
+export const refreshTokens = pgTable(
+  "refresh_tokens",
+  {
+    tokenHash: bytea("token_hash").primaryKey(),
+    sessionId: uuid("session_id")
+      .notNull()
+      .references(() => sessions.id, { onDelete: "cascade" }),
+    issuedAt: ts("issued_at").notNull(),
+    supersededAt: ts("superseded_at"),
+  },
+  (t) => [index("refresh_tokens_session_id_idx").on(t.sessionId)],
+);
+
+// Append-only: a trigger in the migrations refuses UPDATE and DELETE.
+// No foreign key on user_id: the trail outlives the account it speaks of.
+export const auditEvents = pgTable(
+  "audit_events",
+  {
+    id: bigserial("id", { mode: "number" }).primaryKey(),
+    occurredAt: ts("occurred_at").notNull(),
+    eventType: text("event_type").notNull(),
+    outcome: text("outcome").notNull(),
+    reason: text("reason"),
+    userId: uuid("user_id"),
+    sessionId: uuid("session_id"),
+    ip: text("ip"),
+    userAgent: text("user_agent"),
+    requestId: text("request_id"),
+  },
+  (t) => [index("audit_events_user_id_idx").on(t.userId, t.occurredAt), index("audit_events_occurred_at_idx").on(t.occurredAt)],
+);
+
+export const signingKeys = pgTable(
+  "signing_keys",
+  {
+    kid: text("kid").primaryKey(),
+    alg: text("alg").notNull(),
+    publicJwk: jsonb("public_jwk").notNull(),
+    privateJwk: jsonb("private_jwk").notNull(),
+    createdAt: ts("created_at").notNull(),
+    // Signing starts after this (published in the JWKS before use)...
+    activatesAt: ts("activates_at").notNull(),
+    // ...and the key leaves the JWKS after this.
+    retiresAt: ts("retires_at"),
+  },
+  (t) => [index("signing_keys_activates_at_idx").on(t.activatesAt)],
+);
+
+export const schema = { users, profiles, passwordCredentials, sessions, refreshTokens, auditEvents, signingKeys };
+export type Schema = typeof schema;
+

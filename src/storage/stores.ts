@@ -1,0 +1,250 @@
+import { and, eq, gt, isNull, ne } from "drizzle-orm";
+import { DomainError } from "../core/errors.js";
+import type {
+  ActiveSession,
+  AuditLog,
+  NewUser,
+  Profile,
+  ProfilePatch,
+  SessionStore,
+  User,
+  UserStore,
+} from "../core/ports.js";
+import { pgErrorCode, type Db } from "./db.js";
+import { auditEvents, passwordCredentials, profiles, refreshTokens, sessions, users } from "./schema.js";
+
+// Drizzle implementations of the domain's ports. Rows never leave this file:
+// only domain types cross the port.
+
+const UNIQUE_VIOLATION = "23505";
+
+type ProfileRow = typeof profiles.$inferSelect;
+
+function toProfile(row: ProfileRow | null | undefined): Profile {
+  if (!row) return {};
+  const profile: Profile = {};
+  if (row.name !== null) profile.name = row.name;
+  if (row.phoneNumber !== null) profile.phoneNumber = row.phoneNumber;
+  if (row.dateOfBirth !== null) profile.dateOfBirth = row.dateOfBirth;
+  if (row.gender !== null) profile.gender = row.gender;
+  if (row.address !== null) profile.address = row.address;
+  return profile;
+}
+
+export function createUserStore(db: Db): UserStore {
+  async function get(userId: string): Promise<User | undefined> {
+    const rows = await db
+      .select({ user: users, profile: profiles })
+      .from(users)
+      .leftJoin(profiles, eq(profiles.userId, users.id))
+      .where(eq(users.id, userId))
+      .limit(1);
+    const row = rows[0];
+    if (!row) return undefined;
+    return {
+      id: row.user.id,
+      email: row.user.email,
+      profile: toProfile(row.profile),
+      createdAt: row.user.createdAt,
+      updatedAt: row.user.updatedAt,
+    };
+  }
+
+  return {
+    async create(input: NewUser) {
+      try {
+        await db.transaction(async (tx) => {
+          await tx.insert(users).values({ id: input.id, email: input.email, createdAt: input.now, updatedAt: input.now });
+          await tx.insert(profiles).values({
+            userId: input.id,
+            name: input.profile.name ?? null,
+            phoneNumber: input.profile.phoneNumber ?? null,
+            dateOfBirth: input.profile.dateOfBirth ?? null,
+            gender: input.profile.gender ?? null,
+            address: input.profile.address ?? null,
+            updatedAt: input.now,
+          });
+          await tx.insert(passwordCredentials).values({ userId: input.id, passwordHash: input.passwordHash, changedAt: input.now });
+        });
+      } catch (err) {
+        if (pgErrorCode(err) === UNIQUE_VIOLATION) {
+          throw new DomainError("already_exists", "EMAIL_ALREADY_REGISTERED", "this e-mail address is already registered", {}, { cause: err });
+        }
+        throw err;
+      }
+      return { id: input.id, email: input.email, profile: { ...input.profile }, createdAt: input.now, updatedAt: input.now };
+    },
+
+    get,
+
+    async findCredentialByEmail(email) {
+      const rows = await db
+        .select({ userId: passwordCredentials.userId, passwordHash: passwordCredentials.passwordHash })
+        .from(users)
+        .innerJoin(passwordCredentials, eq(passwordCredentials.userId, users.id))
+        .where(eq(users.email, email))
+        .limit(1);
+      return rows[0];
+    },
+
+    async findCredentialByUserId(userId) {
+      const rows = await db
+        .select({ userId: passwordCredentials.userId, passwordHash: passwordCredentials.passwordHash })
+        .from(passwordCredentials)
+        .where(eq(passwordCredentials.userId, userId))
+        .limit(1);
+      return rows[0];
+    },
+
+    async rehashPassword(userId, expected, next, now) {
+      const rows = await db
+        .update(passwordCredentials)
+        .set({ passwordHash: next })
+        .where(and(eq(passwordCredentials.userId, userId), eq(passwordCredentials.passwordHash, expected)))
+        .returning({ userId: passwordCredentials.userId });
+      void now; // a re-hash is not a password change: changed_at stays
+      return rows.length === 1;
+    },
+
+    async replacePassword(input) {
+      return db.transaction(async (tx) => {
+        const rows = await tx
+          .update(passwordCredentials)
+          .set({ passwordHash: input.next, changedAt: input.now })
+          .where(and(eq(passwordCredentials.userId, input.userId), eq(passwordCredentials.passwordHash, input.expected)))
+          .returning({ userId: passwordCredentials.userId });
+        if (rows.length !== 1) return { replaced: false, revokedSessions: 0 };
+        await tx.update(users).set({ updatedAt: input.now }).where(eq(users.id, input.userId));
+        if (!input.revokeSessions) return { replaced: true, revokedSessions: 0 };
+        const revoked = await tx
+          .update(sessions)
+          .set({ revokedAt: input.now, revokeReason: "password_change" })
+          .where(and(eq(sessions.userId, input.userId), ne(sessions.id, input.keepSessionId), isNull(sessions.revokedAt)))
+          .returning({ id: sessions.id });
+        return { replaced: true, revokedSessions: revoked.length };
+      });
+    },
+
+    async updateProfile(userId, patch: ProfilePatch, now) {
+      const set: Partial<typeof profiles.$inferInsert> = { updatedAt: now };
+      if (patch.name !== undefined) set.name = patch.name;
+      if (patch.phoneNumber !== undefined) set.phoneNumber = patch.phoneNumber;
+      if (patch.dateOfBirth !== undefined) set.dateOfBirth = patch.dateOfBirth;
+      if (patch.gender !== undefined) set.gender = patch.gender;
+      if (patch.address !== undefined) set.address = patch.address;
+      const updated = await db.transaction(async (tx) => {
+        const rows = await tx.update(users).set({ updatedAt: now }).where(eq(users.id, userId)).returning({ id: users.id });
+        if (rows.length !== 1) return false;
+        await tx
+          .insert(profiles)
+          .values({ userId, updatedAt: now, ...set })
+          .onConflictDoUpdate({ target: profiles.userId, set });
+        return true;
+      });
+      return updated ? get(userId) : undefined;
+    },
+  };
+}
+
+export function createSessionStore(db: Db): SessionStore {
+  return {
+    async create(s) {
+      await db.transaction(async (tx) => {
+        await tx.insert(sessions).values({
+          id: s.id,
+          userId: s.userId,
+          createdAt: s.now,
+          lastUsedAt: s.now,
+          expiresAt: s.expiresAt,
+          absoluteExpiresAt: s.absoluteExpiresAt,
+          ip: s.client.ip ?? null,
+          userAgent: s.client.userAgent ?? null,
+        });
+        await tx.insert(refreshTokens).values({ tokenHash: s.refreshTokenHash, sessionId: s.id, issuedAt: s.now });
+      });
+    },
+
+    async findActive(sessionId, now): Promise<ActiveSession | undefined> {
+      const rows = await db
+        .select({ id: sessions.id, userId: sessions.userId, expiresAt: sessions.expiresAt })
+        .from(sessions)
+        .where(and(eq(sessions.id, sessionId), isNull(sessions.revokedAt), gt(sessions.expiresAt, now)))
+        .limit(1);
+      return rows[0];
+    },
+
+    async rotate({ presented, next, now, idleTtlMs, client }) {
+      return db.transaction(async (tx) => {
+        // Lock the token row so two concurrent refreshes with one token
+        // serialise: exactly one rotates, the other sees it superseded.
+        const found = await tx
+          .select({
+            sessionId: refreshTokens.sessionId,
+            supersededAt: refreshTokens.supersededAt,
+            userId: sessions.userId,
+            revokedAt: sessions.revokedAt,
+            expiresAt: sessions.expiresAt,
+            absoluteExpiresAt: sessions.absoluteExpiresAt,
+          })
+          .from(refreshTokens)
+          .innerJoin(sessions, eq(sessions.id, refreshTokens.sessionId))
+          .where(eq(refreshTokens.tokenHash, presented))
+          .for("update")
+          .limit(1);
+        const row = found[0];
+        if (!row) return { kind: "invalid" } as const;
+        if (row.revokedAt !== null || row.expiresAt <= now) return { kind: "invalid" } as const;
+        if (row.supersededAt !== null) {
+          // RFC 9700 §4.14.2: a retired token came back, so one of its
+          // holders is not the user. End the whole session.
+          await tx
+            .update(sessions)
+            .set({ revokedAt: now, revokeReason: "refresh_token_reuse" })
+            .where(and(eq(sessions.id, row.sessionId), isNull(sessions.revokedAt)));
+          return { kind: "reused", sessionId: row.sessionId, userId: row.userId } as const;
+        }
+        const expiresAt = new Date(Math.min(now.getTime() + idleTtlMs, row.absoluteExpiresAt.getTime()));
+        await tx.update(refreshTokens).set({ supersededAt: now }).where(eq(refreshTokens.tokenHash, presented));
+        await tx.insert(refreshTokens).values({ tokenHash: next, sessionId: row.sessionId, issuedAt: now });
+        await tx
+          .update(sessions)
+          .set({
+            lastUsedAt: now,
+            expiresAt,
+            ...(client.ip !== undefined ? { ip: client.ip } : {}),
+            ...(client.userAgent !== undefined ? { userAgent: client.userAgent } : {}),
+          })
+          .where(eq(sessions.id, row.sessionId));
+        return { kind: "rotated", session: { id: row.sessionId, userId: row.userId, expiresAt } } as const;
+      });
+    },
+
+    async revoke(sessionId, now, reason) {
+      const rows = await db
+        .update(sessions)
+        .set({ revokedAt: now, revokeReason: reason })
+        .where(and(eq(sessions.id, sessionId), isNull(sessions.revokedAt)))
+        .returning({ id: sessions.id });
+      return rows.length === 1;
+    },
+  };
+}
+
+export function createAuditLog(db: Db): AuditLog {
+  return {
+    async record(e) {
+      await db.insert(auditEvents).values({
+        occurredAt: e.at,
+        eventType: e.type,
+        outcome: e.outcome,
+        reason: e.reason ?? null,
+        userId: e.userId ?? null,
+        sessionId: e.sessionId ?? null,
+        ip: e.client.ip ?? null,
+        userAgent: e.client.userAgent ?? null,
+        requestId: e.requestId ?? null,
+      });
+    },
+  };
+}
+
