@@ -44,7 +44,7 @@ const stage = (from, to) => {
 for (const f of ["annotations.proto", "http.proto", "field_behavior.proto"]) {
   stage(nm(`google-proto-files/google/api/${f}`), `google/api/${f}`);
 }
-stage(nm("google-proto-files/google/rpc/error_details.proto"), "google/rpc/error_details.proto");
+for (const f of ["error_details.proto", "status.proto"]) stage(nm(`google-proto-files/google/rpc/${f}`), `google/rpc/${f}`);
 for (const v of ["v1", "v1alpha"]) {
   stage(nm(`@grpc/reflection/build/proto/grpc/reflection/${v}/reflection.proto`), `grpc/reflection/${v}/reflection.proto`);
 }
@@ -59,6 +59,7 @@ const thirdParty = [
   "google/api/http.proto",
   "google/api/field_behavior.proto",
   "google/rpc/error_details.proto",
+  "google/rpc/status.proto",
   "grpc/reflection/v1/reflection.proto",
   "grpc/reflection/v1alpha/reflection.proto",
   "grpc/health/v1/health.proto",

@@ -1,6 +1,6 @@
 import type { ServerResponse } from "node:http";
 import type { DescMethod } from "@bufbuild/protobuf";
-import { createRouterTransport, type ConnectRouter, type Interceptor } from "@connectrpc/connect";
+import { createServiceImplSpec, type ConnectRouter, type Interceptor } from "@connectrpc/connect";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
 import { createContextValues } from "@connectrpc/connect";
 import {
@@ -17,6 +17,7 @@ import type { Logger } from "./logger.js";
 import { loadCommonPasswords } from "./password-blocklist.js";
 import { authInterceptor, bearerToken } from "./rpc/auth.js";
 import { createClientInfoResolver } from "./rpc/client-info.js";
+import { createDirectTransport, createUnaryInvoker } from "./rpc/direct.js";
 import { kClient } from "./rpc/context.js";
 import { errorInterceptor } from "./rpc/errors.js";
 import { createHealth } from "./rpc/health.js";
@@ -98,8 +99,10 @@ export async function createApp(config: Config, logger: Logger, overrides: AppOv
     authInterceptor(identity, new Set([IdentityServiceDesc.typeName]), PUBLIC_METHODS),
     validationInterceptor(),
   ];
+  const identityImpl = identityHandlers(identity, clock);
+  const invoke = createUnaryInvoker([createServiceImplSpec<typeof IdentityServiceDesc>(IdentityServiceDesc, identityImpl)], interceptors);
   const routes = (router: ConnectRouter) => {
-    router.service(IdentityServiceDesc, identityHandlers(identity, clock));
+    router.service(IdentityServiceDesc, identityImpl);
     health.register(router);
     registerReflection(router, [file_identity_v1_identity_service], [IdentityServiceDesc.typeName]);
   };
@@ -112,8 +115,12 @@ export async function createApp(config: Config, logger: Logger, overrides: AppOv
 
   const gateway = createRestGateway({
     services: [IdentityServiceDesc],
-    transport: createRouterTransport(routes, { router: { interceptors } }),
+    transport: createDirectTransport(invoke, "rest"),
     maxBodyBytes: config.maxRequestBytes,
+    forwardHeaders: ["retry-after", "x-request-id"],
+    onError({ method, error }) {
+      if (!method) logger.info({ code: error.code, reason: error.rawMessage }, "rest request refused");
+    },
     requestHeaders(req) {
       const headers = new Headers();
       const auth = req.headers.authorization;

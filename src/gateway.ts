@@ -2,7 +2,7 @@
 // idea) for Connect: every call goes through a Transport, so REST requests
 // meet the same interceptors as gRPC and Connect ones.
 import type { IncomingMessage, ServerResponse } from "node:http";
-import { fromJson, getOption, hasOption, ScalarType, toJson } from "@bufbuild/protobuf";
+import { create, fromJson, getOption, hasOption, ScalarType, toJson } from "@bufbuild/protobuf";
 import type {
   DescField,
   DescMessage,
@@ -26,7 +26,10 @@ type HeadersInit = NonNullable<ConstructorParameters<typeof Headers>[0]>;
 export interface RestGatewayOptions {
   /** Services whose google.api.http rules are exposed. */
   services: DescService[];
-  /** Where calls go, e.g. createRouterTransport(routes, { router: { interceptors } }). */
+  /**
+   * Where calls go: a transport that runs the server's interceptors, e.g.
+   * createDirectTransport (src/rpc/direct.ts) or createRouterTransport.
+   */
   transport: Transport;
   /** Request bodies above this many bytes get 413. */
   maxBodyBytes: number;
@@ -36,6 +39,8 @@ export interface RestGatewayOptions {
   contextValues?(req: IncomingMessage): ContextValues;
   /** After a successful call, before the body is written (e.g. to set cookies). */
   onSuccess?(ctx: { method: DescMethod; req: IncomingMessage; res: ServerResponse; response: Message }): void;
+  /** Response headers and error metadata copied to the HTTP response (default: retry-after). */
+  forwardHeaders?: string[];
   /** Every error response, for logging. Must not throw. */
   onError?(ctx: { method?: DescMethod; req: IncomingMessage; error: ConnectError }): void;
 }
@@ -210,6 +215,8 @@ interface Route {
   /** undefined: no body; "*": the whole request; otherwise the top-level field. */
   body: DescField | "*" | undefined;
   responseField: DescField | undefined;
+  /** JSON of response_body when the field is unset ([], 0, "", null...). */
+  responseDefault: JsonValue;
   successStatus: number;
   call: UnaryCall;
 }
@@ -266,15 +273,18 @@ function compileRoute(method: DescMethod, rule: HttpRule, call: UnaryCall): Rout
     if (body === undefined) throw new Error(`${where}: body field "${rule.body}" not in ${method.input.typeName}`);
   }
   let responseField: DescField | undefined;
+  let responseDefault: JsonValue = null;
   if (rule.responseBody !== "") {
     responseField = method.output.fields.find((f) => f.name === rule.responseBody);
     if (responseField === undefined) {
       throw new Error(`${where}: response_body field "${rule.responseBody}" not in ${method.output.typeName}`);
     }
+    const empty = toJson(method.output, create(method.output), { useProtoFieldName: true, alwaysEmitImplicit: true });
+    responseDefault = (empty as JsonObject)[responseField.name] ?? null;
   }
   const successStatus = hasOption(method, http_success_status) ? getOption(method, http_success_status) : 200;
   if (successStatus < 200 || successStatus > 299) throw new Error(`${where}: http_success_status ${successStatus} is not 2xx`);
-  return { method, httpMethod, template, pathFields, body, responseField, successStatus, call };
+  return { method, httpMethod, template, pathFields, body, responseField, responseDefault, successStatus, call };
 }
 
 // Field lookup by proto name, or also by JSON name (query parameters accept both).
@@ -315,7 +325,11 @@ function malformed(message: string, status = 400): ConnectError {
 }
 
 export function createRestGateway(opts: RestGatewayOptions): RestGateway {
+  if (!Number.isSafeInteger(opts.maxBodyBytes) || opts.maxBodyBytes < 0) {
+    throw new Error(`maxBodyBytes must be a non-negative integer, got ${opts.maxBodyBytes}`);
+  }
   const routes = compileRoutes(opts.services, opts.transport);
+  const forward = (opts.forwardHeaders ?? ["retry-after"]).map((h) => h.toLowerCase());
 
   function reportError(req: IncomingMessage, error: ConnectError, method?: DescMethod): void {
     try {
@@ -328,8 +342,9 @@ export function createRestGateway(opts: RestGatewayOptions): RestGateway {
   async function serve(route: Route, captures: string[], query: string, req: IncomingMessage, res: ServerResponse) {
     const controller = new AbortController();
     const onClose = () => {
-      if (!res.writableFinished) controller.abort();
+      if (!res.writableEnded) controller.abort(); // the client left before the answer
     };
+    const ownHeaders = new Set(res.getHeaderNames());
     res.once("close", onClose);
     try {
       const input = await decodeRequest(route, captures, query, req, opts.maxBodyBytes);
@@ -337,6 +352,7 @@ export function createRestGateway(opts: RestGatewayOptions): RestGateway {
         headers: opts.requestHeaders?.(req),
         contextValues: opts.contextValues?.(req),
         signal: controller.signal,
+        onHeader: (headers) => copyHeaders(headers, res, forward),
       });
       const body =
         route.successStatus === 204 ? undefined : JSON.stringify(encodeResponse(route, response));
@@ -355,7 +371,7 @@ export function createRestGateway(opts: RestGatewayOptions): RestGateway {
       const error = ConnectError.from(err);
       reportError(req, error, route.method);
       if (res.headersSent || res.destroyed) return;
-      writeError(req, res, error);
+      writeError(req, res, error, ownHeaders, forward);
     } finally {
       res.off("close", onClose);
     }
@@ -380,17 +396,15 @@ export function createRestGateway(opts: RestGatewayOptions): RestGateway {
     const error = gatewayError(405, Code.Unimplemented, "METHOD_NOT_ALLOWED", `method ${req.method} not allowed`);
     reportError(req, error);
     res.setHeader("allow", [...allowed].sort().join(", "));
-    writeError(req, res, error);
+    writeError(req, res, error, new Set(res.getHeaderNames()), forward);
     return true;
   };
 }
 
 function encodeResponse(route: Route, response: Message): JsonValue {
-  const schema = route.method.output;
-  if (route.responseField === undefined) return toJson(schema, response, { useProtoFieldName: true });
-  // alwaysEmitImplicit so an empty list or zero scalar still has a value to pick.
-  const json = toJson(schema, response, { useProtoFieldName: true, alwaysEmitImplicit: true }) as JsonObject;
-  return json[route.responseField.name] ?? null;
+  const json = toJson(route.method.output, response, { useProtoFieldName: true });
+  if (route.responseField === undefined) return json;
+  return (json as JsonObject)[route.responseField.name] ?? route.responseDefault;
 }
 
 // The messages of internal errors stay in the logs (onError), not the response.
@@ -401,10 +415,24 @@ function publicError(error: ConnectError): ConnectError {
   return safe;
 }
 
-function writeError(req: IncomingMessage, res: ServerResponse, error: ConnectError): void {
+// keep: headers the caller set before the gateway ran.
+function copyHeaders(from: Headers, res: ServerResponse, names: readonly string[]): void {
+  for (const name of names) {
+    const value = from.get(name);
+    if (value !== null) res.setHeader(name, value);
+  }
+}
+
+function writeError(
+  req: IncomingMessage,
+  res: ServerResponse,
+  error: ConnectError,
+  keep: Set<string>,
+  forward: readonly string[],
+): void {
   const status = gatewayStatus.get(error) ?? codeToHttpStatus(error.code);
-  // Drop what a hook may have set before failing (e.g. a session cookie); keep Allow.
-  for (const name of res.getHeaderNames()) if (name !== "allow") res.removeHeader(name);
+  // Drop what a hook set before failing (e.g. a session cookie).
+  for (const name of res.getHeaderNames()) if (!keep.has(name)) res.removeHeader(name);
   let body: Uint8Array;
   try {
     body = errorToJsonBytes(publicError(error), { useProtoFieldName: true });
@@ -415,9 +443,8 @@ function writeError(req: IncomingMessage, res: ServerResponse, error: ConnectErr
   res.setHeader("cache-control", "no-store");
   res.setHeader("content-type", "application/json");
   res.setHeader("content-length", body.byteLength);
-  const retryAfter = error.metadata.get("retry-after");
-  if (retryAfter !== null) res.setHeader("retry-after", retryAfter);
-  // An unread oversized body: close rather than read the rest (HTTP/1 only; h2 resets the stream).
+  copyHeaders(error.metadata, res, forward);
+  // Close rather than read the rest of an oversized body (HTTP/2 forbids the header).
   if (status === 413 && req.httpVersionMajor < 2) res.setHeader("connection", "close");
   res.end(body);
 }

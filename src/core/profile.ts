@@ -37,7 +37,7 @@ function text(raw: string | undefined): string | null | undefined {
   if (raw === undefined) return undefined;
   // Control characters have no place in a name or an address, and would
   // turn into log or header injection somewhere downstream.
-  // eslint-disable-next-line no-control-regex
+   
   const cleaned = raw.normalize("NFC").replace(/[\u0000-\u001f\u007f]+/g, " ").trim();
   return cleaned === "" ? null : cleaned;
 }

@@ -47,5 +47,5 @@ export function createClientInfoResolver(trustedProxies: readonly string[]): (re
   };
 }
 
-// eslint-disable-next-line no-control-regex
+ 
 const sanitize = (s: string) => s.replace(/[\u0000-\u001f\u007f]/g, "?");

@@ -1,6 +1,6 @@
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import type { HandlerContext, ServiceImpl } from "@connectrpc/connect";
-import { IdentityService as IdentityServiceDesc } from "../../gen/identity/v1/identity_service_pb.js";
+import { type IdentityService as IdentityServiceDesc } from "../../gen/identity/v1/identity_service_pb.js";
 import { DomainError } from "../core/errors.js";
 import type { CallInfo, IdentityService, Principal, TokenPair } from "../core/identity.js";
 import type { Clock } from "../core/ports.js";

@@ -1,0 +1,36 @@
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { IdentityService } from "../../gen/identity/v1/identity_service_pb.js";
+import { connectClient, grpcJsClient, grpcJsReason, rest, restReason, STRONG_PASSWORD, uniqueEmail } from "../support/clients.js";
+import { backends } from "../support/databases.js";
+import { startTestServer, type TestServer } from "../support/server.js";
+
+for (const backend of backends) {
+  describe.skipIf(backend.skip)(`smoke (${backend.name})`, () => {
+    let s: TestServer;
+    beforeAll(async () => {
+      s = await startTestServer(backend.name);
+    });
+    afterAll(async () => {
+      await s?.destroy();
+    });
+
+    it("registers over REST, logs in over gRPC and Connect", async () => {
+      const email = uniqueEmail();
+      const r = await rest(s.baseUrl, "POST", "/register", { body: { account: { email, password: STRONG_PASSWORD } } });
+      expect(r.status).toBe(201);
+      const g = grpcJsClient(IdentityService, s.port);
+      const login = await g.login({ email, password: STRONG_PASSWORD });
+      expect(login.accessToken).toBeTruthy();
+      const err = await g.login({ email, password: "wrong password!" }).catch((e) => e);
+      expect(err.code).toBe(16);
+      expect(grpcJsReason(err)).toBe("INVALID_CREDENTIALS");
+      g.close();
+      const c = connectClient(s.baseUrl);
+      const profile = await c.getProfile({}, { headers: { authorization: `Bearer ${login.accessToken}` } });
+      expect(profile.user?.email).toBe(email);
+      const bad = await rest(s.baseUrl, "GET", "/user/profile", { token: "nope" });
+      expect(bad.status).toBe(401);
+      expect(restReason(bad.body)).toBe("TOKEN_INVALID");
+    });
+  });
+}

@@ -1,0 +1,118 @@
+import * as grpc from "@grpc/grpc-js";
+import { create, fromBinary, toBinary, type DescMessage, type DescService, type MessageInitShape, type MessageShape } from "@bufbuild/protobuf";
+import { createClient, type Client, type Transport } from "@connectrpc/connect";
+import { createConnectTransport, createGrpcTransport, createGrpcWebTransport } from "@connectrpc/connect-node";
+import { ErrorInfoSchema } from "../../gen/google/rpc/error_details_pb.js";
+import { StatusSchema } from "../../gen/google/rpc/status_pb.js";
+import { IdentityService } from "../../gen/identity/v1/identity_service_pb.js";
+
+// The three kinds of caller the service has: internal services with gRPC
+// stubs (grpc-js), Connect/gRPC-Web clients, and the gateway speaking REST.
+
+export function connectClient(baseUrl: string, protocol: "connect" | "grpc" | "grpc-web" = "connect"): Client<typeof IdentityService> {
+  let transport: Transport;
+  if (protocol === "grpc") transport = createGrpcTransport({ baseUrl });
+  else if (protocol === "grpc-web") transport = createGrpcWebTransport({ baseUrl, httpVersion: "1.1" });
+  else transport = createConnectTransport({ baseUrl, httpVersion: "1.1" });
+  return createClient(IdentityService, transport);
+}
+
+type Unary<S extends DescService> = {
+  [K in keyof S["method"]]: S["method"][K] extends { input: infer I extends DescMessage; output: infer O extends DescMessage }
+    ? (req: MessageInitShape<I>, metadata?: Record<string, string>) => Promise<MessageShape<O>>
+    : never;
+};
+
+/** A @grpc/grpc-js client for a protobuf-es service, as an internal service would build one. */
+export function grpcJsClient<S extends DescService>(service: S, port: number): Unary<S> & { close(): void } {
+  const definition: Record<string, grpc.MethodDefinition<unknown, unknown>> = {};
+  for (const m of service.methods) {
+    definition[m.localName] = {
+      path: `/${service.typeName}/${m.name}`,
+      requestStream: false,
+      responseStream: false,
+      requestSerialize: (v: unknown) => Buffer.from(toBinary(m.input, create(m.input, v as never))),
+      requestDeserialize: (b: Buffer) => fromBinary(m.input, b),
+      responseSerialize: (v: unknown) => Buffer.from(toBinary(m.output, v as never)),
+      responseDeserialize: (b: Buffer) => fromBinary(m.output, b),
+    };
+  }
+  const Ctor = grpc.makeGenericClientConstructor(definition, service.typeName);
+  const client = new Ctor(`127.0.0.1:${port}`, grpc.credentials.createInsecure()) as unknown as Record<string, Function> & grpc.Client;
+  const out: Record<string, unknown> = { close: () => client.close() };
+  for (const m of service.methods) {
+    out[m.localName] = (req: unknown, metadata: Record<string, string> = {}) =>
+      new Promise((resolve, reject) => {
+        const md = new grpc.Metadata();
+        for (const [k, v] of Object.entries(metadata)) md.set(k, v);
+        client[m.localName]!.call(client, req, md, (err: grpc.ServiceError | null, res: unknown) => (err ? reject(err) : resolve(res)));
+      });
+  }
+  return out as Unary<S> & { close(): void };
+}
+
+/** The google.rpc.ErrorInfo reason of a grpc-js error, from grpc-status-details-bin. */
+export function grpcJsReason(err: grpc.ServiceError): string | undefined {
+  const raw = err.metadata?.get("grpc-status-details-bin")[0];
+  if (!raw) return undefined;
+  const status = fromBinary(StatusSchema, raw as Buffer);
+  for (const any of status.details) {
+    if (any.typeUrl.endsWith("/google.rpc.ErrorInfo")) return fromBinary(ErrorInfoSchema, any.value).reason;
+  }
+  return undefined;
+}
+
+export interface RestResponse {
+  status: number;
+  headers: Headers;
+  body: any;
+  text: string;
+}
+
+/** A plain fetch call, as the API gateway would make it. */
+export async function rest(
+  baseUrl: string,
+  method: string,
+  path: string,
+  opts: { body?: unknown; raw?: string | Uint8Array; token?: string; cookie?: string; headers?: Record<string, string> } = {},
+): Promise<RestResponse> {
+  const headers: Record<string, string> = { ...opts.headers };
+  if (opts.body !== undefined || opts.raw !== undefined) headers["content-type"] ??= "application/json";
+  if (opts.token) headers.authorization = `Bearer ${opts.token}`;
+  if (opts.cookie) headers.cookie = opts.cookie;
+  const res = await fetch(`${baseUrl}${path}`, {
+    method,
+    headers,
+    body: opts.raw ?? (opts.body !== undefined ? JSON.stringify(opts.body) : undefined),
+  });
+  const text = await res.text();
+  let body: any;
+  try {
+    body = text ? JSON.parse(text) : undefined;
+  } catch {
+    body = undefined;
+  }
+  return { status: res.status, headers: res.headers, body, text };
+}
+
+/** The ErrorInfo reason in a Connect/REST JSON error body. */
+export function restReason(body: any): string | undefined {
+  for (const d of body?.details ?? []) if (d.type === "google.rpc.ErrorInfo") return d.debug?.reason ?? decodeErrorInfo(d.value);
+  return undefined;
+}
+
+function decodeErrorInfo(b64: string): string | undefined {
+  // Field 1 (reason) is the first length-delimited field of ErrorInfo.
+  const bytes = Buffer.from(b64, "base64");
+  if (bytes[0] !== 0x0a) return undefined;
+  return bytes.subarray(2, 2 + (bytes[1] ?? 0)).toString("utf8");
+}
+
+export const STRONG_PASSWORD = "correct horse battery staple 42";
+
+let counter = 0;
+/** A unique, valid e-mail per call. */
+export function uniqueEmail(prefix = "user"): string {
+  counter++;
+  return `${prefix}.${Date.now().toString(36)}${counter}${Math.random().toString(36).slice(2, 6)}@example.com`;
+}

@@ -1,0 +1,77 @@
+import { mkdtempSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { createApp, type App, type AppOverrides } from "../../src/app.js";
+import { loadConfig, type Config } from "../../src/config.js";
+import { createLogger } from "../../src/logger.js";
+import { listen, type ListeningServer } from "../../src/server.js";
+import { createPostgresDatabase, type Backend } from "./databases.js";
+
+// Starts the real service on a free port against a fresh database.
+// argon2id runs for real, at the lowest cost config allows, to keep tests fast.
+
+export const TEST_ENV: Record<string, string> = {
+  PORT: "0",
+  HOST: "127.0.0.1",
+  LOG_LEVEL: "silent",
+  ARGON2_MEMORY_KIB: "8192",
+  ARGON2_TIME_COST: "1",
+  COOKIE_SECURE: "false",
+};
+
+export interface TestServer {
+  baseUrl: string;
+  port: number;
+  config: Config;
+  app: App;
+  server: ListeningServer;
+  /** Stops the server; keeps the database unless destroy() is called. */
+  stop(): Promise<void>;
+  /** Starts a new server on the same database (restart persistence). */
+  restart(): Promise<TestServer>;
+  /** Stops the server and removes the database. */
+  destroy(): Promise<void>;
+}
+
+export async function startTestServer(
+  backend: Backend,
+  opts: { env?: Record<string, string>; overrides?: AppOverrides } = {},
+): Promise<TestServer> {
+  let dropDatabase = async () => {};
+  const env = { ...TEST_ENV, ...opts.env };
+  if (backend === "postgres") {
+    const pg = await createPostgresDatabase();
+    env.DATABASE_URL = pg.url;
+    dropDatabase = pg.drop;
+  } else {
+    env.DATA_DIR = join(mkdtempSync(join(tmpdir(), "identity-test-")), "data");
+  }
+  const config = loadConfig(env);
+
+  async function boot(): Promise<TestServer> {
+    const app = await createApp(config, createLogger(config.logLevel), opts.overrides);
+    const server = await listen(app.handler, { port: 0, host: "127.0.0.1" });
+    const stop = async () => {
+      app.beginShutdown();
+      await server.close(2_000);
+      await app.dispose();
+    };
+    return {
+      baseUrl: `http://127.0.0.1:${server.port}`,
+      port: server.port,
+      config,
+      app,
+      server,
+      stop,
+      restart: async () => {
+        await stop();
+        return boot();
+      },
+      destroy: async () => {
+        await stop();
+        await dropDatabase();
+      },
+    };
+  }
+  return boot();
+}
