@@ -7,11 +7,13 @@ import {
   file_identity_v1_identity_service,
   IdentityService as IdentityServiceDesc,
 } from "../gen/identity/v1/identity_service_pb.js";
+import { Health } from "../gen/grpc/health/v1/health_pb.js";
 import type { Config } from "./config.js";
 import { createIdentityService, type IdentityService } from "./core/identity.js";
 import { createPasswordPolicy } from "./core/password-policy.js";
 import { systemClock, type Clock, type PasswordHasher } from "./core/ports.js";
 import { createRestGateway } from "./gateway.js";
+import { listenGrpcJs, type GrpcJsServer } from "./grpc-server.js";
 import { createArgon2Hasher } from "./hashing/argon2.js";
 import type { Logger } from "./logger.js";
 import { loadCommonPasswords } from "./password-blocklist.js";
@@ -41,6 +43,8 @@ export interface AppOverrides {
 
 export interface App {
   handler: RequestHandler;
+  /** Serves the unary RPCs through @grpc/grpc-js on a port of their own (internal callers). */
+  listenGrpcJs(opts: { port: number; host: string }): Promise<GrpcJsServer>;
   identity: IdentityService;
   database: Database;
   tokens: JwtService;
@@ -100,7 +104,13 @@ export async function createApp(config: Config, logger: Logger, overrides: AppOv
     validationInterceptor(),
   ];
   const identityImpl = identityHandlers(identity, clock);
-  const invoke = createUnaryInvoker([createServiceImplSpec<typeof IdentityServiceDesc>(IdentityServiceDesc, identityImpl)], interceptors);
+  const invoke = createUnaryInvoker(
+    [
+      createServiceImplSpec<typeof IdentityServiceDesc>(IdentityServiceDesc, identityImpl),
+      createServiceImplSpec<typeof Health>(Health, health.impl),
+    ],
+    interceptors,
+  );
   const routes = (router: ConnectRouter) => {
     router.service(IdentityServiceDesc, identityImpl);
     health.register(router);
@@ -181,6 +191,16 @@ export async function createApp(config: Config, logger: Logger, overrides: AppOv
 
   return {
     handler,
+    listenGrpcJs: ({ port, host }) =>
+      listenGrpcJs({
+        port,
+        host,
+        services: [IdentityServiceDesc, Health],
+        invoke,
+        maxReceiveBytes: config.maxRequestBytes,
+        contextValues: ({ remoteAddress, headers }) =>
+          createContextValues().set(kClient, clientInfo({ headers, socket: { remoteAddress } })),
+      }),
     identity,
     database,
     tokens,

@@ -42,6 +42,8 @@ const cores = availableParallelism();
 
 const EnvSchema = z.object({
   PORT: int(0, 65_535).default(8080),
+  // "off" disables the internal grpc-js port.
+  GRPC_PORT: z.union([z.literal("off"), int(0, 65_535)]).default(9090),
   HOST: z.string().min(1).default("0.0.0.0"),
   DATABASE_URL: z
     .string()
@@ -71,6 +73,8 @@ const EnvSchema = z.object({
 
 export type Config = Readonly<{
   port: number;
+  /** The internal @grpc/grpc-js port, or undefined when off. */
+  grpcPort: number | undefined;
   host: string;
   database: { kind: "postgres"; url: string; poolMax: number } | { kind: "pglite"; dataDir: string };
   logLevel: z.infer<typeof EnvSchema>["LOG_LEVEL"];
@@ -106,6 +110,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
   }
   return Object.freeze({
     port: e.PORT,
+    grpcPort: e.GRPC_PORT === "off" ? undefined : e.GRPC_PORT,
     host: e.HOST,
     database: e.DATABASE_URL
       ? { kind: "postgres", url: e.DATABASE_URL, poolMax: e.DB_POOL_MAX }

@@ -18,8 +18,9 @@ async function main(): Promise<void> {
   const logger = createLogger(config.logLevel);
   const app = await createApp(config, logger);
   const server = await listen(app.handler, { port: config.port, host: config.host });
+  const grpcServer = config.grpcPort === undefined ? undefined : await app.listenGrpcJs({ port: config.grpcPort, host: config.host });
   logger.info(
-    { port: server.port, database: app.database.kind, argon2: config.argon2, hashConcurrency: config.hashing.concurrency },
+    { port: server.port, grpcPort: grpcServer?.port, database: app.database.kind, argon2: config.argon2, hashConcurrency: config.hashing.concurrency },
     "identity service listening",
   );
 
@@ -34,7 +35,7 @@ async function main(): Promise<void> {
       process.exit(1);
     }, config.shutdownTimeoutMs + 5_000).unref();
     app.beginShutdown();
-    await server.close(config.shutdownTimeoutMs);
+    await Promise.all([server.close(config.shutdownTimeoutMs), grpcServer?.close(config.shutdownTimeoutMs)]);
     await app.dispose();
     logger.info("stopped");
   };

@@ -2,7 +2,7 @@
 // connectrpc/connect-es#797). Semantics follow grpc-go's health server:
 // "" is the whole server, unknown services are NOT_FOUND for Check and
 // SERVICE_UNKNOWN for Watch, and after shutdown() statuses stay NOT_SERVING.
-import type { ConnectRouter, HandlerContext } from "@connectrpc/connect";
+import type { ConnectRouter, HandlerContext, ServiceImpl } from "@connectrpc/connect";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { create } from "@bufbuild/protobuf";
 import type { HealthCheckRequest, HealthCheckResponse } from "../../gen/grpc/health/v1/health_pb.js";
@@ -16,6 +16,8 @@ import {
 export type HealthStatus = "SERVING" | "NOT_SERVING";
 
 export interface HealthService {
+  /** The grpc.health.v1.Health implementation (for other servers than the router). */
+  readonly impl: ServiceImpl<typeof Health>;
   register(router: ConnectRouter): void;
   /** Sets the status of `service` ("" = the whole server). Ignored after shutdown. */
   setStatus(service: string, status: HealthStatus): void;
@@ -85,21 +87,24 @@ export function createHealth(): HealthService {
     }
   }
 
-  return {
-    register(router) {
-      router.service(Health, {
-        check(req) {
-          const status = statuses.get(req.service);
-          if (status === undefined) throw new ConnectError(`unknown service ${req.service}`, Code.NotFound);
-          return response(status);
-        },
-        watch,
-        list() {
-          return create(HealthListResponseSchema, {
-            statuses: Object.fromEntries([...statuses].map(([name, status]) => [name, response(status)])),
-          });
-        },
+  const impl: ServiceImpl<typeof Health> = {
+    check(req) {
+      const status = statuses.get(req.service);
+      if (status === undefined) throw new ConnectError(`unknown service ${req.service}`, Code.NotFound);
+      return response(status);
+    },
+    watch,
+    list() {
+      return create(HealthListResponseSchema, {
+        statuses: Object.fromEntries([...statuses].map(([name, status]) => [name, response(status)])),
       });
+    },
+  };
+
+  return {
+    impl,
+    register(router) {
+      router.service(Health, impl);
     },
     setStatus(service, status) {
       if (closed) return;

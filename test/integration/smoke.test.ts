@@ -25,6 +25,20 @@ for (const backend of backends) {
       expect(err.code).toBe(16);
       expect(grpcJsReason(err)).toBe("INVALID_CREDENTIALS");
       g.close();
+      // The internal grpc-js port: same RPCs, same errors.
+      const internal = grpcJsClient(IdentityService, s.grpcPort);
+      const again = await internal.login({ email, password: STRONG_PASSWORD });
+      const p2 = await internal.getProfile({}, { authorization: `Bearer ${again.accessToken}` });
+      expect(p2.user?.email).toBe(email);
+      const err2 = await internal.login({ email, password: "wrong password!" }).catch((e) => e);
+      expect(err2.code).toBe(16);
+      expect(grpcJsReason(err2)).toBe("INVALID_CREDENTIALS");
+      const missing = await internal.getProfile({}).catch((e) => e);
+      expect(grpcJsReason(missing)).toBe("TOKEN_MISSING");
+      const invalid = await internal.register({ account: { email: "not-an-email", password: "x" } }).catch((e) => e);
+      expect(invalid.code).toBe(3);
+      expect(grpcJsReason(invalid)).toBe("VALIDATION_FAILED");
+      internal.close();
       const c = connectClient(s.baseUrl);
       const profile = await c.getProfile({}, { headers: { authorization: `Bearer ${login.accessToken}` } });
       expect(profile.user?.email).toBe(email);

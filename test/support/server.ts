@@ -12,6 +12,7 @@ import { createPostgresDatabase, type Backend } from "./databases.js";
 
 export const TEST_ENV: Record<string, string> = {
   PORT: "0",
+  GRPC_PORT: "0",
   HOST: "127.0.0.1",
   LOG_LEVEL: "silent",
   ARGON2_MEMORY_KIB: "8192",
@@ -22,6 +23,8 @@ export const TEST_ENV: Record<string, string> = {
 export interface TestServer {
   baseUrl: string;
   port: number;
+  /** The internal @grpc/grpc-js port. */
+  grpcPort: number;
   config: Config;
   app: App;
   server: ListeningServer;
@@ -51,14 +54,16 @@ export async function startTestServer(
   async function boot(): Promise<TestServer> {
     const app = await createApp(config, createLogger(config.logLevel), opts.overrides);
     const server = await listen(app.handler, { port: 0, host: "127.0.0.1" });
+    const grpcServer = await app.listenGrpcJs({ port: 0, host: "127.0.0.1" });
     const stop = async () => {
       app.beginShutdown();
-      await server.close(2_000);
+      await Promise.all([server.close(2_000), grpcServer.close(2_000)]);
       await app.dispose();
     };
     return {
       baseUrl: `http://127.0.0.1:${server.port}`,
       port: server.port,
+      grpcPort: grpcServer.port,
       config,
       app,
       server,

@@ -45,13 +45,13 @@ describe("direct transport", () => {
   });
 
   it("passes errors through with their code and metadata", async () => {
-    const err = await client.logout({}).catch((e: unknown) => ConnectError.from(e));
+    const err = await client.logout({}).then(() => undefined, (e: unknown) => ConnectError.from(e));
     expect(err?.code).toBe(Code.ResourceExhausted);
     expect(err?.metadata.get("retry-after")).toBe("3");
   });
 
   it("answers UNIMPLEMENTED for a method without implementation", async () => {
-    const err = await client.login({ email: "a@b.co", password: "x" }).catch((e: unknown) => ConnectError.from(e));
+    const err = await client.login({ email: "a@b.co", password: "x" }).then(() => undefined, (e: unknown) => ConnectError.from(e));
     expect(err?.code).toBe(Code.Unimplemented);
   });
 });
