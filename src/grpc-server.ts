@@ -1,7 +1,7 @@
 import * as grpc from "@grpc/grpc-js";
 import { create, fromBinary, toBinary, type DescMessage, type DescMethodUnary, type DescService } from "@bufbuild/protobuf";
 import { anyPack, type Any } from "@bufbuild/protobuf/wkt";
-import { Code, ConnectError, createContextValues, type ContextValues } from "@connectrpc/connect";
+import { Code, ConnectError, type ContextValues } from "@connectrpc/connect";
 import { StatusSchema } from "../gen/google/rpc/status_pb.js";
 import type { UnaryInvoker } from "./rpc/direct.js";
 
