@@ -28,10 +28,13 @@ const cidrList = z.string().transform((v, ctx) => {
     .map((s) => s.trim())
     .filter(Boolean);
   for (const item of items) {
-    const [addr, bits] = item.split("/");
-    const family = isIP(addr ?? "");
+    const [addr = "", bits, ...rest] = item.split("/");
+    const family = isIP(addr);
     const max = family === 6 ? 128 : 32;
-    if (!family || (bits !== undefined && !(Number.isInteger(Number(bits)) && Number(bits) >= 0 && Number(bits) <= max))) {
+    const badBits = bits !== undefined && !(/^\d{1,3}$/.test(bits) && Number(bits) <= max);
+    // IPv4-mapped IPv6 ranges: write the IPv4 range instead.
+    const mapped = bits !== undefined && family === 6 && addr.toLowerCase().startsWith("::ffff:") && addr.includes(".");
+    if (!family || badBits || rest.length > 0 || mapped) {
       ctx.addIssue({ code: "custom", message: `"${item}" is not an IP address or CIDR range` });
     }
   }

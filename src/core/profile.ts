@@ -38,7 +38,7 @@ function text(raw: string | undefined): string | null | undefined {
   // Control characters have no place in a name or an address, and would
   // turn into log or header injection somewhere downstream.
    
-  const cleaned = raw.normalize("NFC").replace(/[\u0000-\u001f\u007f]+/g, " ").trim();
+  const cleaned = raw.normalize("NFC").replace(/\p{Cc}+/gu, " ").trim();
   return cleaned === "" ? null : cleaned;
 }
 

@@ -48,4 +48,4 @@ export function createClientInfoResolver(trustedProxies: readonly string[]): (re
 }
 
  
-const sanitize = (s: string) => s.replace(/[\u0000-\u001f\u007f]/g, "?");
+const sanitize = (s: string) => s.replace(/\p{Cc}/gu, "?");

@@ -84,7 +84,9 @@ export async function newSigningKey(now: Date): Promise<StoredKey> {
 
 export function createJwtService(opts: JwtServiceOptions): JwtService {
   const now = opts.now ?? (() => new Date());
-  const reloadIntervalMs = opts.reloadIntervalMs ?? 60_000;
+  // Short enough that a key another instance just created is found quickly,
+  // long enough that a flood of made-up kids costs one query per interval.
+  const reloadIntervalMs = opts.reloadIntervalMs ?? 5_000;
   let keys = new Map<string, LoadedKey>();
   let lastReload = 0;
 
@@ -116,7 +118,9 @@ export function createJwtService(opts: JwtServiceOptions): JwtService {
     return best;
   }
 
-  async function keyFor(header: JWTHeaderParameters): Promise<Key> {
+  const usable = (k: LoadedKey, at: Date) => !k.retiresAt || k.retiresAt > at;
+
+  async function keyFor(header: JWTHeaderParameters, at: Date): Promise<Key> {
     if (header.alg !== ACCESS_TOKEN_ALG || typeof header.kid !== "string") throw new joseErrors.JWSInvalid("unacceptable header");
     let key = keys.get(header.kid);
     // A kid we do not know may be a key another instance just created.
@@ -124,7 +128,8 @@ export function createJwtService(opts: JwtServiceOptions): JwtService {
       await load();
       key = keys.get(header.kid);
     }
-    if (!key) throw new joseErrors.JWKSNoMatchingKey();
+    // A retired key verifies nothing, even before the next reload.
+    if (!key || !usable(key, at)) throw new joseErrors.JWKSNoMatchingKey();
     return key.publicKey;
   }
 
@@ -138,7 +143,8 @@ export function createJwtService(opts: JwtServiceOptions): JwtService {
     },
 
     jwks() {
-      return { keys: [...keys.values()].map((k) => k.publicJwk) };
+      const at = now();
+      return { keys: [...keys.values()].filter((k) => usable(k, at)).map((k) => k.publicJwk) };
     },
 
     async issueAccessToken({ userId, sessionId, now: at }) {
@@ -159,7 +165,7 @@ export function createJwtService(opts: JwtServiceOptions): JwtService {
 
     async verifyAccessToken(token, at): Promise<AccessClaims | undefined> {
       try {
-        const { payload } = await jwtVerify(token, keyFor, {
+        const { payload } = await jwtVerify(token, (header) => keyFor(header, at), {
           algorithms: [ACCESS_TOKEN_ALG],
           issuer: opts.issuer,
           audience: opts.audience,
@@ -171,6 +177,8 @@ export function createJwtService(opts: JwtServiceOptions): JwtService {
         const { sub, sid, jti, iat, exp } = payload;
         if (typeof sub !== "string" || typeof sid !== "string" || typeof jti !== "string") return undefined;
         if (typeof iat !== "number" || typeof exp !== "number") return undefined;
+        // Only our key signs, but a token "issued" in the future is still wrong.
+        if (iat * 1000 > at.getTime() + CLOCK_TOLERANCE_S * 1000) return undefined;
         return { userId: sub, sessionId: sid, tokenId: jti, issuedAt: new Date(iat * 1000), expiresAt: new Date(exp * 1000) };
       } catch (err) {
         if (err instanceof joseErrors.JOSEError) return undefined;

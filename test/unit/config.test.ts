@@ -1,0 +1,188 @@
+import { describe, expect, it } from "vitest";
+import { ConfigError, loadConfig } from "../../src/config.js";
+import { OWASP_ARGON2ID } from "../../src/hashing/argon2.js";
+
+// loadConfig takes the environment as an argument: no process.env mutation.
+
+/** The ConfigError loadConfig throws for `env`. */
+function configError(env: Record<string, string | undefined>): ConfigError {
+  try {
+    loadConfig(env);
+  } catch (err) {
+    expect(err).toBeInstanceOf(ConfigError);
+    return err as ConfigError;
+  }
+  expect.fail(`expected ${JSON.stringify(env)} to be refused`);
+}
+
+/**
+ * The variables a ConfigError names. ConfigError carries no structured field,
+ * so the "NAME: problem" lines are the contract operators read at boot.
+ */
+function namedVariables(err: ConfigError): string[] {
+  return [...err.message.matchAll(/^\s+([A-Z][A-Z0-9_]*):/gm)].map((m) => m[1]!);
+}
+
+describe("loadConfig: defaults", () => {
+  const config = loadConfig({});
+
+  it("listens on 8080", () => {
+    expect(config.port).toBe(8080);
+  });
+
+  it("uses embedded PGlite in ./data without DATABASE_URL", () => {
+    expect(config.database).toEqual({ kind: "pglite", dataDir: "./data" });
+  });
+
+  it("hashes with the OWASP argon2id minimum (m=19456 KiB, t=2, p=1)", () => {
+    expect(config.argon2).toEqual({ memoryKib: 19_456, timeCost: 2, parallelism: 1 });
+    expect(config.argon2).toEqual(OWASP_ARGON2ID);
+  });
+
+  it("issues 15-minute access tokens", () => {
+    expect(config.jwt.accessTokenTtlMs).toBe(15 * 60_000);
+  });
+
+  it("has sessions that idle out before they reach their absolute lifetime", () => {
+    expect(config.session.idleTtlMs).toBeLessThanOrEqual(config.session.absoluteTtlMs);
+  });
+
+  it("trusts no proxy and sets secure cookies", () => {
+    expect(config.trustedProxies).toEqual([]);
+    expect(config.cookieSecure).toBe(true);
+  });
+
+  it("caps password bytes at 4 per allowed code point", () => {
+    expect(config.password.minLength).toBe(8);
+    expect(config.password.maxBytes).toBe(config.password.maxLength * 4);
+  });
+
+  it("is frozen", () => {
+    expect(Object.isFrozen(config)).toBe(true);
+    expect(Object.isFrozen(config.trustedProxies)).toBe(true);
+    expect(() => {
+      (config as { port: number }).port = 1;
+    }).toThrow(TypeError);
+  });
+
+  it("treats empty strings as unset", () => {
+    expect(loadConfig({ PORT: "", DATABASE_URL: "" })).toMatchObject({ port: 8080, database: { kind: "pglite" } });
+  });
+
+  it("ignores unrelated variables", () => {
+    expect(loadConfig({ PATH: "/usr/bin", HOME: "/root" }).port).toBe(8080);
+  });
+});
+
+describe("loadConfig: values", () => {
+  it("chooses PostgreSQL when DATABASE_URL is set", () => {
+    expect(loadConfig({ DATABASE_URL: "postgres://u:p@db:5432/identity", DB_POOL_MAX: "20" }).database).toEqual({
+      kind: "postgres",
+      url: "postgres://u:p@db:5432/identity",
+      poolMax: 20,
+    });
+    expect(loadConfig({ DATABASE_URL: "postgresql://db/identity" }).database.kind).toBe("postgres");
+  });
+
+  it("reads PGlite's DATA_DIR", () => {
+    expect(loadConfig({ DATA_DIR: "/var/lib/identity" }).database).toEqual({ kind: "pglite", dataDir: "/var/lib/identity" });
+  });
+
+  it.each([
+    ["15m", 900_000],
+    ["900s", 900_000],
+    ["900000", 900_000],
+    ["1h", 3_600_000],
+    ["60000ms", 60_000],
+    [" 30m ", 1_800_000],
+  ])("parses the duration %j as %i ms", (value, ms) => {
+    expect(loadConfig({ ACCESS_TOKEN_TTL: value }).jwt.accessTokenTtlMs).toBe(ms);
+  });
+
+  it("parses day durations", () => {
+    const config = loadConfig({ SESSION_IDLE_TTL: "30d", SESSION_ABSOLUTE_TTL: "90d" });
+    expect(config.session).toEqual({ idleTtlMs: 30 * 86_400_000, absoluteTtlMs: 90 * 86_400_000 });
+  });
+
+  it("accepts an idle TTL equal to the absolute TTL", () => {
+    expect(loadConfig({ SESSION_IDLE_TTL: "7d", SESSION_ABSOLUTE_TTL: "7d" }).session.idleTtlMs).toBe(7 * 86_400_000);
+  });
+
+  it("reads argon2 parameters", () => {
+    expect(loadConfig({ ARGON2_MEMORY_KIB: "65536", ARGON2_TIME_COST: "3", ARGON2_PARALLELISM: "4" }).argon2).toEqual({
+      memoryKib: 65_536,
+      timeCost: 3,
+      parallelism: 4,
+    });
+  });
+
+  it("reads trusted proxies as addresses and CIDR ranges, IPv4 and IPv6", () => {
+    expect(loadConfig({ TRUSTED_PROXIES: "10.0.0.0/8, 192.168.1.1 ,fd00::/8,::1" }).trustedProxies).toEqual([
+      "10.0.0.0/8",
+      "192.168.1.1",
+      "fd00::/8",
+      "::1",
+    ]);
+  });
+
+  it.each([
+    ["true", true],
+    ["1", true],
+    ["yes", true],
+    ["false", false],
+    ["0", false],
+    ["no", false],
+  ])("reads COOKIE_SECURE=%s as %s", (value, expected) => {
+    expect(loadConfig({ COOKIE_SECURE: value }).cookieSecure).toBe(expected);
+  });
+});
+
+describe("loadConfig: invalid values stop the boot with a ConfigError naming the variable", () => {
+  it.each([
+    ["PORT", "abc"],
+    ["PORT", "70000"],
+    ["PORT", "-1"],
+    ["PORT", "80.5"],
+    ["DATABASE_URL", "mysql://x"],
+    ["DATABASE_URL", "not a url"],
+    ["DB_POOL_MAX", "0"],
+    ["LOG_LEVEL", "verbose"],
+    ["ACCESS_TOKEN_TTL", "5y"],
+    ["ACCESS_TOKEN_TTL", "15 minutes"],
+    ["ACCESS_TOKEN_TTL", "-15m"],
+    ["ACCESS_TOKEN_TTL", "1.5h"],
+    ["ACCESS_TOKEN_TTL", "10s"],
+    ["ACCESS_TOKEN_TTL", "2h"],
+    ["SESSION_IDLE_TTL", "soon"],
+    ["ARGON2_MEMORY_KIB", "1024"],
+    ["ARGON2_TIME_COST", "0"],
+    ["ARGON2_PARALLELISM", "many"],
+    ["PASSWORD_MIN_LENGTH", "6"],
+    ["COOKIE_SECURE", "maybe"],
+    ["TRUSTED_PROXIES", "not-an-ip"],
+    ["TRUSTED_PROXIES", "10.0.0.0/33"],
+    ["TRUSTED_PROXIES", "10.0.0.0/8,garbage"],
+    ["TRUSTED_PROXIES", "fd00::/129"],
+    ["TRUSTED_PROXIES", "10.0.0.0/abc"],
+  ])("%s=%s", (name, value) => {
+    expect(namedVariables(configError({ [name]: value }))).toEqual([name]);
+  });
+
+  it("refuses SESSION_IDLE_TTL longer than SESSION_ABSOLUTE_TTL", () => {
+    expect(namedVariables(configError({ SESSION_IDLE_TTL: "31d", SESSION_ABSOLUTE_TTL: "30d" }))).toContain("SESSION_IDLE_TTL");
+    // The default absolute TTL (90 d) bounds an idle TTL set alone.
+    expect(namedVariables(configError({ SESSION_IDLE_TTL: "91d" }))).toContain("SESSION_IDLE_TTL");
+  });
+
+  it("names every bad variable at once", () => {
+    expect(namedVariables(configError({ PORT: "abc", DATABASE_URL: "mysql://x", ACCESS_TOKEN_TTL: "5y" })).sort()).toEqual(
+      ["ACCESS_TOKEN_TTL", "DATABASE_URL", "PORT"],
+    );
+  });
+
+  it("refuses a CIDR with an empty prefix length instead of reading it as /0 (trust everyone)", () => {
+    // "10.0.0.1/" is a typo; Number("") is 0, and a /0 range would trust every
+    // client's X-Forwarded-For.
+    expect(namedVariables(configError({ TRUSTED_PROXIES: "10.0.0.1/" }))).toEqual(["TRUSTED_PROXIES"]);
+  });
+});
