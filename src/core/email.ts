@@ -11,7 +11,7 @@ const EMAIL_SHAPE = /^[\x21-\x3f\x41-\x7e]{1,64}@[a-z0-9](?:[a-z0-9-]{0,61}[a-z0
 
 // Checked on the raw input: toLowerCase() itself folds some non-ASCII
 // characters into ASCII (the Kelvin sign becomes "k").
-// eslint-disable-next-line no-control-regex
+ 
 const ASCII_ONLY = /^[\x00-\x7f]*$/;
 
 export function normalizeEmail(raw: string): string {
