@@ -31,6 +31,7 @@ import type { AnyRequest, AnyResponse, RequestHandler } from "./server.js";
 import { openDatabase, isUnavailableError, type Database } from "./storage/db.js";
 import { createKeyStore } from "./storage/key-store.js";
 import { createAuditLog, createSessionStore, createUserStore } from "./storage/stores.js";
+import { createSessionCache } from "./sessions/session-cache.js";
 import { createJwtService, type JwtService } from "./tokens/jwt.js";
 
 // The composition root: the only module that knows every part.
@@ -79,9 +80,11 @@ export async function createApp(config: Config, logger: Logger, overrides: AppOv
   });
   await tokens.init();
 
+  const sessionCache = createSessionCache(createSessionStore(db), { ttlMs: config.session.cacheTtlMs, max: 100_000 });
   const identity = createIdentityService({
     users: createUserStore(db),
-    sessions: createSessionStore(db),
+    sessions: sessionCache.store,
+    revocations: sessionCache,
     audit: createAuditLog(db),
     hasher,
     tokens,

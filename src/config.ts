@@ -60,6 +60,7 @@ const EnvSchema = z.object({
   ACCESS_TOKEN_TTL: duration.default(15 * 60_000),
   SESSION_IDLE_TTL: duration.default(30 * 86_400_000),
   SESSION_ABSOLUTE_TTL: duration.default(90 * 86_400_000),
+  SESSION_CACHE_TTL: duration.default(1_000),
   ARGON2_MEMORY_KIB: int(8_192, 4_194_304).default(19_456),
   ARGON2_TIME_COST: int(1, 100).default(2),
   ARGON2_PARALLELISM: int(1, 64).default(1),
@@ -82,7 +83,7 @@ export type Config = Readonly<{
   database: { kind: "postgres"; url: string; poolMax: number } | { kind: "pglite"; dataDir: string };
   logLevel: z.infer<typeof EnvSchema>["LOG_LEVEL"];
   jwt: { issuer: string; audience: string; accessTokenTtlMs: number };
-  session: { idleTtlMs: number; absoluteTtlMs: number };
+  session: { idleTtlMs: number; absoluteTtlMs: number; cacheTtlMs: number };
   argon2: { memoryKib: number; timeCost: number; parallelism: number };
   hashing: { concurrency: number; maxQueue: number; queueTimeoutMs: number };
   password: { minLength: number; maxLength: number; maxBytes: number };
@@ -108,6 +109,9 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
   if (e.SESSION_IDLE_TTL > e.SESSION_ABSOLUTE_TTL) {
     throw new ConfigError("invalid configuration:\n  SESSION_IDLE_TTL: must not exceed SESSION_ABSOLUTE_TTL");
   }
+  if (e.SESSION_CACHE_TTL > 60_000) {
+    throw new ConfigError("invalid configuration:\n  SESSION_CACHE_TTL: must be at most 60s (it bounds how late a revocation is seen without Redis)");
+  }
   if (e.ACCESS_TOKEN_TTL < 30_000 || e.ACCESS_TOKEN_TTL > 3_600_000) {
     throw new ConfigError("invalid configuration:\n  ACCESS_TOKEN_TTL: must be between 30s and 1h");
   }
@@ -120,7 +124,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       : { kind: "pglite", dataDir: e.DATA_DIR },
     logLevel: e.LOG_LEVEL,
     jwt: { issuer: e.JWT_ISSUER, audience: e.JWT_AUDIENCE, accessTokenTtlMs: e.ACCESS_TOKEN_TTL },
-    session: { idleTtlMs: e.SESSION_IDLE_TTL, absoluteTtlMs: e.SESSION_ABSOLUTE_TTL },
+    session: { idleTtlMs: e.SESSION_IDLE_TTL, absoluteTtlMs: e.SESSION_ABSOLUTE_TTL, cacheTtlMs: e.SESSION_CACHE_TTL },
     argon2: { memoryKib: e.ARGON2_MEMORY_KIB, timeCost: e.ARGON2_TIME_COST, parallelism: e.ARGON2_PARALLELISM },
     hashing: { concurrency: e.HASH_CONCURRENCY, maxQueue: e.HASH_QUEUE_MAX, queueTimeoutMs: e.HASH_QUEUE_TIMEOUT },
     // The byte cap: 4 bytes per code point of the longest allowed password.

@@ -9,6 +9,7 @@ import type {
   Clock,
   PasswordHasher,
   Profile,
+  RevocationListener,
   ProfilePatch,
   SessionStore,
   TokenIssuer,
@@ -23,6 +24,7 @@ export interface IdentityDeps {
   audit: AuditLog;
   hasher: PasswordHasher;
   tokens: TokenIssuer;
+  revocations: RevocationListener;
   policy: PasswordPolicy;
   clock: Clock;
   /** A hash of a random password, verified when the e-mail is unknown so both paths cost the same. */
@@ -95,7 +97,7 @@ function tokenInvalid(): DomainError {
 }
 
 export function createIdentityService(deps: IdentityDeps): IdentityService {
-  const { users, sessions, audit, hasher, tokens, policy, clock } = deps;
+  const { users, sessions, audit, hasher, tokens, policy, clock, revocations } = deps;
 
   async function record(event: Omit<AuditEvent, "at" | "client" | "requestId">, call: CallInfo): Promise<void> {
     await audit.record({ ...event, client: call.client, requestId: call.requestId, at: clock.now() });
@@ -208,6 +210,7 @@ export function createIdentityService(deps: IdentityDeps): IdentityService {
         });
         if (result.kind === "reused") {
           ids = { userId: result.userId, sessionId: result.sessionId };
+          revocations.sessionsRevoked([{ id: result.sessionId, userId: result.userId }]);
           throw new DomainError(
             "unauthenticated",
             "REFRESH_TOKEN_REUSED",
@@ -239,6 +242,7 @@ export function createIdentityService(deps: IdentityDeps): IdentityService {
       try {
         const revoked = await sessions.revoke(principal.sessionId, clock.now(), "logout");
         if (!revoked) throw tokenInvalid();
+        revocations.sessionsRevoked([{ id: principal.sessionId, userId: principal.userId }]);
         await record({ type: "logout", outcome: "success", ...ids }, call);
       } catch (err) {
         return failed("logout", err, call, ids);
@@ -292,8 +296,9 @@ export function createIdentityService(deps: IdentityDeps): IdentityService {
         // Someone changed it between our read and write: they knew the old
         // password too, so treat ours as stale rather than overwrite theirs.
         if (!result.replaced) throw invalidCredentials();
+        revocations.sessionsRevoked(result.revokedSessionIds.map((id) => ({ id, userId: principal.userId })));
         await record({ type: "password_change", outcome: "success", ...ids }, call);
-        return { revokedSessions: result.revokedSessions };
+        return { revokedSessions: result.revokedSessionIds.length };
       } catch (err) {
         return failed("password_change", err, call, ids);
       }

@@ -53,7 +53,7 @@ export interface UserStore {
     now: Date;
     revokeSessions: boolean;
     keepSessionId: string;
-  }): Promise<{ replaced: boolean; revokedSessions: number }>;
+  }): Promise<{ replaced: boolean; revokedSessionIds: string[] }>;
   /** Applies the present fields of `patch`; undefined leaves a field alone, null clears it. */
   updateProfile(userId: string, patch: ProfilePatch, now: Date): Promise<User | undefined>;
 }
@@ -103,6 +103,14 @@ export interface SessionStore {
   }): Promise<RotateResult>;
   /** Revokes an active session; false when it was not active. */
   revoke(sessionId: string, now: Date, reason: string): Promise<boolean>;
+}
+
+/**
+ * Told of every session the domain ends, after the database says so: caches
+ * drop it, and (with Redis) other instances and verifiers hear of it.
+ */
+export interface RevocationListener {
+  sessionsRevoked(sessions: { id: string; userId: string }[]): void;
 }
 
 export type AuditEventType = "register" | "login" | "logout" | "refresh" | "password_change" | "password_rehash";

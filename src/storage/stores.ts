@@ -1,4 +1,4 @@
-import { and, eq, gt, isNull, ne } from "drizzle-orm";
+import { and, eq, gt, isNull, ne, sql } from "drizzle-orm";
 import { DomainError } from "../core/errors.js";
 import type {
   ActiveSession,
@@ -32,13 +32,25 @@ function toProfile(row: ProfileRow | null | undefined): Profile {
 }
 
 export function createUserStore(db: Db): UserStore {
+  // The hot reads are prepared once: drizzle then skips building the SQL and
+  // PostgreSQL skips parsing and planning it on every call.
+  const getUser = db
+    .select({ user: users, profile: profiles })
+    .from(users)
+    .leftJoin(profiles, eq(profiles.userId, users.id))
+    .where(eq(users.id, sql.placeholder("id")))
+    .limit(1)
+    .prepare("users_get");
+  const credentialByEmail = db
+    .select({ userId: passwordCredentials.userId, passwordHash: passwordCredentials.passwordHash })
+    .from(users)
+    .innerJoin(passwordCredentials, eq(passwordCredentials.userId, users.id))
+    .where(eq(users.email, sql.placeholder("email")))
+    .limit(1)
+    .prepare("credentials_by_email");
+
   async function get(userId: string): Promise<User | undefined> {
-    const rows = await db
-      .select({ user: users, profile: profiles })
-      .from(users)
-      .leftJoin(profiles, eq(profiles.userId, users.id))
-      .where(eq(users.id, userId))
-      .limit(1);
+    const rows = await getUser.execute({ id: userId });
     const row = rows[0];
     if (!row) return undefined;
     return {
@@ -78,12 +90,7 @@ export function createUserStore(db: Db): UserStore {
     get,
 
     async findCredentialByEmail(email) {
-      const rows = await db
-        .select({ userId: passwordCredentials.userId, passwordHash: passwordCredentials.passwordHash })
-        .from(users)
-        .innerJoin(passwordCredentials, eq(passwordCredentials.userId, users.id))
-        .where(eq(users.email, email))
-        .limit(1);
+      const rows = await credentialByEmail.execute({ email });
       return rows[0];
     },
 
@@ -113,15 +120,15 @@ export function createUserStore(db: Db): UserStore {
           .set({ passwordHash: input.next, changedAt: input.now })
           .where(and(eq(passwordCredentials.userId, input.userId), eq(passwordCredentials.passwordHash, input.expected)))
           .returning({ userId: passwordCredentials.userId });
-        if (rows.length !== 1) return { replaced: false, revokedSessions: 0 };
+        if (rows.length !== 1) return { replaced: false, revokedSessionIds: [] };
         await tx.update(users).set({ updatedAt: input.now }).where(eq(users.id, input.userId));
-        if (!input.revokeSessions) return { replaced: true, revokedSessions: 0 };
+        if (!input.revokeSessions) return { replaced: true, revokedSessionIds: [] };
         const revoked = await tx
           .update(sessions)
           .set({ revokedAt: input.now, revokeReason: "password_change" })
           .where(and(eq(sessions.userId, input.userId), ne(sessions.id, input.keepSessionId), isNull(sessions.revokedAt)))
           .returning({ id: sessions.id });
-        return { replaced: true, revokedSessions: revoked.length };
+        return { replaced: true, revokedSessionIds: revoked.map((r) => r.id) };
       });
     },
 
@@ -147,6 +154,13 @@ export function createUserStore(db: Db): UserStore {
 }
 
 export function createSessionStore(db: Db): SessionStore {
+  const activeSession = db
+    .select({ id: sessions.id, userId: sessions.userId, expiresAt: sessions.expiresAt })
+    .from(sessions)
+    .where(and(eq(sessions.id, sql.placeholder("id")), isNull(sessions.revokedAt), gt(sessions.expiresAt, sql.placeholder("now"))))
+    .limit(1)
+    .prepare("sessions_find_active");
+
   return {
     async create(s) {
       await db.transaction(async (tx) => {
@@ -165,11 +179,7 @@ export function createSessionStore(db: Db): SessionStore {
     },
 
     async findActive(sessionId, now): Promise<ActiveSession | undefined> {
-      const rows = await db
-        .select({ id: sessions.id, userId: sessions.userId, expiresAt: sessions.expiresAt })
-        .from(sessions)
-        .where(and(eq(sessions.id, sessionId), isNull(sessions.revokedAt), gt(sessions.expiresAt, now)))
-        .limit(1);
+      const rows = await activeSession.execute({ id: sessionId, now: now.toISOString() });
       return rows[0];
     },
 
@@ -230,10 +240,34 @@ export function createSessionStore(db: Db): SessionStore {
   };
 }
 
+// Group commit: while one INSERT is in flight, new events queue and go in
+// the next multi-row INSERT. A caller still waits until its own row is
+// committed, but a burst of logins shares statements and WAL flushes.
+const AUDIT_MAX_BATCH = 256;
+
 export function createAuditLog(db: Db): AuditLog {
+  type Pending = { row: typeof auditEvents.$inferInsert; resolve: () => void; reject: (err: unknown) => void };
+  let queue: Pending[] = [];
+  let draining = false;
+
+  async function drain(): Promise<void> {
+    draining = true;
+    while (queue.length > 0) {
+      const batch = queue.slice(0, AUDIT_MAX_BATCH);
+      queue = queue.slice(batch.length);
+      try {
+        await db.insert(auditEvents).values(batch.map((p) => p.row));
+        for (const p of batch) p.resolve();
+      } catch (err) {
+        for (const p of batch) p.reject(err);
+      }
+    }
+    draining = false;
+  }
+
   return {
-    async record(e) {
-      await db.insert(auditEvents).values({
+    record(e) {
+      const row = {
         occurredAt: e.at,
         eventType: e.type,
         outcome: e.outcome,
@@ -243,8 +277,11 @@ export function createAuditLog(db: Db): AuditLog {
         ip: e.client.ip ?? null,
         userAgent: e.client.userAgent ?? null,
         requestId: e.requestId ?? null,
+      };
+      return new Promise<void>((resolve, reject) => {
+        queue.push({ row, resolve, reject });
+        if (!draining) void drain();
       });
     },
   };
 }
-

@@ -10,6 +10,7 @@ import {
   type JWK,
   type JWTHeaderParameters,
 } from "jose";
+import { LRUCache } from "lru-cache";
 import type { AccessClaims, TokenIssuer } from "../core/ports.js";
 
 // Access tokens: JWT (RFC 9068 profile, typ "at+jwt"), EdDSA over Ed25519,
@@ -39,6 +40,8 @@ export interface KeyStore {
 }
 
 export interface JwtServiceOptions {
+  /** Verified tokens remembered (a repeated token skips the signature check). */
+  verifiedCacheSize?: number;
   keys: KeyStore;
   issuer: string;
   audience: string;
@@ -88,6 +91,9 @@ export function createJwtService(opts: JwtServiceOptions): JwtService {
   // long enough that a flood of made-up kids costs one query per interval.
   const reloadIntervalMs = opts.reloadIntervalMs ?? 5_000;
   let keys = new Map<string, LoadedKey>();
+  // The same token string verified once verifies the same way again, as long
+  // as its key is still usable and it has not expired: skip the signature.
+  const verified = new LRUCache<string, { claims: AccessClaims; kid: string }>({ max: opts.verifiedCacheSize ?? 10_000 });
   let lastReload = 0;
 
   async function load(): Promise<void> {
@@ -164,8 +170,15 @@ export function createJwtService(opts: JwtServiceOptions): JwtService {
     },
 
     async verifyAccessToken(token, at): Promise<AccessClaims | undefined> {
+      const hit = verified.get(token);
+      if (hit) {
+        const key = keys.get(hit.kid);
+        if (key && usable(key, at) && hit.claims.expiresAt.getTime() + CLOCK_TOLERANCE_S * 1000 > at.getTime()) return hit.claims;
+        verified.delete(token);
+        return undefined;
+      }
       try {
-        const { payload } = await jwtVerify(token, (header) => keyFor(header, at), {
+        const { payload, protectedHeader } = await jwtVerify(token, (header) => keyFor(header, at), {
           algorithms: [ACCESS_TOKEN_ALG],
           issuer: opts.issuer,
           audience: opts.audience,
@@ -179,7 +192,9 @@ export function createJwtService(opts: JwtServiceOptions): JwtService {
         if (typeof iat !== "number" || typeof exp !== "number") return undefined;
         // Only our key signs, but a token "issued" in the future is still wrong.
         if (iat * 1000 > at.getTime() + CLOCK_TOLERANCE_S * 1000) return undefined;
-        return { userId: sub, sessionId: sid, tokenId: jti, issuedAt: new Date(iat * 1000), expiresAt: new Date(exp * 1000) };
+        const claims = { userId: sub, sessionId: sid, tokenId: jti, issuedAt: new Date(iat * 1000), expiresAt: new Date(exp * 1000) };
+        verified.set(token, { claims, kid: protectedHeader.kid! });
+        return claims;
       } catch (err) {
         if (err instanceof joseErrors.JOSEError) return undefined;
         throw err;
