@@ -17,7 +17,7 @@ import { listenGrpcJs, type GrpcJsServer } from "./grpc-server.js";
 import { createArgon2Hasher } from "./hashing/argon2.js";
 import type { Logger } from "./logger.js";
 import { loadCommonPasswords } from "./password-blocklist.js";
-import { authInterceptor, bearerToken } from "./rpc/auth.js";
+import { authInterceptor } from "./rpc/auth.js";
 import { createClientInfoResolver } from "./rpc/client-info.js";
 import { createDirectTransport, createUnaryInvoker } from "./rpc/direct.js";
 import { kClient } from "./rpc/context.js";
@@ -104,7 +104,7 @@ export async function createApp(config: Config, logger: Logger, overrides: AppOv
     observeInterceptor(logger),
     errorInterceptor(logger, isUnavailableError),
     authInterceptor(identity, new Set([IdentityServiceDesc.typeName]), PUBLIC_METHODS),
-    validationInterceptor(),
+    validationInterceptor(config.maxRequestBytes),
   ];
   const identityImpl = identityHandlers(identity, clock);
   const invoke = createUnaryInvoker(
@@ -139,7 +139,8 @@ export async function createApp(config: Config, logger: Logger, overrides: AppOv
       const auth = req.headers.authorization;
       const fromCookie = cookieValue(req.headers.cookie, "access_token");
       if (auth) headers.set("authorization", auth);
-      else if (fromCookie && bearerToken(`Bearer ${fromCookie}`)) headers.set("authorization", `Bearer ${fromCookie}`);
+      // Whatever the cookie holds, the auth interceptor judges it.
+      else if (fromCookie) headers.set("authorization", /^[\x21-\x7e]+$/.test(fromCookie) ? `Bearer ${fromCookie}` : "Bearer -");
       const rid = req.headers["x-request-id"];
       if (typeof rid === "string") headers.set("x-request-id", rid);
       return headers;
@@ -158,7 +159,10 @@ export async function createApp(config: Config, logger: Logger, overrides: AppOv
   const connect = connectNodeAdapter({
     routes,
     interceptors,
-    readMaxBytes: config.maxRequestBytes,
+    // The transport's hard cap; messages between MAX_REQUEST_BYTES and this
+    // are parsed so the validation interceptor can refuse them with a reason.
+    readMaxBytes: transportMaxBytes(config),
+    jsonOptions: { ignoreUnknownFields: false },
     contextValues,
     fallback(req, res) {
       gateway(req as never, res as never).then(
@@ -201,6 +205,7 @@ export async function createApp(config: Config, logger: Logger, overrides: AppOv
         services: [IdentityServiceDesc, Health],
         invoke,
         maxReceiveBytes: config.maxRequestBytes,
+        transportMaxBytes: transportMaxBytes(config),
         contextValues: ({ remoteAddress, headers }) =>
           createContextValues().set(kClient, clientInfo({ headers, socket: { remoteAddress } })),
       }),
@@ -213,6 +218,10 @@ export async function createApp(config: Config, logger: Logger, overrides: AppOv
       if (!overrides.database) await database.close();
     },
   };
+}
+
+function transportMaxBytes(config: Config): number {
+  return Math.max(4 * 1_048_576, config.maxRequestBytes);
 }
 
 function json(res: AnyResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {

@@ -4,6 +4,7 @@ import { anyPack, type Any } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError, type ContextValues } from "@connectrpc/connect";
 import { StatusSchema } from "../gen/google/rpc/status_pb.js";
 import type { UnaryInvoker } from "./rpc/direct.js";
+import { connectErrorOf } from "./rpc/errors.js";
 
 // A second door for internal callers: the same RPC implementations and
 // interceptors (through the in-process invoker), served by @grpc/grpc-js,
@@ -23,8 +24,13 @@ export interface GrpcJsServerOptions {
   invoke: UnaryInvoker;
   /** Context values for a call, from the peer address and metadata. */
   contextValues(peer: { remoteAddress: string | undefined; headers: Record<string, string> }): ContextValues;
+  /** Messages above this are refused with RESOURCE_EXHAUSTED / REQUEST_TOO_LARGE. */
   maxReceiveBytes: number;
+  /** grpc-js's own cap: above this the message is not even read (no reason attached). */
+  transportMaxBytes: number;
 }
+
+const TOO_LARGE = Symbol("too large");
 
 /** "ipv4:1.2.3.4:5", "ipv6:[::1]:5", "1.2.3.4:5", "[::1]:5" → the address. */
 export function peerAddress(peer: string): string | undefined {
@@ -77,12 +83,17 @@ function definitionOf(service: DescService, invoke: UnaryInvoker, opts: GrpcJsSe
       path: `/${service.typeName}/${method.name}`,
       requestStream: false,
       responseStream: false,
-      requestDeserialize: (b: Buffer) => fromBinary(input, b),
+      requestDeserialize: (b: Buffer) => (b.length > opts.maxReceiveBytes ? TOO_LARGE : fromBinary(input, b)),
       requestSerialize: (v: unknown) => Buffer.from(toBinary(input, v as never)),
       responseDeserialize: (b: Buffer) => fromBinary(output, b),
       responseSerialize: (v: unknown) => Buffer.from(toBinary(output, v as never)),
     };
     handlers[method.localName] = (call, callback) => {
+      if (call.request === TOO_LARGE) {
+        const error = connectErrorOf(Code.ResourceExhausted, "REQUEST_TOO_LARGE", `request message exceeds ${opts.maxReceiveBytes} bytes`);
+        callback(toServiceError(error) as grpc.ServiceError);
+        return;
+      }
       const controller = new AbortController();
       call.once("cancelled", () => controller.abort(new ConnectError("cancelled", Code.Canceled)));
       const deadline = call.getDeadline();
@@ -109,7 +120,7 @@ function definitionOf(service: DescService, invoke: UnaryInvoker, opts: GrpcJsSe
 
 export async function listenGrpcJs(opts: GrpcJsServerOptions): Promise<GrpcJsServer> {
   const server = new grpc.Server({
-    "grpc.max_receive_message_length": opts.maxReceiveBytes,
+    "grpc.max_receive_message_length": opts.transportMaxBytes,
     "grpc.keepalive_permit_without_calls": 1,
   });
   for (const service of opts.services) {

@@ -4,11 +4,25 @@ import { DomainError } from "../core/errors.js";
 import type { IdentityService } from "../core/identity.js";
 import { kPrincipal } from "./context.js";
 
-const BEARER = /^Bearer ([A-Za-z0-9._~+/-]+=*)$/i;
+const BEARER = /^Bearer[ ]+(\S+)$/i;
+// JWS compact serialisation; anything else is refused before any crypto.
+const JWT_SHAPE = /^[A-Za-z0-9_-]{2,}\.[A-Za-z0-9_-]{2,}\.[A-Za-z0-9_-]*$/;
+const MAX_TOKEN_LENGTH = 4096;
 
-/** The bearer token of an `authorization` header, if it has that shape. */
-export function bearerToken(header: string | null): string | undefined {
-  return header ? BEARER.exec(header.trim())?.[1] : undefined;
+function tokenInvalid(): DomainError {
+  return new DomainError("unauthenticated", "TOKEN_INVALID", "access token is invalid, expired or revoked");
+}
+
+/**
+ * The access token of an `authorization` header: TOKEN_MISSING when there is
+ * none, TOKEN_INVALID when something is there but not a bearer JWT.
+ */
+export function bearerToken(header: string | null): string {
+  const value = header?.trim();
+  if (!value || /^Bearer$/i.test(value)) throw new DomainError("unauthenticated", "TOKEN_MISSING", "an access token is required");
+  const token = BEARER.exec(value)?.[1];
+  if (!token || token.length > MAX_TOKEN_LENGTH || !JWT_SHAPE.test(token)) throw tokenInvalid();
+  return token;
 }
 
 /**
@@ -23,7 +37,6 @@ export function authInterceptor(
   return (next) => async (req) => {
     if (!services.has(req.service.typeName) || publicMethods.has(req.method)) return next(req);
     const token = bearerToken(req.header.get("authorization"));
-    if (!token) throw new DomainError("unauthenticated", "TOKEN_MISSING", "an access token is required");
     const principal = await identity.authenticate(token);
     req.contextValues.set(kPrincipal, principal);
     return next(req);

@@ -1,15 +1,24 @@
-import { create } from "@bufbuild/protobuf";
+import { create, toBinary } from "@bufbuild/protobuf";
 import { pathToString } from "@bufbuild/protobuf/reflect";
 import { Code, type Interceptor } from "@connectrpc/connect";
 import { createValidator } from "@bufbuild/protovalidate";
 import { BadRequest_FieldViolationSchema } from "../../gen/google/rpc/error_details_pb.js";
 import { connectErrorOf } from "./errors.js";
 
-/** Runs the protovalidate rules declared in the protos on every unary request. */
-export function validationInterceptor(): Interceptor {
+/**
+ * Refuses unary requests whose message exceeds `maxMessageBytes` (with a
+ * reason, unlike the transport's own hard cap), then runs the protovalidate
+ * rules declared in the protos.
+ */
+export function validationInterceptor(maxMessageBytes: number): Interceptor {
   const validator = createValidator();
   return (next) => async (req) => {
     if (!req.stream) {
+      if (toBinary(req.method.input, req.message).byteLength > maxMessageBytes) {
+        throw connectErrorOf(Code.ResourceExhausted, "REQUEST_TOO_LARGE", `request message exceeds ${maxMessageBytes} bytes`, {
+          max_bytes: String(maxMessageBytes),
+        });
+      }
       const result = validator.validate(req.method.input, req.message);
       if (result.kind === "invalid") {
         const violations = result.violations.map((v) =>

@@ -20,6 +20,7 @@ import type { AccessClaims, TokenIssuer } from "../core/ports.js";
 
 export const ACCESS_TOKEN_ALG = "EdDSA";
 export const ACCESS_TOKEN_TYP = "at+jwt";
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 // Clock skew tolerated between instances (and internal verifiers).
 const CLOCK_TOLERANCE_S = 5;
 
@@ -188,7 +189,9 @@ export function createJwtService(opts: JwtServiceOptions): JwtService {
           currentDate: at,
         });
         const { sub, sid, jti, iat, exp } = payload;
+        // Ids we issue are UUIDs; anything else never reaches a query.
         if (typeof sub !== "string" || typeof sid !== "string" || typeof jti !== "string") return undefined;
+        if (!UUID.test(sub) || !UUID.test(sid)) return undefined;
         if (typeof iat !== "number" || typeof exp !== "number") return undefined;
         // Only our key signs, but a token "issued" in the future is still wrong.
         if (iat * 1000 > at.getTime() + CLOCK_TOLERANCE_S * 1000) return undefined;

@@ -18,6 +18,8 @@ const AUDIENCE = "urn:test:platform";
 const TTL_MS = 15 * 60_000;
 const NOW = new Date("2025-06-15T12:00:00.000Z");
 const nowS = Math.floor(NOW.getTime() / 1000);
+const U = "0190a1b2-0000-7000-8000-0000000000b1";
+const S = "0190a1b2-0000-7000-8000-0000000000c1";
 
 interface MemoryKeyStore extends KeyStore {
   readonly rows: StoredKey[];
@@ -69,8 +71,8 @@ function validClaims(overrides: JWTPayload = {}): JWTPayload {
   return {
     iss: ISSUER,
     aud: AUDIENCE,
-    sub: "user-1",
-    sid: "session-1",
+    sub: "0190a1b2-0000-7000-8000-000000000001",
+    sid: "0190a1b2-0000-7000-8000-0000000000a1",
     jti: randomUUID(),
     iat: nowS,
     exp: nowS + TTL_MS / 1000,
@@ -110,12 +112,12 @@ describe("JWT access tokens", () => {
 
   describe("issue and verify", () => {
     it("verifies its own token and returns the claims", async () => {
-      const { token, expiresAt } = await jwt.issueAccessToken({ userId: "user-42", sessionId: "session-7", now: NOW });
+      const { token, expiresAt } = await jwt.issueAccessToken({ userId: "0190a1b2-0000-7000-8000-000000000042", sessionId: "0190a1b2-0000-7000-8000-0000000000a7", now: NOW });
       expect(expiresAt).toEqual(new Date(NOW.getTime() + TTL_MS));
       const claims = await verify(token);
       expect(claims).toEqual({
-        userId: "user-42",
-        sessionId: "session-7",
+        userId: "0190a1b2-0000-7000-8000-000000000042",
+        sessionId: "0190a1b2-0000-7000-8000-0000000000a7",
         tokenId: expect.stringMatching(/^[0-9a-f-]{36}$/),
         issuedAt: NOW,
         expiresAt,
@@ -123,24 +125,24 @@ describe("JWT access tokens", () => {
     });
 
     it("signs with EdDSA, typ at+jwt and the store's kid", async () => {
-      const { token } = await jwt.issueAccessToken({ userId: "u", sessionId: "s", now: NOW });
+      const { token } = await jwt.issueAccessToken({ userId: U, sessionId: S, now: NOW });
       expect(decodeProtectedHeader(token)).toEqual({ alg: "EdDSA", typ: "at+jwt", kid: ourKey.kid });
       const payload = JSON.parse(Buffer.from(parts(token)[1], "base64url").toString()) as JWTPayload;
-      expect(payload).toMatchObject({ iss: ISSUER, aud: AUDIENCE, sub: "u", sid: "s", iat: nowS, exp: nowS + 900 });
+      expect(payload).toMatchObject({ iss: ISSUER, aud: AUDIENCE, sub: U, sid: S, iat: nowS, exp: nowS + 900 });
     });
 
     it("gives every token its own jti", async () => {
-      const a = await jwt.issueAccessToken({ userId: "u", sessionId: "s", now: NOW });
-      const b = await jwt.issueAccessToken({ userId: "u", sessionId: "s", now: NOW });
+      const a = await jwt.issueAccessToken({ userId: U, sessionId: S, now: NOW });
+      const b = await jwt.issueAccessToken({ userId: U, sessionId: S, now: NOW });
       expect((await verify(a.token))?.tokenId).not.toBe((await verify(b.token))?.tokenId);
     });
 
     it("accepts a token hand-made with our key and valid claims (control for the attacks below)", async () => {
-      await expect(verify(await signWithOurKey(validClaims()))).resolves.toMatchObject({ userId: "user-1", sessionId: "session-1" });
+      await expect(verify(await signWithOurKey(validClaims()))).resolves.toMatchObject({ userId: "0190a1b2-0000-7000-8000-000000000001", sessionId: "0190a1b2-0000-7000-8000-0000000000a1" });
     });
 
     it("tolerates 5 s of clock skew on expiry, not more", async () => {
-      const { token, expiresAt } = await jwt.issueAccessToken({ userId: "u", sessionId: "s", now: NOW });
+      const { token, expiresAt } = await jwt.issueAccessToken({ userId: U, sessionId: S, now: NOW });
       await expect(verify(token, new Date(expiresAt.getTime() + 4_000))).resolves.toBeDefined();
       await expect(verify(token, new Date(expiresAt.getTime() + 6_000))).resolves.toBeUndefined();
     });
@@ -165,7 +167,7 @@ describe("JWT access tokens", () => {
       const token = `${b64url({ alg, typ: "at+jwt", kid: ourKey.kid })}.${b64url(validClaims())}.`;
       await expectRejected(token);
       // ...and with the signature of a genuine token left in place.
-      const genuine = parts((await jwt.issueAccessToken({ userId: "u", sessionId: "s", now: NOW })).token)[2];
+      const genuine = parts((await jwt.issueAccessToken({ userId: U, sessionId: S, now: NOW })).token)[2];
       await expectRejected(`${b64url({ alg, typ: "at+jwt", kid: ourKey.kid })}.${b64url(validClaims())}.${genuine}`);
     });
 
@@ -321,10 +323,10 @@ describe("JWT access tokens", () => {
       await second.init();
       expect(store.inserts).toBe(1);
       expect(store.rows).toHaveLength(1);
-      const { token } = await second.issueAccessToken({ userId: "u", sessionId: "s", now: NOW });
+      const { token } = await second.issueAccessToken({ userId: U, sessionId: S, now: NOW });
       expect(decodeProtectedHeader(token).kid).toBe(ourKey.kid);
       // Tokens of one instance verify on the other.
-      await expect(jwt.verifyAccessToken(token, NOW)).resolves.toMatchObject({ userId: "u" });
+      await expect(jwt.verifyAccessToken(token, NOW)).resolves.toMatchObject({ userId: U });
     });
 
     it("jwks() publishes public keys only: never the private part", async () => {
@@ -348,10 +350,10 @@ describe("JWT access tokens", () => {
       await store.insert(await newSigningKey(later));
       const other = service(store, { now: () => later });
       await other.init();
-      const { token } = await other.issueAccessToken({ userId: "u", sessionId: "s", now: later });
+      const { token } = await other.issueAccessToken({ userId: U, sessionId: S, now: later });
       expect(decodeProtectedHeader(token).kid).not.toBe(ourKey.kid);
 
-      await expect(reloading.verifyAccessToken(token, later)).resolves.toMatchObject({ userId: "u", sessionId: "s" });
+      await expect(reloading.verifyAccessToken(token, later)).resolves.toMatchObject({ userId: U, sessionId: S });
       expect(reloading.jwks().keys).toHaveLength(2);
     });
 
@@ -378,10 +380,10 @@ describe("JWT access tokens", () => {
       const svc = service(store);
       await svc.init();
       expect(svc.jwks().keys.map((k) => k.kid).sort()).toEqual([ourKey.kid, future.kid].sort());
-      const now = await svc.issueAccessToken({ userId: "u", sessionId: "s", now: NOW });
+      const now = await svc.issueAccessToken({ userId: U, sessionId: S, now: NOW });
       expect(decodeProtectedHeader(now.token).kid).toBe(ourKey.kid);
       const afterActivation = new Date(NOW.getTime() + 2 * 3_600_000);
-      const later = await svc.issueAccessToken({ userId: "u", sessionId: "s", now: afterActivation });
+      const later = await svc.issueAccessToken({ userId: U, sessionId: S, now: afterActivation });
       expect(decodeProtectedHeader(later.token).kid).toBe(future.kid);
     });
 

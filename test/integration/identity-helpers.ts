@@ -1,0 +1,160 @@
+// Small builders and assertions shared by the identity-*.test.ts suites.
+// Data is seeded through the public REST API; the database is only read
+// (grey-box checks), never written behind the service's back.
+import type * as grpc from "@grpc/grpc-js";
+import { ConnectError } from "@connectrpc/connect";
+import { expect } from "vitest";
+import { ErrorInfoSchema } from "../../gen/google/rpc/error_details_pb.js";
+import { grpcJsReason, rest, restReason, STRONG_PASSWORD, uniqueEmail, type RestResponse } from "../support/clients.js";
+import type { TestServer } from "../support/server.js";
+
+/** The registration body of issue 2, verbatim except for the password. */
+export function issueRegistrationBody(password = STRONG_PASSWORD) {
+  return {
+    account: { email: "ngoc.phu@example.com", password },
+    info_user: {
+      name: "Ngoc Phu",
+      phone_number: "1234567890",
+      date_of_birth: "2023-11-12T08:00:23.719000",
+      gender: true,
+      address: "Ha Noi",
+    },
+  };
+}
+
+export interface SeededUser {
+  email: string;
+  password: string;
+  userId: string;
+}
+
+/** Registers a user over REST (201 asserted). */
+export async function registerUser(
+  s: TestServer,
+  opts: { email?: string; password?: string; info?: Record<string, unknown> } = {},
+): Promise<SeededUser> {
+  const email = opts.email ?? uniqueEmail();
+  const password = opts.password ?? STRONG_PASSWORD;
+  const r = await rest(s.baseUrl, "POST", "/register", {
+    body: { account: { email, password }, ...(opts.info ? { info_user: opts.info } : {}) },
+  });
+  expect(r.status, r.text).toBe(201);
+  return { email: email.trim().toLowerCase(), password, userId: r.body.user.user_id };
+}
+
+export interface Session {
+  accessToken: string;
+  refreshToken: string;
+  sessionId: string;
+  userId: string;
+  response: RestResponse;
+}
+
+/** Logs in over REST (201 asserted). */
+export async function login(s: TestServer, email: string, password: string): Promise<Session> {
+  const r = await rest(s.baseUrl, "POST", "/login", { body: { email, password } });
+  expect(r.status, r.text).toBe(201);
+  return {
+    accessToken: r.body.access_token,
+    refreshToken: r.body.refresh_token,
+    sessionId: r.body.session_id,
+    userId: r.body.user_id,
+    response: r,
+  };
+}
+
+/** A registered user with one logged-in session. */
+export async function userWithSession(s: TestServer, opts: Parameters<typeof registerUser>[1] = {}) {
+  const user = await registerUser(s, opts);
+  const session = await login(s, user.email, user.password);
+  return { ...user, ...session };
+}
+
+/** Asserts a REST error: HTTP status and google.rpc.ErrorInfo reason. */
+export function expectRestError(r: RestResponse, status: number, reason: string): void {
+  expect({ status: r.status, reason: restReason(r.body) }, r.text).toEqual({ status, reason });
+}
+
+/** Any client-side rejection, never a server failure. */
+export function expect4xx(r: RestResponse): void {
+  expect(r.status, r.text).toBeGreaterThanOrEqual(400);
+  expect(r.status, r.text).toBeLessThan(500);
+}
+
+/** Awaits a grpc-js call that must fail; returns the error. */
+export async function grpcFailure(call: Promise<unknown>): Promise<grpc.ServiceError> {
+  try {
+    await call;
+  } catch (err) {
+    return err as grpc.ServiceError;
+  }
+  throw new Error("expected the gRPC call to fail, it succeeded");
+}
+
+/** Asserts a grpc-js failure: status code and ErrorInfo reason. */
+export async function expectGrpcError(call: Promise<unknown>, code: number, reason: string): Promise<grpc.ServiceError> {
+  const err = await grpcFailure(call);
+  expect({ code: err.code, reason: grpcJsReason(err) }, err.details).toEqual({ code, reason });
+  return err;
+}
+
+/** Awaits a Connect call that must fail; returns the error. */
+export async function connectFailure(call: Promise<unknown>): Promise<ConnectError> {
+  try {
+    await call;
+  } catch (err) {
+    return ConnectError.from(err);
+  }
+  throw new Error("expected the Connect call to fail, it succeeded");
+}
+
+export function connectReason(err: ConnectError): string | undefined {
+  return err.findDetails(ErrorInfoSchema)[0]?.reason;
+}
+
+/** Asserts a Connect failure: code and ErrorInfo reason. */
+export async function expectConnectError(call: Promise<unknown>, code: number, reason: string): Promise<ConnectError> {
+  const err = await connectFailure(call);
+  expect({ code: err.code, reason: connectReason(err) }, err.rawMessage).toEqual({ code, reason });
+  return err;
+}
+
+/** Call options carrying an access token, for Connect clients. */
+export function bearer(token: string) {
+  return { headers: { authorization: `Bearer ${token}` } };
+}
+
+/** gRPC metadata carrying an access token, for grpc-js clients. */
+export function bearerMd(token: string): Record<string, string> {
+  return { authorization: `Bearer ${token}` };
+}
+
+/** gRPC status codes used here (grpc.status without importing the runtime). */
+export const GRPC = {
+  INVALID_ARGUMENT: 3,
+  NOT_FOUND: 5,
+  ALREADY_EXISTS: 6,
+  RESOURCE_EXHAUSTED: 8,
+  UNIMPLEMENTED: 12,
+  INTERNAL: 13,
+  UNAVAILABLE: 14,
+  UNAUTHENTICATED: 16,
+} as const;
+
+/** A password the policy accepts and no other test uses. */
+export function strongPassword(tag = ""): string {
+  return `vivid lantern ${tag}${Math.random().toString(36).slice(2, 8)} orbit`;
+}
+
+/** Parses the Set-Cookie header of the access_token cookie into its attributes. */
+export function accessTokenCookie(headers: Headers): { value: string; attrs: Map<string, string> } | undefined {
+  const raw = headers.getSetCookie().find((c) => c.startsWith("access_token="));
+  if (!raw) return undefined;
+  const [first, ...rest] = raw.split(";").map((p) => p.trim());
+  const attrs = new Map<string, string>();
+  for (const p of rest) {
+    const eq = p.indexOf("=");
+    attrs.set((eq < 0 ? p : p.slice(0, eq)).toLowerCase(), eq < 0 ? "" : p.slice(eq + 1));
+  }
+  return { value: first!.slice("access_token=".length), attrs };
+}
