@@ -31,6 +31,7 @@ import type { AnyRequest, AnyResponse, RequestHandler } from "./server.js";
 import { openDatabase, isUnavailableError, type Database } from "./storage/db.js";
 import { createKeyStore } from "./storage/key-store.js";
 import { createAuditLog, createSessionStore, createUserStore } from "./storage/stores.js";
+import { combineListeners, createRedisRevocationFeed, type RedisRevocationFeed } from "./revocation/redis-feed.js";
 import { createSessionCache } from "./sessions/session-cache.js";
 import { createJwtService, type JwtService } from "./tokens/jwt.js";
 
@@ -44,6 +45,8 @@ export interface AppOverrides {
 
 export interface App {
   handler: RequestHandler;
+  /** The Redis revocation feed, when REDIS_URL is set. */
+  feed: RedisRevocationFeed | undefined;
   /** Serves the unary RPCs through @grpc/grpc-js on a port of their own (internal callers). */
   listenGrpcJs(opts: { port: number; host: string }): Promise<GrpcJsServer>;
   identity: IdentityService;
@@ -81,10 +84,19 @@ export async function createApp(config: Config, logger: Logger, overrides: AppOv
   await tokens.init();
 
   const sessionCache = createSessionCache(createSessionStore(db), { ttlMs: config.session.cacheTtlMs, max: 100_000 });
+  const feed = config.redisUrl
+    ? createRedisRevocationFeed({
+        url: config.redisUrl,
+        logger,
+        onRevoked: (ids) => sessionCache.sessionsRevoked(ids.map((id) => ({ id, userId: "" }))),
+        // Every token of a session revoked now has expired by then (plus skew).
+        until: () => Math.ceil((clock.now().getTime() + config.jwt.accessTokenTtlMs) / 1000) + 5,
+      })
+    : undefined;
   const identity = createIdentityService({
     users: createUserStore(db),
     sessions: sessionCache.store,
-    revocations: sessionCache,
+    revocations: feed ? combineListeners(sessionCache, feed) : sessionCache,
     audit: createAuditLog(db),
     hasher,
     tokens,
@@ -183,8 +195,11 @@ export async function createApp(config: Config, logger: Logger, overrides: AppOv
     if (req.method === "GET" || req.method === "HEAD") {
       if (url === "/healthz") return json(res, 200, { status: "ok" });
       if (url === "/readyz") {
+        // Redis is not a readiness condition: without it the service still
+        // answers correctly (revocations reach other instances more slowly).
+        const redis = feed ? feed.state() : "not_configured";
         database.ping().then(
-          () => json(res, 200, { status: "ready" }),
+          () => json(res, 200, { status: "ready", redis }),
           () => json(res, 503, { status: "unavailable", reason: "DEPENDENCY_UNAVAILABLE" }),
         );
         return;
@@ -198,6 +213,7 @@ export async function createApp(config: Config, logger: Logger, overrides: AppOv
 
   return {
     handler,
+    feed,
     listenGrpcJs: ({ port, host }) =>
       listenGrpcJs({
         port,
@@ -215,6 +231,7 @@ export async function createApp(config: Config, logger: Logger, overrides: AppOv
     beginShutdown: () => health.shutdown(),
     dispose: async () => {
       health.shutdown();
+      await feed?.close();
       if (!overrides.database) await database.close();
     },
   };

@@ -53,6 +53,10 @@ const EnvSchema = z.object({
     .regex(/^postgres(ql)?:\/\//, "must be a postgres:// URL")
     .optional(),
   DATA_DIR: z.string().min(1).default("./data"),
+  REDIS_URL: z
+    .string()
+    .regex(/^rediss?:\/\//, "must be a redis:// or rediss:// URL")
+    .optional(),
   DB_POOL_MAX: int(1, 500).default(10),
   LOG_LEVEL: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
   JWT_ISSUER: z.string().min(1).default("urn:identity-service"),
@@ -81,6 +85,8 @@ export type Config = Readonly<{
   grpcPort: number | undefined;
   host: string;
   database: { kind: "postgres"; url: string; poolMax: number } | { kind: "pglite"; dataDir: string };
+  /** Redis for the revocation fan-out; undefined = single-instance behaviour. */
+  redisUrl: string | undefined;
   logLevel: z.infer<typeof EnvSchema>["LOG_LEVEL"];
   jwt: { issuer: string; audience: string; accessTokenTtlMs: number };
   session: { idleTtlMs: number; absoluteTtlMs: number; cacheTtlMs: number };
@@ -122,6 +128,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     database: e.DATABASE_URL
       ? { kind: "postgres", url: e.DATABASE_URL, poolMax: e.DB_POOL_MAX }
       : { kind: "pglite", dataDir: e.DATA_DIR },
+    redisUrl: e.REDIS_URL,
     logLevel: e.LOG_LEVEL,
     jwt: { issuer: e.JWT_ISSUER, audience: e.JWT_AUDIENCE, accessTokenTtlMs: e.ACCESS_TOKEN_TTL },
     session: { idleTtlMs: e.SESSION_IDLE_TTL, absoluteTtlMs: e.SESSION_ABSOLUTE_TTL, cacheTtlMs: e.SESSION_CACHE_TTL },

@@ -38,11 +38,16 @@ export interface TestServer {
 
 export async function startTestServer(
   backend: Backend,
-  opts: { env?: Record<string, string>; overrides?: AppOverrides } = {},
+  opts: { env?: Record<string, string>; overrides?: AppOverrides; shareDatabaseWith?: TestServer } = {},
 ): Promise<TestServer> {
   let dropDatabase = async () => {};
   const env = { ...TEST_ENV, ...opts.env };
-  if (backend === "postgres") {
+  const shared = opts.shareDatabaseWith?.config.database;
+  if (shared) {
+    // A second instance on the first one's database (PostgreSQL only: PGlite is single-process).
+    if (shared.kind !== "postgres") throw new Error("only PostgreSQL databases can be shared between instances");
+    env.DATABASE_URL = shared.url;
+  } else if (backend === "postgres") {
     const pg = await createPostgresDatabase();
     env.DATABASE_URL = pg.url;
     dropDatabase = pg.drop;

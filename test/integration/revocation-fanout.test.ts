@@ -1,0 +1,131 @@
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { IdentityService } from "../../gen/identity/v1/identity_service_pb.js";
+import { createVerifier, type Verifier } from "../../verifier/src/index.js";
+import { grpcJsClient, rest, restReason, STRONG_PASSWORD, uniqueEmail } from "../support/clients.js";
+import { postgresAvailable } from "../support/databases.js";
+import { redisAvailable, redisServerBinary, startPrivateRedis } from "../support/redis.js";
+import { startTestServer, type TestServer } from "../support/server.js";
+
+// Two instances on one PostgreSQL and one Redis. Each caches "session
+// active" for a minute here, so only the revocation feed can make instance B
+// refuse a token that instance A revoked within the one-second bound.
+
+const canRun = postgresAvailable && redisAvailable && redisServerBinary;
+if (!canRun && process.env.CI) throw new Error("CI must run the revocation fan-out suite (PostgreSQL, Redis and redis-server needed)");
+
+async function loginAt(s: TestServer, email: string) {
+  const r = await rest(s.baseUrl, "POST", "/login", { body: { email, password: STRONG_PASSWORD } });
+  expect(r.status).toBe(201);
+  return r.body as { access_token: string; refresh_token: string; session_id: string };
+}
+
+async function until(check: () => Promise<boolean>, timeoutMs: number): Promise<number> {
+  const started = performance.now();
+  while (performance.now() - started < timeoutMs) {
+    if (await check()) return performance.now() - started;
+    await new Promise((r) => setTimeout(r, 10));
+  }
+  throw new Error(`condition not met within ${timeoutMs} ms`);
+}
+
+describe.skipIf(!canRun)("revocation fan-out across instances (postgres + redis)", () => {
+  let redis: Awaited<ReturnType<typeof startPrivateRedis>>;
+  let a: TestServer;
+  let b: TestServer;
+  let verifier: Verifier;
+
+  beforeAll(async () => {
+    redis = await startPrivateRedis();
+    const env = { REDIS_URL: redis.url, SESSION_CACHE_TTL: "60s" };
+    a = await startTestServer("postgres", { env });
+    b = await startTestServer("postgres", { env, shareDatabaseWith: a });
+    await Promise.all([a.app.feed!.ready(5_000), b.app.feed!.ready(5_000)]);
+    verifier = createVerifier({
+      jwksUrl: `${a.baseUrl}/.well-known/jwks.json`,
+      issuer: a.config.jwt.issuer,
+      audience: a.config.jwt.audience,
+      revocation: { redis: redis.url },
+    });
+    await verifier.ready();
+  });
+  afterAll(async () => {
+    await verifier?.close();
+    await b?.destroy();
+    await a?.destroy();
+    await redis?.stop();
+  });
+
+  it("a logout on A is refused on B, over gRPC and REST, and by the verifier library, within 1 s", async () => {
+    const email = uniqueEmail();
+    expect((await rest(a.baseUrl, "POST", "/register", { body: { account: { email, password: STRONG_PASSWORD } } })).status).toBe(201);
+    const t = await loginAt(a, email);
+    // B has seen the session active (and caches that for a minute).
+    expect((await rest(b.baseUrl, "GET", "/user/profile", { token: t.access_token })).status).toBe(200);
+    expect((await verifier.verify(t.access_token)).sessionId).toBe(t.session_id);
+
+    expect((await rest(a.baseUrl, "POST", "/logout", { token: t.access_token })).status).toBe(204);
+    const restDelay = await until(
+      async () => (await rest(b.baseUrl, "GET", "/user/profile", { token: t.access_token })).status === 401,
+      1_000,
+    );
+    const verifierDelay = await until(
+      () =>
+        verifier.verify(t.access_token).then(
+          () => false,
+          (e: { code?: string }) => e.code === "TOKEN_REVOKED",
+        ),
+      1_000,
+    );
+    const g = grpcJsClient(IdentityService, b.grpcPort);
+    const err = await g.getProfile({}, { authorization: `Bearer ${t.access_token}` }).catch((e) => e);
+    g.close();
+    expect(err.code).toBe(16);
+    expect(restDelay).toBeLessThan(1_000);
+    expect(verifierDelay).toBeLessThan(1_000);
+  });
+
+  it("a password change on B ends A's view of the other sessions too", async () => {
+    const email = uniqueEmail();
+    await rest(b.baseUrl, "POST", "/register", { body: { account: { email, password: STRONG_PASSWORD } } });
+    const first = await loginAt(a, email);
+    const second = await loginAt(b, email);
+    expect((await rest(a.baseUrl, "GET", "/user/profile", { token: first.access_token })).status).toBe(200);
+    const r = await rest(b.baseUrl, "PUT", "/user/password", {
+      token: second.access_token,
+      body: { old_password: STRONG_PASSWORD, new_password: "an entirely new passphrase 7" },
+    });
+    expect(r.status).toBe(200);
+    await until(async () => (await rest(a.baseUrl, "GET", "/user/profile", { token: first.access_token })).status === 401, 1_000);
+  });
+
+  it("with Redis down, revoked stays revoked on this service and reaches verifiers when Redis returns", async () => {
+    const email = uniqueEmail();
+    await rest(a.baseUrl, "POST", "/register", { body: { account: { email, password: STRONG_PASSWORD } } });
+    const t = await loginAt(a, email);
+    expect((await verifier.verify(t.access_token)).userId).toBeTruthy();
+    await redis.stop();
+    await until(async () => a.app.feed!.state() === "down", 5_000);
+
+    const out = await rest(a.baseUrl, "POST", "/logout", { token: t.access_token });
+    expect(out.status).toBe(204);
+    // The instance that revoked refuses at once: the database is the source of truth.
+    const again = await rest(a.baseUrl, "GET", "/user/profile", { token: t.access_token });
+    expect(again.status).toBe(401);
+    expect(restReason(again.body)).toBe("TOKEN_INVALID");
+    // Readiness does not depend on Redis.
+    const ready = await rest(a.baseUrl, "GET", "/readyz");
+    expect(ready.status).toBe(200);
+    expect(ready.body.redis).toBe("down");
+
+    await redis.start();
+    // The queued publication goes out; the verifier's rescan or the message delivers it.
+    await until(
+      () =>
+        verifier.verify(t.access_token).then(
+          () => false,
+          (e: { code?: string }) => e.code === "TOKEN_REVOKED",
+        ),
+      10_000,
+    );
+  });
+});
