@@ -163,19 +163,17 @@ export function createSessionStore(db: Db): SessionStore {
 
   return {
     async create(s) {
-      await db.transaction(async (tx) => {
-        await tx.insert(sessions).values({
-          id: s.id,
-          userId: s.userId,
-          createdAt: s.now,
-          lastUsedAt: s.now,
-          expiresAt: s.expiresAt,
-          absoluteExpiresAt: s.absoluteExpiresAt,
-          ip: s.client.ip ?? null,
-          userAgent: s.client.userAgent ?? null,
-        });
-        await tx.insert(refreshTokens).values({ tokenHash: s.refreshTokenHash, sessionId: s.id, issuedAt: s.now });
-      });
+      // One statement, so atomic without a transaction round trip: the
+      // session and its first refresh token exist together or not at all.
+      await db.execute(sql`
+        with s as (
+          insert into ${sessions} (id, user_id, created_at, last_used_at, expires_at, absolute_expires_at, ip, user_agent)
+          values (${s.id}, ${s.userId}, ${s.now.toISOString()}, ${s.now.toISOString()}, ${s.expiresAt.toISOString()},
+                  ${s.absoluteExpiresAt.toISOString()}, ${s.client.ip ?? null}, ${s.client.userAgent ?? null})
+          returning id
+        )
+        insert into ${refreshTokens} (token_hash, session_id, issued_at)
+        select ${Buffer.from(s.refreshTokenHash)}, s.id, ${s.now.toISOString()} from s`);
     },
 
     async findActive(sessionId, now): Promise<ActiveSession | undefined> {
@@ -249,6 +247,21 @@ export function createAuditLog(db: Db): AuditLog {
   type Pending = { row: typeof auditEvents.$inferInsert; resolve: () => void; reject: (err: unknown) => void };
   let queue: Pending[] = [];
   let draining = false;
+  // The common case, one event at a time, runs prepared.
+  const insertOne = db
+    .insert(auditEvents)
+    .values({
+      occurredAt: sql.placeholder("occurredAt"),
+      eventType: sql.placeholder("eventType"),
+      outcome: sql.placeholder("outcome"),
+      reason: sql.placeholder("reason"),
+      userId: sql.placeholder("userId"),
+      sessionId: sql.placeholder("sessionId"),
+      ip: sql.placeholder("ip"),
+      userAgent: sql.placeholder("userAgent"),
+      requestId: sql.placeholder("requestId"),
+    })
+    .prepare("audit_insert");
 
   async function drain(): Promise<void> {
     draining = true;
@@ -256,7 +269,11 @@ export function createAuditLog(db: Db): AuditLog {
       const batch = queue.slice(0, AUDIT_MAX_BATCH);
       queue = queue.slice(batch.length);
       try {
-        await db.insert(auditEvents).values(batch.map((p) => p.row));
+        if (batch.length === 1) {
+          await insertOne.execute(batch[0]!.row);
+        } else {
+          await db.insert(auditEvents).values(batch.map((p) => p.row));
+        }
         for (const p of batch) p.resolve();
       } catch (err) {
         for (const p of batch) p.reject(err);
