@@ -8,13 +8,15 @@ import {
   IdentityService as IdentityServiceDesc,
 } from "../gen/identity/v1/identity_service_pb.js";
 import { Health } from "../gen/grpc/health/v1/health_pb.js";
-import type { Config } from "./config.js";
+import { longestAccessTokenTtlMs, type Config } from "./config.js";
 import { createIdentityService, type IdentityService } from "./core/identity.js";
 import { createPasswordPolicy } from "./core/password-policy.js";
 import { systemClock, type Clock, type PasswordHasher } from "./core/ports.js";
 import { createRestGateway } from "./gateway.js";
 import { listenGrpcJs, type GrpcJsServer } from "./grpc-server.js";
 import { createArgon2Hasher } from "./hashing/argon2.js";
+import { createBrowserCredentials } from "./http/browser-credentials.js";
+import { createCors } from "./http/cors.js";
 import type { Logger } from "./logger.js";
 import { loadCommonPasswords } from "./password-blocklist.js";
 import { authInterceptor } from "./rpc/auth.js";
@@ -61,6 +63,8 @@ const PUBLIC_METHODS: ReadonlySet<DescMethod> = new Set([
   IdentityServiceDesc.method.register,
   IdentityServiceDesc.method.login,
   IdentityServiceDesc.method.refreshToken,
+  // Introspection answers for the token in its body, not the caller's.
+  IdentityServiceDesc.method.verifyToken,
 ]);
 
 export async function createApp(config: Config, logger: Logger, overrides: AppOverrides = {}): Promise<App> {
@@ -79,6 +83,9 @@ export async function createApp(config: Config, logger: Logger, overrides: AppOv
     issuer: config.jwt.issuer,
     audience: config.jwt.audience,
     accessTokenTtlMs: config.jwt.accessTokenTtlMs,
+    maxAccessTokenTtlMs: longestAccessTokenTtlMs(config),
+    publishLeadMs: config.signingKeys.publishLeadMs,
+    onRefreshError: (err) => logger.warn({ err }, "signing key reload failed"),
     now: () => clock.now(),
   });
   await tokens.init();
@@ -105,8 +112,9 @@ export async function createApp(config: Config, logger: Logger, overrides: AppOv
     // Verifying an unknown e-mail's "password" against this costs the same
     // as a real verification.
     dummyHash: await hasher.hash(crypto.randomUUID()),
-    sessionIdleTtlMs: config.session.idleTtlMs,
-    sessionAbsoluteTtlMs: config.session.absoluteTtlMs,
+    lifetimes: config.lifetimes,
+    maxSessionsPerUser: config.maxSessionsPerUser,
+    refreshReuseGraceMs: config.refreshReuseGraceMs,
     onRehashError: (err) => logger.warn({ err }, "password re-hash failed"),
   });
 
@@ -135,8 +143,20 @@ export async function createApp(config: Config, logger: Logger, overrides: AppOv
   const clientInfo = createClientInfoResolver(config.trustedProxies);
   const contextValues = (req: AnyRequest) => createContextValues().set(kClient, clientInfo(req));
 
-  const cookie = (name: string, value: string, maxAgeS: number) =>
-    `${name}=${value}; Max-Age=${maxAgeS}; Path=/; HttpOnly; SameSite=Strict${config.cookieSecure ? "; Secure" : ""}`;
+  const browser = createBrowserCredentials({
+    cookieSecure: config.cookieSecure,
+    cookieHostPrefix: config.cookieHostPrefix,
+    corsOrigins: config.corsOrigins,
+    csrfAllowSameSite: config.csrfAllowSameSite,
+    publicMethods: PUBLIC_METHODS,
+    now: () => clock.now(),
+    onCsrfRejected: (req, error) =>
+      logger.info(
+        { path: req.url, origin: req.headers.origin, secFetchSite: req.headers["sec-fetch-site"], reason: error.rawMessage },
+        "csrf check refused a request",
+      ),
+  });
+  const cors = createCors({ origins: config.corsOrigins });
 
   const gateway = createRestGateway({
     services: [IdentityServiceDesc],
@@ -149,7 +169,7 @@ export async function createApp(config: Config, logger: Logger, overrides: AppOv
     requestHeaders(req) {
       const headers = new Headers();
       const auth = req.headers.authorization;
-      const fromCookie = cookieValue(req.headers.cookie, "access_token");
+      const fromCookie = browser.accessToken(req);
       if (auth) headers.set("authorization", auth);
       // Whatever the cookie holds, the auth interceptor judges it.
       else if (fromCookie) headers.set("authorization", /^[\x21-\x7e]+$/.test(fromCookie) ? `Bearer ${fromCookie}` : "Bearer -");
@@ -158,14 +178,8 @@ export async function createApp(config: Config, logger: Logger, overrides: AppOv
       return headers;
     },
     contextValues,
-    onSuccess({ method, res, response }) {
-      if (method === IdentityServiceDesc.method.login || method === IdentityServiceDesc.method.refreshToken) {
-        const r = response as unknown as { accessToken: string; expiresIn: number };
-        res.appendHeader("set-cookie", cookie("access_token", r.accessToken, r.expiresIn));
-      } else if (method === IdentityServiceDesc.method.logout) {
-        res.appendHeader("set-cookie", cookie("access_token", "", 0));
-      }
-    },
+    prepareCall: browser.prepareCall,
+    onSuccess: browser.onSuccess,
   });
 
   const connect = connectNodeAdapter({
@@ -191,6 +205,7 @@ export async function createApp(config: Config, logger: Logger, overrides: AppOv
   });
 
   const handler: RequestHandler = (req, res) => {
+    if (cors.handle(req, res)) return; // a preflight, answered
     const url = req.url ?? "/";
     if (req.method === "GET" || req.method === "HEAD") {
       if (url === "/healthz") return json(res, 200, { status: "ok" });
@@ -231,6 +246,7 @@ export async function createApp(config: Config, logger: Logger, overrides: AppOv
     beginShutdown: () => health.shutdown(),
     dispose: async () => {
       health.shutdown();
+      tokens.close();
       await feed?.close();
       if (!overrides.database) await database.close();
     },
@@ -246,13 +262,4 @@ function json(res: AnyResponse, status: number, body: unknown, headers: Record<s
   const r = res as ServerResponse;
   r.writeHead(status, { "content-type": "application/json", "cache-control": "no-store", ...headers });
   r.end(payload);
-}
-
-function cookieValue(header: string | undefined, name: string): string | undefined {
-  if (!header) return undefined;
-  for (const part of header.split(";")) {
-    const eq = part.indexOf("=");
-    if (eq > 0 && part.slice(0, eq).trim() === name) return part.slice(eq + 1).trim();
-  }
-  return undefined;
 }

@@ -1,6 +1,7 @@
 import { availableParallelism } from "node:os";
 import { isIP } from "node:net";
 import { z } from "zod";
+import type { RoleLifetimes } from "./core/ports.js";
 
 // The only reader of process.env. Parsed once, validated, frozen; a bad
 // value stops the boot with a message naming the variable.
@@ -41,6 +42,26 @@ const cidrList = z.string().transform((v, ctx) => {
   return items;
 });
 
+// "https://shop.example.com,https://admin.example.com": exact origins only
+// (no wildcard: credentialed CORS cannot use one, and a pattern is easy to get wrong).
+const originList = z.string().transform((v, ctx) => {
+  const items = v
+    .split(",")
+    .map((s) => s.trim())
+    .filter(Boolean);
+  for (const item of items) {
+    let origin: string | undefined;
+    try {
+      const url = new URL(item);
+      if (url.protocol === "https:" || url.protocol === "http:") origin = url.origin;
+    } catch {
+      // reported below
+    }
+    if (origin !== item) ctx.addIssue({ code: "custom", message: `"${item}" is not an origin like https://app.example.com` });
+  }
+  return items;
+});
+
 const cores = availableParallelism();
 
 const EnvSchema = z.object({
@@ -64,6 +85,13 @@ const EnvSchema = z.object({
   ACCESS_TOKEN_TTL: duration.default(15 * 60_000),
   SESSION_IDLE_TTL: duration.default(30 * 86_400_000),
   SESSION_ABSOLUTE_TTL: duration.default(90 * 86_400_000),
+  // Administrators: short-lived tokens and sessions. Unset, the access and
+  // idle TTLs are 5m and 30m, or less when the limits above them are lower.
+  ADMIN_ACCESS_TOKEN_TTL: duration.optional(),
+  ADMIN_SESSION_IDLE_TTL: duration.optional(),
+  ADMIN_SESSION_ABSOLUTE_TTL: duration.default(12 * 3_600_000),
+  MAX_SESSIONS_PER_USER: int(1, 1_000).default(10),
+  REFRESH_REUSE_GRACE: duration.default(5_000),
   SESSION_CACHE_TTL: duration.default(1_000),
   ARGON2_MEMORY_KIB: int(8_192, 4_194_304).default(19_456),
   ARGON2_TIME_COST: int(1, 100).default(2),
@@ -75,6 +103,10 @@ const EnvSchema = z.object({
   PASSWORD_MAX_LENGTH: int(64, 1_024).default(256),
   MAX_REQUEST_BYTES: int(1_024, 16 * 1_048_576).default(64 * 1_024),
   COOKIE_SECURE: bool.default(true),
+  COOKIE_HOST_PREFIX: bool.default(false),
+  CORS_ORIGINS: originList.default([]),
+  CSRF_ALLOW_SAME_SITE: bool.default(false),
+  KEY_PUBLISH_LEAD: duration.default(10 * 60_000),
   TRUSTED_PROXIES: cidrList.default([]),
   SHUTDOWN_TIMEOUT: duration.default(10_000),
 });
@@ -90,11 +122,24 @@ export type Config = Readonly<{
   logLevel: z.infer<typeof EnvSchema>["LOG_LEVEL"];
   jwt: { issuer: string; audience: string; accessTokenTtlMs: number };
   session: { idleTtlMs: number; absoluteTtlMs: number; cacheTtlMs: number };
+  /** Token and session lifetimes by role; `customer` repeats ACCESS_TOKEN_TTL and SESSION_*_TTL. */
+  lifetimes: RoleLifetimes;
+  maxSessionsPerUser: number;
+  /** A retired refresh token presented this soon after its rotation is not treated as reuse (0 = never). */
+  refreshReuseGraceMs: number;
   argon2: { memoryKib: number; timeCost: number; parallelism: number };
   hashing: { concurrency: number; maxQueue: number; queueTimeoutMs: number };
   password: { minLength: number; maxLength: number; maxBytes: number };
   maxRequestBytes: number;
   cookieSecure: boolean;
+  /** Cookie names get the __Host- (access) and __Secure- (refresh) prefixes. */
+  cookieHostPrefix: boolean;
+  /** Origins allowed to call with credentials (CORS), and trusted by the CSRF check. */
+  corsOrigins: readonly string[];
+  /** The CSRF check also accepts Sec-Fetch-Site: same-site (sibling subdomains). */
+  csrfAllowSameSite: boolean;
+  /** How long a rotated-in signing key is in the JWKS before it signs. */
+  signingKeys: { publishLeadMs: number };
   trustedProxies: readonly string[];
   shutdownTimeoutMs: number;
 }>;
@@ -121,6 +166,29 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
   if (e.ACCESS_TOKEN_TTL < 30_000 || e.ACCESS_TOKEN_TTL > 3_600_000) {
     throw new ConfigError("invalid configuration:\n  ACCESS_TOKEN_TTL: must be between 30s and 1h");
   }
+  if (e.ADMIN_SESSION_ABSOLUTE_TTL < 60_000 || e.ADMIN_SESSION_ABSOLUTE_TTL > 30 * 86_400_000) {
+    throw new ConfigError("invalid configuration:\n  ADMIN_SESSION_ABSOLUTE_TTL: must be between 1m and 30d");
+  }
+  const adminAccessTokenTtl = e.ADMIN_ACCESS_TOKEN_TTL ?? Math.min(5 * 60_000, e.ACCESS_TOKEN_TTL);
+  if (adminAccessTokenTtl < 30_000 || adminAccessTokenTtl > e.ACCESS_TOKEN_TTL) {
+    // Revocation denylists and verifier caches keep an entry for ACCESS_TOKEN_TTL.
+    throw new ConfigError("invalid configuration:\n  ADMIN_ACCESS_TOKEN_TTL: must be between 30s and ACCESS_TOKEN_TTL");
+  }
+  const adminIdleTtl = e.ADMIN_SESSION_IDLE_TTL ?? Math.min(30 * 60_000, e.ADMIN_SESSION_ABSOLUTE_TTL);
+  if (adminIdleTtl < 60_000 || adminIdleTtl > e.ADMIN_SESSION_ABSOLUTE_TTL) {
+    throw new ConfigError("invalid configuration:\n  ADMIN_SESSION_IDLE_TTL: must be at least 1m and not exceed ADMIN_SESSION_ABSOLUTE_TTL");
+  }
+  if (e.COOKIE_HOST_PREFIX && !e.COOKIE_SECURE) {
+    throw new ConfigError("invalid configuration:\n  COOKIE_HOST_PREFIX: __Host- and __Secure- cookies must be Secure; unset COOKIE_SECURE=false");
+  }
+  if (e.KEY_PUBLISH_LEAD < 6 * 60_000 || e.KEY_PUBLISH_LEAD > 7 * 86_400_000) {
+    // Verifiers cache the JWKS for 300 s and refetch at most once a minute.
+    throw new ConfigError("invalid configuration:\n  KEY_PUBLISH_LEAD: must be between 6m (JWKS max-age 5m + refetch interval 1m) and 7d");
+  }
+  if (e.REFRESH_REUSE_GRACE > 10_000) {
+    // RFC 9700 §4.14.2: the window in which a replayed refresh token does not end its session stays short.
+    throw new ConfigError("invalid configuration:\n  REFRESH_REUSE_GRACE: must be at most 10s");
+  }
   return Object.freeze({
     port: e.PORT,
     grpcPort: e.GRPC_PORT === "off" ? undefined : e.GRPC_PORT,
@@ -132,13 +200,32 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     logLevel: e.LOG_LEVEL,
     jwt: { issuer: e.JWT_ISSUER, audience: e.JWT_AUDIENCE, accessTokenTtlMs: e.ACCESS_TOKEN_TTL },
     session: { idleTtlMs: e.SESSION_IDLE_TTL, absoluteTtlMs: e.SESSION_ABSOLUTE_TTL, cacheTtlMs: e.SESSION_CACHE_TTL },
+    lifetimes: {
+      customer: { accessTokenTtlMs: e.ACCESS_TOKEN_TTL, idleTtlMs: e.SESSION_IDLE_TTL, absoluteTtlMs: e.SESSION_ABSOLUTE_TTL },
+      admin: {
+        accessTokenTtlMs: adminAccessTokenTtl,
+        idleTtlMs: adminIdleTtl,
+        absoluteTtlMs: e.ADMIN_SESSION_ABSOLUTE_TTL,
+      },
+    },
+    maxSessionsPerUser: e.MAX_SESSIONS_PER_USER,
+    refreshReuseGraceMs: e.REFRESH_REUSE_GRACE,
     argon2: { memoryKib: e.ARGON2_MEMORY_KIB, timeCost: e.ARGON2_TIME_COST, parallelism: e.ARGON2_PARALLELISM },
     hashing: { concurrency: e.HASH_CONCURRENCY, maxQueue: e.HASH_QUEUE_MAX, queueTimeoutMs: e.HASH_QUEUE_TIMEOUT },
     // The byte cap: 4 bytes per code point of the longest allowed password.
     password: { minLength: e.PASSWORD_MIN_LENGTH, maxLength: e.PASSWORD_MAX_LENGTH, maxBytes: e.PASSWORD_MAX_LENGTH * 4 },
     maxRequestBytes: e.MAX_REQUEST_BYTES,
     cookieSecure: e.COOKIE_SECURE,
+    cookieHostPrefix: e.COOKIE_HOST_PREFIX,
+    corsOrigins: Object.freeze([...e.CORS_ORIGINS]),
+    csrfAllowSameSite: e.CSRF_ALLOW_SAME_SITE,
+    signingKeys: { publishLeadMs: e.KEY_PUBLISH_LEAD },
     trustedProxies: Object.freeze([...e.TRUSTED_PROXIES]),
     shutdownTimeoutMs: e.SHUTDOWN_TIMEOUT,
   }) as Config;
+}
+
+/** The longest access-token lifetime of any role: a rotated-out signing key stays published this long after its last use. */
+export function longestAccessTokenTtlMs(config: Config): number {
+  return Math.max(config.jwt.accessTokenTtlMs, ...Object.values(config.lifetimes).map((l) => l.accessTokenTtlMs));
 }

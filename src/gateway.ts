@@ -37,6 +37,11 @@ export interface RestGatewayOptions {
   requestHeaders?(req: IncomingMessage): HeadersInit;
   /** Per-call context values (e.g. the client address). */
   contextValues?(req: IncomingMessage): ContextValues;
+  /**
+   * After the request is decoded, before the call: may complete the request
+   * (e.g. a credential from a cookie) or throw a ConnectError to refuse it.
+   */
+  prepareCall?(ctx: { method: DescMethod; req: IncomingMessage; input: Message }): void;
   /** After a successful call, before the body is written (e.g. to set cookies). */
   onSuccess?(ctx: { method: DescMethod; req: IncomingMessage; res: ServerResponse; response: Message }): void;
   /** Response headers and error metadata copied to the HTTP response (default: retry-after). */
@@ -348,6 +353,7 @@ export function createRestGateway(opts: RestGatewayOptions): RestGateway {
     res.once("close", onClose);
     try {
       const input = await decodeRequest(route, captures, query, req, opts.maxBodyBytes);
+      opts.prepareCall?.({ method: route.method, req, input });
       const response = await route.call(input, {
         headers: opts.requestHeaders?.(req),
         contextValues: opts.contextValues?.(req),

@@ -23,6 +23,9 @@ export const errorReasons = [
   "DEPENDENCY_UNAVAILABLE",
   "ACCOUNT_NOT_FOUND",
   "INTERNAL_ERROR",
+  "REFRESH_TOKEN_SUPERSEDED",
+  "SESSION_NOT_FOUND",
+  "CSRF_REJECTED",
 ] as const;
 
 export type ErrorReason = (typeof errorReasons)[number];

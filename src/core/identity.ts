@@ -1,8 +1,10 @@
 import { createHash, randomBytes } from "node:crypto";
 import { normalizeEmail, normalizeEmailForLookup } from "./email.js";
 import { DomainError, invalidCredentials, isDomainError } from "./errors.js";
+import { decodePageToken, encodePageToken } from "./page-token.js";
 import { normalizePassword, type PasswordPolicy } from "./password-policy.js";
 import type {
+  AccessClaims,
   AuditEvent,
   AuditLog,
   ClientInfo,
@@ -11,6 +13,9 @@ import type {
   Profile,
   RevocationListener,
   ProfilePatch,
+  Role,
+  RoleLifetimes,
+  SessionInfo,
   SessionStore,
   TokenIssuer,
   User,
@@ -29,8 +34,16 @@ export interface IdentityDeps {
   clock: Clock;
   /** A hash of a random password, verified when the e-mail is unknown so both paths cost the same. */
   dummyHash: string;
-  sessionIdleTtlMs: number;
-  sessionAbsoluteTtlMs: number;
+  /** Access-token, idle and absolute lifetimes of each role. */
+  lifetimes: RoleLifetimes;
+  /** Active sessions a user may have; a login beyond it ends the least recently used. */
+  maxSessionsPerUser: number;
+  /**
+   * How long after its rotation a refresh token presented again, while its
+   * successor is unused, counts as a concurrent refresh (REFRESH_TOKEN_SUPERSEDED,
+   * session kept) rather than reuse (session revoked). 0 disables it.
+   */
+  refreshReuseGraceMs: number;
   /** Called after a password was re-hashed with the configured cost (logging). */
   onRehashError?(err: unknown): void;
 }
@@ -62,6 +75,14 @@ export interface RegisterInput {
   profile: Profile;
 }
 
+/** One of the user's sessions in a list; `current` marks the caller's own. */
+export interface SessionView extends SessionInfo {
+  current: boolean;
+}
+
+/** What VerifyToken tells a resource server (RFC 7662 style): nothing unless active. */
+export type TokenIntrospection = { active: false } | ({ active: true } & AccessClaims);
+
 export interface IdentityService {
   register(input: RegisterInput, call: CallInfo): Promise<User>;
   login(input: { email: string; password: string }, call: CallInfo): Promise<TokenPair>;
@@ -76,7 +97,25 @@ export interface IdentityService {
     input: { oldPassword: string; newPassword: string; revokeOtherSessions: boolean },
     call: CallInfo,
   ): Promise<{ revokedSessions: number }>;
+  /** The caller's active sessions, newest first; `pageSize` 0 or above the cap means the cap. */
+  listSessions(
+    principal: Principal,
+    page: { pageSize: number; pageToken: string },
+  ): Promise<{ sessions: SessionView[]; nextPageToken: string }>;
+  /** Ends one of the caller's active sessions; SESSION_NOT_FOUND for anything else. */
+  revokeSession(principal: Principal, sessionId: string, call: CallInfo): Promise<void>;
+  /** Ends every active session of the caller except the current one. */
+  revokeOtherSessions(principal: Principal, call: CallInfo): Promise<{ revokedSessions: number }>;
+  /** Introspection: never throws for a bad token, only when the check itself cannot run. */
+  verifyToken(accessToken: string): Promise<TokenIntrospection>;
 }
+
+export const MAX_SESSIONS_PAGE_SIZE = 100;
+// JWS compact serialisation, as the auth interceptor accepts it; anything
+// else is inactive without any crypto.
+const ACCESS_TOKEN_SHAPE = /^[A-Za-z0-9_-]{2,}\.[A-Za-z0-9_-]{2,}\.[A-Za-z0-9_-]*$/;
+const MAX_ACCESS_TOKEN_LENGTH = 4096;
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 // 256 bits, base64url: far above the 128 bits ASVS 7.2.3 asks for.
 const REFRESH_TOKEN_BYTES = 32;
@@ -94,6 +133,10 @@ function newRefreshToken(): { token: string; hash: Uint8Array } {
 
 function tokenInvalid(): DomainError {
   return new DomainError("unauthenticated", "TOKEN_INVALID", "access token is invalid, expired or revoked");
+}
+
+function sessionNotFound(): DomainError {
+  return new DomainError("not_found", "SESSION_NOT_FOUND", "no active session with that id belongs to you");
 }
 
 export function createIdentityService(deps: IdentityDeps): IdentityService {
@@ -120,13 +163,28 @@ export function createIdentityService(deps: IdentityDeps): IdentityService {
     throw err;
   }
 
-  async function startSession(userId: string, call: CallInfo): Promise<TokenPair> {
+  // Every ended session gets its own audit row, so "how did session S end?"
+  // has an answer; the listener has been told before (after the commit).
+  async function recordRevocations(userId: string, sessionIds: string[], reason: string, call: CallInfo): Promise<void> {
+    await Promise.all(sessionIds.map((sessionId) => record({ type: "session_revoke", outcome: "success", reason, userId, sessionId }, call)));
+  }
+
+  async function activeClaims(accessToken: string, now: Date): Promise<AccessClaims | undefined> {
+    const claims = await tokens.verifyAccessToken(accessToken, now);
+    if (!claims) return undefined;
+    const session = await sessions.findActive(claims.sessionId, now);
+    if (!session || session.userId !== claims.userId) return undefined;
+    return claims;
+  }
+
+  async function startSession(userId: string, role: Role, call: CallInfo): Promise<TokenPair> {
     const now = clock.now();
+    const lifetime = deps.lifetimes[role];
     const sessionId = uuidv7(now);
     const refresh = newRefreshToken();
-    const absoluteExpiresAt = new Date(now.getTime() + deps.sessionAbsoluteTtlMs);
-    const expiresAt = new Date(Math.min(now.getTime() + deps.sessionIdleTtlMs, absoluteExpiresAt.getTime()));
-    await sessions.create({
+    const absoluteExpiresAt = new Date(now.getTime() + lifetime.absoluteTtlMs);
+    const expiresAt = new Date(Math.min(now.getTime() + lifetime.idleTtlMs, absoluteExpiresAt.getTime()));
+    const { evictedSessionIds } = await sessions.create({
       id: sessionId,
       userId,
       refreshTokenHash: refresh.hash,
@@ -134,8 +192,13 @@ export function createIdentityService(deps: IdentityDeps): IdentityService {
       expiresAt,
       absoluteExpiresAt,
       client: call.client,
+      maxActiveSessions: deps.maxSessionsPerUser,
     });
-    const access = await tokens.issueAccessToken({ userId, sessionId, now });
+    if (evictedSessionIds.length > 0) {
+      revocations.sessionsRevoked(evictedSessionIds.map((id) => ({ id, userId })));
+      await recordRevocations(userId, evictedSessionIds, "session_limit", call);
+    }
+    const access = await tokens.issueAccessToken({ userId, sessionId, now, role, ttlMs: lifetime.accessTokenTtlMs });
     return {
       accessToken: access.token,
       accessTokenExpiresAt: access.expiresAt,
@@ -185,7 +248,7 @@ export function createIdentityService(deps: IdentityDeps): IdentityService {
         if (!credential || !ok) throw invalidCredentials();
         userId = credential.userId;
         await maybeRehash(credential.userId, credential.passwordHash, password);
-        const pair = await startSession(credential.userId, call);
+        const pair = await startSession(credential.userId, credential.role, call);
         await record({ type: "login", outcome: "success", userId, sessionId: pair.sessionId }, call);
         return pair;
       } catch (err) {
@@ -205,9 +268,21 @@ export function createIdentityService(deps: IdentityDeps): IdentityService {
           presented: hashRefreshToken(refreshToken),
           next: next.hash,
           now,
-          idleTtlMs: deps.sessionIdleTtlMs,
+          lifetimes: deps.lifetimes,
+          reuseGraceMs: deps.refreshReuseGraceMs,
           client: call.client,
         });
+        if (result.kind === "superseded") {
+          // The "none" variant of the grace window: only hashes are stored,
+          // so the successor cannot be handed out again. The session lives
+          // on; the client uses the pair the concurrent refresh returned.
+          ids = { userId: result.userId, sessionId: result.sessionId };
+          throw new DomainError(
+            "unauthenticated",
+            "REFRESH_TOKEN_SUPERSEDED",
+            "refresh token was just replaced by a concurrent refresh; use the newer token",
+          );
+        }
         if (result.kind === "reused") {
           ids = { userId: result.userId, sessionId: result.sessionId };
           revocations.sessionsRevoked([{ id: result.sessionId, userId: result.userId }]);
@@ -222,7 +297,13 @@ export function createIdentityService(deps: IdentityDeps): IdentityService {
         }
         const { session } = result;
         ids = { userId: session.userId, sessionId: session.id };
-        const access = await tokens.issueAccessToken({ userId: session.userId, sessionId: session.id, now });
+        const access = await tokens.issueAccessToken({
+          userId: session.userId,
+          sessionId: session.id,
+          now,
+          role: session.role,
+          ttlMs: deps.lifetimes[session.role].accessTokenTtlMs,
+        });
         await record({ type: "refresh", outcome: "success", ...ids }, call);
         return {
           accessToken: access.token,
@@ -250,12 +331,67 @@ export function createIdentityService(deps: IdentityDeps): IdentityService {
     },
 
     async authenticate(accessToken) {
-      const now = clock.now();
-      const claims = await tokens.verifyAccessToken(accessToken, now);
+      const claims = await activeClaims(accessToken, clock.now());
       if (!claims) throw tokenInvalid();
-      const session = await sessions.findActive(claims.sessionId, now);
-      if (!session || session.userId !== claims.userId) throw tokenInvalid();
       return { userId: claims.userId, sessionId: claims.sessionId };
+    },
+
+    async verifyToken(accessToken) {
+      if (accessToken.length > MAX_ACCESS_TOKEN_LENGTH || !ACCESS_TOKEN_SHAPE.test(accessToken)) return { active: false };
+      const claims = await activeClaims(accessToken, clock.now());
+      return claims ? { active: true, ...claims } : { active: false };
+    },
+
+    async listSessions(principal, page) {
+      const limit = page.pageSize <= 0 || page.pageSize > MAX_SESSIONS_PAGE_SIZE ? MAX_SESSIONS_PAGE_SIZE : page.pageSize;
+      let before: string | undefined;
+      if (page.pageToken !== "") {
+        before = decodePageToken(page.pageToken);
+        if (before === undefined) {
+          throw new DomainError("invalid_argument", "VALIDATION_FAILED", "page_token: not a token from a previous page", { field: "page_token" });
+        }
+      }
+      // One more than asked tells whether another page follows.
+      const rows = await sessions.listActive(principal.userId, clock.now(), { limit: limit + 1, before });
+      const pageRows = rows.slice(0, limit);
+      const last = pageRows[pageRows.length - 1];
+      return {
+        sessions: pageRows.map((s) => ({ ...s, current: s.id === principal.sessionId })),
+        nextPageToken: rows.length > limit && last ? encodePageToken(last.id) : "",
+      };
+    },
+
+    async revokeSession(principal, sessionId, call) {
+      // Lower-cased: caches, the revocation feed and tokens all use that spelling.
+      const id = sessionId.toLowerCase();
+      const ids = { userId: principal.userId, sessionId: UUID.test(id) ? id : undefined };
+      try {
+        if (!UUID.test(id)) throw sessionNotFound();
+        // Scoped to the caller in the query itself: another user's session
+        // is indistinguishable from one that never existed.
+        const revoked = await sessions.revokeOfUser({ userId: principal.userId, sessionId: id, now: clock.now(), reason: "user_revoke" });
+        if (!revoked) throw sessionNotFound();
+        revocations.sessionsRevoked([{ id, userId: principal.userId }]);
+        await record({ type: "session_revoke", outcome: "success", reason: "user_revoke", ...ids }, call);
+      } catch (err) {
+        return failed("session_revoke", err, call, ids);
+      }
+    },
+
+    async revokeOtherSessions(principal, call) {
+      try {
+        const revoked = await sessions.revokeOthersOfUser({
+          userId: principal.userId,
+          keepSessionId: principal.sessionId,
+          now: clock.now(),
+          reason: "user_revoke_others",
+        });
+        revocations.sessionsRevoked(revoked.map((id) => ({ id, userId: principal.userId })));
+        await recordRevocations(principal.userId, revoked, "user_revoke_others", call);
+        return { revokedSessions: revoked.length };
+      } catch (err) {
+        return failed("session_revoke", err, call, { userId: principal.userId, sessionId: principal.sessionId });
+      }
     },
 
     async getProfile(principal) {

@@ -24,9 +24,29 @@ export interface User {
   updatedAt: Date;
 }
 
+/** Privilege level: selects the lifetimes of the user's tokens and sessions. */
+export type Role = "customer" | "admin";
+export const roles: readonly Role[] = ["customer", "admin"];
+
+export function isRole(value: unknown): value is Role {
+  return (roles as readonly unknown[]).includes(value);
+}
+
+/** How long a role's access tokens and sessions live. */
+export interface SessionLifetime {
+  accessTokenTtlMs: number;
+  /** A session unused (not refreshed) for this long ends. */
+  idleTtlMs: number;
+  /** A session ends this long after its login, refreshed or not. */
+  absoluteTtlMs: number;
+}
+
+export type RoleLifetimes = Readonly<Record<Role, SessionLifetime>>;
+
 export interface PasswordCredential {
   userId: string;
   passwordHash: string;
+  role: Role;
 }
 
 export interface NewUser {
@@ -56,6 +76,8 @@ export interface UserStore {
   }): Promise<{ replaced: boolean; revokedSessionIds: string[] }>;
   /** Applies the present fields of `patch`; undefined leaves a field alone, null clears it. */
   updateProfile(userId: string, patch: ProfilePatch, now: Date): Promise<User | undefined>;
+  /** Sets the role of the account with this (normalised) e-mail; its id, or undefined when there is none. */
+  setRole(email: string, role: Role, now: Date): Promise<string | undefined>;
 }
 
 export type ProfilePatch = { [K in keyof Profile]?: Profile[K] | null };
@@ -73,6 +95,21 @@ export interface NewSession {
   expiresAt: Date;
   absoluteExpiresAt: Date;
   client: ClientInfo;
+  /**
+   * The cap on the user's active sessions, this one included: the oldest
+   * (by last use) beyond it are revoked in the same transaction.
+   */
+  maxActiveSessions: number;
+}
+
+/** A session as its user sees it in a list. */
+export interface SessionInfo {
+  id: string;
+  createdAt: Date;
+  lastUsedAt: Date;
+  expiresAt: Date;
+  ip?: string | undefined;
+  userAgent?: string | undefined;
 }
 
 export interface ActiveSession {
@@ -82,27 +119,40 @@ export interface ActiveSession {
 }
 
 export type RotateResult =
-  | { kind: "rotated"; session: ActiveSession }
+  | { kind: "rotated"; session: ActiveSession & { role: Role } }
+  /** Retired within the grace window and its successor not yet used: a concurrent refresh, not theft. */
+  | { kind: "superseded"; sessionId: string; userId: string }
   | { kind: "reused"; sessionId: string; userId: string }
   | { kind: "invalid" };
 
 export interface SessionStore {
-  create(session: NewSession): Promise<void>;
+  /** Creates the session with its first refresh token; returns the sessions evicted by the cap. */
+  create(session: NewSession): Promise<{ evictedSessionIds: string[] }>;
   /** The session if it is neither revoked nor expired at `now`. */
   findActive(sessionId: string, now: Date): Promise<ActiveSession | undefined>;
   /**
    * Retires the refresh token with hash `presented` and issues `next` in one
-   * transaction. A token retired earlier is reuse: its session is revoked.
+   * transaction, sliding the session's idle expiry by the user's current
+   * role's lifetime (never past its absolute one). A token retired earlier is
+   * reuse, which revokes the session, unless it was retired less than
+   * `reuseGraceMs` ago and its successor has not been used yet (superseded).
    */
   rotate(input: {
     presented: Uint8Array;
     next: Uint8Array;
     now: Date;
-    idleTtlMs: number;
+    lifetimes: RoleLifetimes;
+    reuseGraceMs: number;
     client: ClientInfo;
   }): Promise<RotateResult>;
   /** Revokes an active session; false when it was not active. */
   revoke(sessionId: string, now: Date, reason: string): Promise<boolean>;
+  /** The user's active sessions, newest first, at most `limit`, only those older than `before` when given. */
+  listActive(userId: string, now: Date, page: { limit: number; before?: string | undefined }): Promise<SessionInfo[]>;
+  /** Revokes the session if it is active and the user's; false otherwise (unknown, someone else's, ended). */
+  revokeOfUser(input: { userId: string; sessionId: string; now: Date; reason: string }): Promise<boolean>;
+  /** Revokes every active session of the user except `keepSessionId`; the ids revoked. */
+  revokeOthersOfUser(input: { userId: string; keepSessionId: string; now: Date; reason: string }): Promise<string[]>;
 }
 
 /**
@@ -113,7 +163,17 @@ export interface RevocationListener {
   sessionsRevoked(sessions: { id: string; userId: string }[]): void;
 }
 
-export type AuditEventType = "register" | "login" | "logout" | "refresh" | "password_change" | "password_rehash";
+export type AuditEventType =
+  | "register"
+  | "login"
+  | "logout"
+  | "refresh"
+  | "password_change"
+  | "password_rehash"
+  /** A session ended by its user or by the session cap; `reason` says which. */
+  | "session_revoke"
+  /** An operator changed the user's role (`reason` is the new one). */
+  | "role_change";
 
 export interface AuditEvent {
   type: AuditEventType;
@@ -143,11 +203,19 @@ export interface AccessClaims {
   tokenId: string;
   issuedAt: Date;
   expiresAt: Date;
+  /** The `role` claim; absent in tokens issued before roles existed. */
+  role?: Role | undefined;
 }
 
 export interface TokenIssuer {
-  /** Signs an access token for the session; returns it with its lifetime. */
-  issueAccessToken(input: { userId: string; sessionId: string; now: Date }): Promise<{ token: string; expiresAt: Date }>;
+  /** Signs an access token for the session; returns it with its lifetime (`ttlMs`, else the configured one). */
+  issueAccessToken(input: {
+    userId: string;
+    sessionId: string;
+    now: Date;
+    role?: Role | undefined;
+    ttlMs?: number | undefined;
+  }): Promise<{ token: string; expiresAt: Date }>;
   /** Claims of a valid token (signature, alg, iss, aud, typ, exp), or undefined. */
   verifyAccessToken(token: string, now: Date): Promise<AccessClaims | undefined>;
 }

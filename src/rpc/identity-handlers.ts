@@ -6,7 +6,7 @@ import type { CallInfo, IdentityService, Principal, TokenPair } from "../core/id
 import type { Clock } from "../core/ports.js";
 import { toProfile, toProfilePatch } from "../core/profile.js";
 import { kClient, kPrincipal, kRequestId } from "./context.js";
-import { profileInputFromProto, userToProto } from "./convert.js";
+import { introspectionToProto, profileInputFromProto, sessionToProto, userToProto } from "./convert.js";
 
 // Thin handlers: decode, one core call, encode.
 
@@ -74,6 +74,25 @@ export function identityHandlers(identity: IdentityService, clock: Clock): Servi
         call(ctx),
       );
       return { revokedSessionCount: result.revokedSessions };
+    },
+
+    async listSessions(req, ctx) {
+      const page = await identity.listSessions(principal(ctx), { pageSize: req.pageSize, pageToken: req.pageToken });
+      return { sessions: page.sessions.map(sessionToProto), nextPageToken: page.nextPageToken };
+    },
+
+    async revokeSession(req, ctx) {
+      await identity.revokeSession(principal(ctx), req.sessionId, call(ctx));
+      return {};
+    },
+
+    async revokeOtherSessions(_req, ctx) {
+      const result = await identity.revokeOtherSessions(principal(ctx), call(ctx));
+      return { revokedSessionCount: result.revokedSessions };
+    },
+
+    async verifyToken(req) {
+      return introspectionToProto(await identity.verifyToken(req.accessToken));
     },
   };
 }

@@ -2,6 +2,7 @@
 import {
   bigserial,
   boolean,
+  check,
   customType,
   date,
   index,
@@ -13,6 +14,7 @@ import {
   uniqueIndex,
   uuid,
 } from "drizzle-orm/pg-core";
+import { sql } from "drizzle-orm";
 
 // One schema for PostgreSQL and embedded PGlite. Keep to SQL both have
 // (servers here run 15; PGlite is 18). Migrations are generated from this
@@ -31,10 +33,13 @@ export const users = pgTable(
     id: uuid("id").primaryKey(),
     // Lower-cased ASCII (see core/email.ts): unique means unique case-insensitively.
     email: text("email").notNull(),
+    // Selects token and session lifetimes (core/ports.ts Role). Operators set
+    // it with `npm run set-role`; the check keeps hand-written SQL honest.
+    role: text("role").notNull().default("customer"),
     createdAt: ts("created_at").notNull(),
     updatedAt: ts("updated_at").notNull(),
   },
-  (t) => [uniqueIndex("users_email_key").on(t.email)],
+  (t) => [uniqueIndex("users_email_key").on(t.email), check("users_role_check", sql`${t.role} in ('customer', 'admin')`)],
 );
 
 export const profiles = pgTable("profiles", {
@@ -90,6 +95,9 @@ export const refreshTokens = pgTable(
       .references(() => sessions.id, { onDelete: "cascade" }),
     issuedAt: ts("issued_at").notNull(),
     supersededAt: ts("superseded_at"),
+    // The token that replaced this one: a retired token whose successor is
+    // still unused may be a concurrent refresh (grace window), not theft.
+    replacedBy: bytea("replaced_by"),
   },
   (t) => [index("refresh_tokens_session_id_idx").on(t.sessionId)],
 );

@@ -1,14 +1,17 @@
-import { and, eq, gt, isNull, ne, sql } from "drizzle-orm";
+import { and, desc, eq, gt, inArray, isNull, lt, ne, sql } from "drizzle-orm";
 import { DomainError } from "../core/errors.js";
-import type {
-  ActiveSession,
-  AuditLog,
-  NewUser,
-  Profile,
-  ProfilePatch,
-  SessionStore,
-  User,
-  UserStore,
+import {
+  isRole,
+  type ActiveSession,
+  type AuditLog,
+  type NewUser,
+  type Profile,
+  type ProfilePatch,
+  type Role,
+  type SessionInfo,
+  type SessionStore,
+  type User,
+  type UserStore,
 } from "../core/ports.js";
 import { pgErrorCode, type Db } from "./db.js";
 import { auditEvents, passwordCredentials, profiles, refreshTokens, sessions, users } from "./schema.js";
@@ -19,6 +22,13 @@ import { auditEvents, passwordCredentials, profiles, refreshTokens, sessions, us
 const UNIQUE_VIOLATION = "23505";
 
 type ProfileRow = typeof profiles.$inferSelect;
+
+// The column's check constraint allows only known roles; anything else is
+// corruption, not a reason to guess.
+function toRole(value: string): Role {
+  if (!isRole(value)) throw new Error(`unknown role in the database: ${JSON.stringify(value)}`);
+  return value;
+}
 
 function toProfile(row: ProfileRow | null | undefined): Profile {
   if (!row) return {};
@@ -42,7 +52,7 @@ export function createUserStore(db: Db): UserStore {
     .limit(1)
     .prepare("users_get");
   const credentialByEmail = db
-    .select({ userId: passwordCredentials.userId, passwordHash: passwordCredentials.passwordHash })
+    .select({ userId: passwordCredentials.userId, passwordHash: passwordCredentials.passwordHash, role: users.role })
     .from(users)
     .innerJoin(passwordCredentials, eq(passwordCredentials.userId, users.id))
     .where(eq(users.email, sql.placeholder("email")))
@@ -91,16 +101,19 @@ export function createUserStore(db: Db): UserStore {
 
     async findCredentialByEmail(email) {
       const rows = await credentialByEmail.execute({ email });
-      return rows[0];
+      const row = rows[0];
+      return row && { ...row, role: toRole(row.role) };
     },
 
     async findCredentialByUserId(userId) {
       const rows = await db
-        .select({ userId: passwordCredentials.userId, passwordHash: passwordCredentials.passwordHash })
+        .select({ userId: passwordCredentials.userId, passwordHash: passwordCredentials.passwordHash, role: users.role })
         .from(passwordCredentials)
+        .innerJoin(users, eq(users.id, passwordCredentials.userId))
         .where(eq(passwordCredentials.userId, userId))
         .limit(1);
-      return rows[0];
+      const row = rows[0];
+      return row && { ...row, role: toRole(row.role) };
     },
 
     async rehashPassword(userId, expected, next, now) {
@@ -150,6 +163,11 @@ export function createUserStore(db: Db): UserStore {
       });
       return updated ? get(userId) : undefined;
     },
+
+    async setRole(email, role, now) {
+      const rows = await db.update(users).set({ role, updatedAt: now }).where(eq(users.email, email)).returning({ id: users.id });
+      return rows[0]?.id;
+    },
   };
 }
 
@@ -160,11 +178,42 @@ export function createSessionStore(db: Db): SessionStore {
     .where(and(eq(sessions.id, sql.placeholder("id")), isNull(sessions.revokedAt), gt(sessions.expiresAt, sql.placeholder("now"))))
     .limit(1)
     .prepare("sessions_find_active");
+  const evictBeyondCap = db
+    .update(sessions)
+    .set({ revokedAt: sql`${sql.placeholder("now")}::timestamptz`, revokeReason: "session_limit" })
+    .where(
+      and(
+        isNull(sessions.revokedAt),
+        inArray(
+          sessions.id,
+          db
+            .select({ id: sessions.id })
+            .from(sessions)
+            .where(
+              and(
+                eq(sessions.userId, sql.placeholder("userId")),
+                isNull(sessions.revokedAt),
+                gt(sessions.expiresAt, sql.placeholder("now")),
+              ),
+            )
+            // The session just created is never its own victim.
+            .orderBy(sql`${sessions.id} = ${sql.placeholder("keepId")} desc`, desc(sessions.lastUsedAt), desc(sessions.id))
+            .offset(sql.placeholder("keep")),
+        ),
+      ),
+    )
+    .returning({ id: sessions.id })
+    .prepare("sessions_evict_beyond_cap");
 
   return {
     async create(s) {
-      // One statement, so atomic without a transaction round trip: the
-      // session and its first refresh token exist together or not at all.
+      // Two autocommitted statements, no lock. First the session and its
+      // first refresh token, in one statement (both or neither). Then the
+      // cap: revoke the user's active sessions beyond the newest N. Each
+      // eviction starts after its own insert committed, so of two racing
+      // logins the later eviction sees both new sessions and the cap holds
+      // once both are done; overlapping evictions are harmless (only rows
+      // still active are revoked and returned).
       await db.execute(sql`
         with s as (
           insert into ${sessions} (id, user_id, created_at, last_used_at, expires_at, absolute_expires_at, ip, user_agent)
@@ -174,6 +223,13 @@ export function createSessionStore(db: Db): SessionStore {
         )
         insert into ${refreshTokens} (token_hash, session_id, issued_at)
         select ${Buffer.from(s.refreshTokenHash)}, s.id, ${s.now.toISOString()} from s`);
+      const evicted = await evictBeyondCap.execute({
+        userId: s.userId,
+        now: s.now.toISOString(),
+        keep: Math.max(1, s.maxActiveSessions),
+        keepId: s.id,
+      });
+      return { evictedSessionIds: evicted.map((r) => r.id) };
     },
 
     async findActive(sessionId, now): Promise<ActiveSession | undefined> {
@@ -181,7 +237,7 @@ export function createSessionStore(db: Db): SessionStore {
       return rows[0];
     },
 
-    async rotate({ presented, next, now, idleTtlMs, client }) {
+    async rotate({ presented, next, now, lifetimes, reuseGraceMs, client }) {
       return db.transaction(async (tx) => {
         // Lock the token row so two concurrent refreshes with one token
         // serialise: exactly one rotates, the other sees it superseded.
@@ -189,19 +245,35 @@ export function createSessionStore(db: Db): SessionStore {
           .select({
             sessionId: refreshTokens.sessionId,
             supersededAt: refreshTokens.supersededAt,
+            replacedBy: refreshTokens.replacedBy,
             userId: sessions.userId,
             revokedAt: sessions.revokedAt,
+            createdAt: sessions.createdAt,
             expiresAt: sessions.expiresAt,
             absoluteExpiresAt: sessions.absoluteExpiresAt,
+            role: users.role,
           })
           .from(refreshTokens)
           .innerJoin(sessions, eq(sessions.id, refreshTokens.sessionId))
+          .innerJoin(users, eq(users.id, sessions.userId))
           .where(eq(refreshTokens.tokenHash, presented))
-          .for("update")
+          .for("update", { of: [refreshTokens, sessions] })
           .limit(1);
         const row = found[0];
         if (!row) return { kind: "invalid" } as const;
         if (row.revokedAt !== null || row.expiresAt <= now) return { kind: "invalid" } as const;
+        if (row.supersededAt !== null && row.replacedBy !== null && now.getTime() - row.supersededAt.getTime() < reuseGraceMs) {
+          // Retired moments ago. If its successor is still unused, this is
+          // most likely the loser of a concurrent refresh by the same client.
+          const successor = await tx
+            .select({ supersededAt: refreshTokens.supersededAt })
+            .from(refreshTokens)
+            .where(eq(refreshTokens.tokenHash, row.replacedBy))
+            .limit(1);
+          if (successor[0] && successor[0].supersededAt === null) {
+            return { kind: "superseded", sessionId: row.sessionId, userId: row.userId } as const;
+          }
+        }
         if (row.supersededAt !== null) {
           // RFC 9700 §4.14.2: a retired token came back, so one of its
           // holders is not the user. End the whole session.
@@ -211,19 +283,31 @@ export function createSessionStore(db: Db): SessionStore {
             .where(and(eq(sessions.id, row.sessionId), isNull(sessions.revokedAt)));
           return { kind: "reused", sessionId: row.sessionId, userId: row.userId } as const;
         }
-        const expiresAt = new Date(Math.min(now.getTime() + idleTtlMs, row.absoluteExpiresAt.getTime()));
-        await tx.update(refreshTokens).set({ supersededAt: now }).where(eq(refreshTokens.tokenHash, presented));
+        // The user's current role rules: a promotion to admin shortens the
+        // session at its next refresh (idle, and absolute from the login).
+        const role = toRole(row.role);
+        const lifetime = lifetimes[role];
+        const absoluteExpiresAt = new Date(
+          Math.min(row.absoluteExpiresAt.getTime(), row.createdAt.getTime() + lifetime.absoluteTtlMs),
+        );
+        if (absoluteExpiresAt <= now) {
+          await tx.update(sessions).set({ expiresAt: absoluteExpiresAt, absoluteExpiresAt }).where(eq(sessions.id, row.sessionId));
+          return { kind: "invalid" } as const;
+        }
+        const expiresAt = new Date(Math.min(now.getTime() + lifetime.idleTtlMs, absoluteExpiresAt.getTime()));
+        await tx.update(refreshTokens).set({ supersededAt: now, replacedBy: next }).where(eq(refreshTokens.tokenHash, presented));
         await tx.insert(refreshTokens).values({ tokenHash: next, sessionId: row.sessionId, issuedAt: now });
         await tx
           .update(sessions)
           .set({
             lastUsedAt: now,
             expiresAt,
+            absoluteExpiresAt,
             ...(client.ip !== undefined ? { ip: client.ip } : {}),
             ...(client.userAgent !== undefined ? { userAgent: client.userAgent } : {}),
           })
           .where(eq(sessions.id, row.sessionId));
-        return { kind: "rotated", session: { id: row.sessionId, userId: row.userId, expiresAt } } as const;
+        return { kind: "rotated", session: { id: row.sessionId, userId: row.userId, expiresAt, role } } as const;
       });
     },
 
@@ -234,6 +318,57 @@ export function createSessionStore(db: Db): SessionStore {
         .where(and(eq(sessions.id, sessionId), isNull(sessions.revokedAt)))
         .returning({ id: sessions.id });
       return rows.length === 1;
+    },
+
+    async listActive(userId, now, page): Promise<SessionInfo[]> {
+      // UUIDv7 ids are time-ordered: newest first is id descending, and the
+      // last id of a page is the cursor of the next.
+      const rows = await db
+        .select({
+          id: sessions.id,
+          createdAt: sessions.createdAt,
+          lastUsedAt: sessions.lastUsedAt,
+          expiresAt: sessions.expiresAt,
+          ip: sessions.ip,
+          userAgent: sessions.userAgent,
+        })
+        .from(sessions)
+        .where(
+          and(
+            eq(sessions.userId, userId),
+            isNull(sessions.revokedAt),
+            gt(sessions.expiresAt, now),
+            page.before === undefined ? undefined : lt(sessions.id, page.before),
+          ),
+        )
+        .orderBy(desc(sessions.id))
+        .limit(page.limit);
+      return rows.map((r) => ({
+        id: r.id,
+        createdAt: r.createdAt,
+        lastUsedAt: r.lastUsedAt,
+        expiresAt: r.expiresAt,
+        ...(r.ip !== null ? { ip: r.ip } : {}),
+        ...(r.userAgent !== null ? { userAgent: r.userAgent } : {}),
+      }));
+    },
+
+    async revokeOfUser({ userId, sessionId, now, reason }) {
+      const rows = await db
+        .update(sessions)
+        .set({ revokedAt: now, revokeReason: reason })
+        .where(and(eq(sessions.id, sessionId), eq(sessions.userId, userId), isNull(sessions.revokedAt), gt(sessions.expiresAt, now)))
+        .returning({ id: sessions.id });
+      return rows.length === 1;
+    },
+
+    async revokeOthersOfUser({ userId, keepSessionId, now, reason }) {
+      const rows = await db
+        .update(sessions)
+        .set({ revokedAt: now, revokeReason: reason })
+        .where(and(eq(sessions.userId, userId), ne(sessions.id, keepSessionId), isNull(sessions.revokedAt), gt(sessions.expiresAt, now)))
+        .returning({ id: sessions.id });
+      return rows.map((r) => r.id);
     },
   };
 }

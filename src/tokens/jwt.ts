@@ -11,7 +11,7 @@ import {
   type JWTHeaderParameters,
 } from "jose";
 import { LRUCache } from "lru-cache";
-import type { AccessClaims, TokenIssuer } from "../core/ports.js";
+import { isRole, type AccessClaims, type TokenIssuer } from "../core/ports.js";
 
 // Access tokens: JWT (RFC 9068 profile, typ "at+jwt"), EdDSA over Ed25519,
 // one algorithm accepted and nothing else. Verification never follows a
@@ -34,10 +34,23 @@ export interface StoredKey {
   retiresAt: Date | null;
 }
 
+export type KeyRotation =
+  | { rotated: true; retired: { kid: string; retiresAt: Date }[] }
+  /** Another rotation's key is still waiting to activate: nothing changed. */
+  | { rotated: false; pending: StoredKey };
+
 export interface KeyStore {
   /** Keys not yet retired at `now`, newest first. */
   listUsable(now: Date): Promise<StoredKey[]>;
   insert(key: StoredKey): Promise<void>;
+  /**
+   * Inserts `next` and moves every other key's retiresAt to `retireOthersAt`
+   * (never later than it already was), atomically and one rotation at a time
+   * across instances. Unless `force`, does nothing when a key is already
+   * pending (activatesAt > now, not retired), so two operators or instances
+   * rotating at once publish one key, not two.
+   */
+  rotate(input: { next: StoredKey; retireOthersAt: Date; now: Date; force: boolean }): Promise<KeyRotation>;
 }
 
 export interface JwtServiceOptions {
@@ -50,13 +63,53 @@ export interface JwtServiceOptions {
   now?: () => Date;
   /** Unknown kids make the service reload keys at most this often. */
   reloadIntervalMs?: number;
+  /**
+   * Keys are reloaded from the store this often (0 = never), so a key that
+   * another instance rotated in is signed with once it activates. Default 60 s.
+   */
+  refreshIntervalMs?: number;
+  /** A periodic reload failed (the loaded keys keep serving). */
+  onRefreshError?(err: unknown): void;
+  /**
+   * How long a rotated-in key is published before it signs. Must exceed how
+   * long verifiers cache the JWKS (max-age 300 s) plus their refetch interval,
+   * so every verifier knows the key before its first token. Default 10 min.
+   */
+  publishLeadMs?: number;
+  /**
+   * The longest lifetime of any access token this service issues (every
+   * role's); a rotated-out key stays published until all of them expired.
+   * Default accessTokenTtlMs.
+   */
+  maxAccessTokenTtlMs?: number;
+}
+
+export interface RotatedKey {
+  /** False when an earlier rotation's key is still pending: that key is returned. */
+  rotated: boolean;
+  kid: string;
+  activatesAt: Date;
+  /** Keys whose retirement this rotation set, with when they leave the JWKS. */
+  retired: { kid: string; retiresAt: Date }[];
 }
 
 export interface JwtService extends TokenIssuer {
-  /** Loads the keys, creating the first one if the store has none. */
+  /** Loads the keys, creating the first one if the store has none, and starts the periodic reload. */
   init(): Promise<void>;
-  /** The public JWKS document. */
+  /** The public JWKS document: every key not retired, the next one included. */
   jwks(): { keys: JWK[] };
+  /**
+   * Creates the next signing key. Normally it is published now, signs from
+   * now + publishLeadMs, and the current key retires once every token it can
+   * still sign has expired. `immediate` (a leaked key): the new key signs at
+   * once and every other key retires at once, so every token they signed is
+   * refused from now on (on other instances after their next reload).
+   */
+  rotate(opts?: { immediate?: boolean }): Promise<RotatedKey>;
+  /** Reloads the keys from the store now. */
+  reload(): Promise<void>;
+  /** Stops the periodic reload. */
+  close(): void;
 }
 
 type Key = Awaited<ReturnType<typeof importJWK>>;
@@ -91,26 +144,38 @@ export function createJwtService(opts: JwtServiceOptions): JwtService {
   // Short enough that a key another instance just created is found quickly,
   // long enough that a flood of made-up kids costs one query per interval.
   const reloadIntervalMs = opts.reloadIntervalMs ?? 5_000;
+  const refreshIntervalMs = opts.refreshIntervalMs ?? 60_000;
+  const publishLeadMs = opts.publishLeadMs ?? 10 * 60_000;
+  const maxAccessTokenTtlMs = Math.max(opts.accessTokenTtlMs, opts.maxAccessTokenTtlMs ?? 0);
+  let refreshTimer: NodeJS.Timeout | undefined;
   let keys = new Map<string, LoadedKey>();
   // The same token string verified once verifies the same way again, as long
   // as its key is still usable and it has not expired: skip the signature.
   const verified = new LRUCache<string, { claims: AccessClaims; kid: string }>({ max: opts.verifiedCacheSize ?? 10_000 });
   let lastReload = 0;
+  let loads = 0;
+  let applied = 0;
 
   async function load(): Promise<void> {
+    const generation = ++loads;
     const stored = await opts.keys.listUsable(now());
     const next = new Map<string, LoadedKey>();
     for (const k of stored) {
       if (k.alg !== ACCESS_TOKEN_ALG) continue;
+      // A kid is the thumbprint of its public key: a known one needs no re-import.
+      const known = keys.get(k.kid);
       next.set(k.kid, {
         kid: k.kid,
         activatesAt: k.activatesAt,
         retiresAt: k.retiresAt,
         publicJwk: k.publicJwk,
-        publicKey: await importJWK(k.publicJwk, ACCESS_TOKEN_ALG),
-        privateKey: await importJWK(k.privateJwk, ACCESS_TOKEN_ALG),
+        publicKey: known?.publicKey ?? (await importJWK(k.publicJwk, ACCESS_TOKEN_ALG)),
+        privateKey: known?.privateKey ?? (await importJWK(k.privateJwk, ACCESS_TOKEN_ALG)),
       });
     }
+    // Overlapping loads (periodic, unknown kid, rotate): an older read never replaces a newer one.
+    if (generation < applied) return;
+    applied = generation;
     keys = next;
     lastReload = Date.now();
   }
@@ -147,6 +212,12 @@ export function createJwtService(opts: JwtServiceOptions): JwtService {
         await opts.keys.insert(await newSigningKey(now()));
         await load();
       }
+      if (refreshIntervalMs > 0 && !refreshTimer) {
+        refreshTimer = setInterval(() => {
+          load().catch((err: unknown) => opts.onRefreshError?.(err));
+        }, refreshIntervalMs);
+        refreshTimer.unref();
+      }
     },
 
     jwks() {
@@ -154,11 +225,35 @@ export function createJwtService(opts: JwtServiceOptions): JwtService {
       return { keys: [...keys.values()].filter((k) => usable(k, at)).map((k) => k.publicJwk) };
     },
 
-    async issueAccessToken({ userId, sessionId, now: at }) {
+    async rotate({ immediate = false } = {}) {
+      const at = now();
+      const next = await newSigningKey(at);
+      next.activatesAt = immediate ? at : new Date(at.getTime() + publishLeadMs);
+      // The old key signs until the new one activates; its last token expires
+      // maxAccessTokenTtlMs later, and a verifier's clock may run a little behind.
+      const retireOthersAt = immediate
+        ? at
+        : new Date(next.activatesAt.getTime() + maxAccessTokenTtlMs + CLOCK_TOLERANCE_S * 1000);
+      const result = await opts.keys.rotate({ next, retireOthersAt, now: at, force: immediate });
+      await load();
+      if (!result.rotated) {
+        return { rotated: false, kid: result.pending.kid, activatesAt: result.pending.activatesAt, retired: [] };
+      }
+      return { rotated: true, kid: next.kid, activatesAt: next.activatesAt, retired: result.retired };
+    },
+
+    reload: load,
+
+    close() {
+      clearInterval(refreshTimer);
+      refreshTimer = undefined;
+    },
+
+    async issueAccessToken({ userId, sessionId, now: at, role, ttlMs }) {
       const key = signingKey(at);
       const iat = Math.floor(at.getTime() / 1000);
-      const exp = iat + Math.floor(opts.accessTokenTtlMs / 1000);
-      const token = await new SignJWT({ sid: sessionId })
+      const exp = iat + Math.floor((ttlMs ?? opts.accessTokenTtlMs) / 1000);
+      const token = await new SignJWT(role ? { sid: sessionId, role } : { sid: sessionId })
         .setProtectedHeader({ alg: ACCESS_TOKEN_ALG, kid: key.kid, typ: ACCESS_TOKEN_TYP })
         .setIssuer(opts.issuer)
         .setAudience(opts.audience)
@@ -195,7 +290,8 @@ export function createJwtService(opts: JwtServiceOptions): JwtService {
         if (typeof iat !== "number" || typeof exp !== "number") return undefined;
         // Only our key signs, but a token "issued" in the future is still wrong.
         if (iat * 1000 > at.getTime() + CLOCK_TOLERANCE_S * 1000) return undefined;
-        const claims = { userId: sub, sessionId: sid, tokenId: jti, issuedAt: new Date(iat * 1000), expiresAt: new Date(exp * 1000) };
+        const claims: AccessClaims = { userId: sub, sessionId: sid, tokenId: jti, issuedAt: new Date(iat * 1000), expiresAt: new Date(exp * 1000) };
+        if (isRole(payload.role)) claims.role = payload.role;
         verified.set(token, { claims, kid: protectedHeader.kid! });
         return claims;
       } catch (err) {

@@ -3,11 +3,18 @@ import { and, count, eq, inArray, sql } from "drizzle-orm";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { DomainError } from "../../src/core/errors.js";
 import { hashRefreshToken } from "../../src/core/identity.js";
-import type { AuditLog, NewSession, NewUser, Profile, SessionStore, UserStore } from "../../src/core/ports.js";
+import type { AuditLog, NewSession, NewUser, Profile, RoleLifetimes, SessionStore, UserStore } from "../../src/core/ports.js";
 import { uuidv7 } from "../../src/core/uuid.js";
 import type { Database } from "../../src/storage/db.js";
 import { createKeyStore } from "../../src/storage/key-store.js";
-import { auditEvents, passwordCredentials, profiles, signingKeys, users as usersTable } from "../../src/storage/schema.js";
+import {
+  auditEvents,
+  passwordCredentials,
+  profiles,
+  sessions as sessionsTable,
+  signingKeys,
+  users as usersTable,
+} from "../../src/storage/schema.js";
 import { createAuditLog, createSessionStore, createUserStore } from "../../src/storage/stores.js";
 import { newSigningKey, type KeyStore, type StoredKey } from "../../src/tokens/jwt.js";
 import { backends, openTestDatabase } from "../support/databases.js";
@@ -49,7 +56,16 @@ function aSession(userId: string, overrides: Partial<NewSession> = {}): NewSessi
     expiresAt: at(HOUR),
     absoluteExpiresAt: at(DAY),
     client: { ip: "203.0.113.7", userAgent: "contract-test/1.0" },
+    maxActiveSessions: 100,
     ...overrides,
+  };
+}
+
+/** Lifetimes as the rotate port takes them; only the idle ones matter unless a test says otherwise. */
+function lifetimes(idleTtlMs = HOUR, admin: Partial<RoleLifetimes["admin"]> = {}): RoleLifetimes {
+  return {
+    customer: { accessTokenTtlMs: 15 * MINUTE, idleTtlMs, absoluteTtlMs: 365 * DAY },
+    admin: { accessTokenTtlMs: 5 * MINUTE, idleTtlMs: 30 * MINUTE, absoluteTtlMs: 12 * HOUR, ...admin },
   };
 }
 
@@ -120,7 +136,7 @@ for (const backend of backends) {
         const created = await users.create(input);
         expect(created).toEqual({ id: input.id, email: input.email, profile, createdAt: T0, updatedAt: T0 });
         await expect(users.get(input.id)).resolves.toEqual(created);
-        await expect(users.findCredentialByUserId(input.id)).resolves.toEqual({ userId: input.id, passwordHash: input.passwordHash });
+        await expect(users.findCredentialByUserId(input.id)).resolves.toEqual({ userId: input.id, passwordHash: input.passwordHash, role: "customer" });
         expect(await rowCounts([input.id])).toEqual({ users: 1, profiles: 1, credentials: 1 });
       });
 
@@ -145,7 +161,11 @@ for (const backend of backends) {
         expect(err.kind).toBe("already_exists");
         expect(err.reason).toBe("EMAIL_ALREADY_REGISTERED");
         expect(await rowCounts([second.id])).toEqual({ users: 0, profiles: 0, credentials: 0 });
-        await expect(users.findCredentialByEmail(first.email)).resolves.toEqual({ userId: first.id, passwordHash: first.passwordHash });
+        await expect(users.findCredentialByEmail(first.email)).resolves.toEqual({
+          userId: first.id,
+          passwordHash: first.passwordHash,
+          role: "customer",
+        });
       });
 
       it("lets exactly one of 10 concurrent registrations of one e-mail succeed, with no half-written rows", async () => {
@@ -172,8 +192,42 @@ for (const backend of backends) {
       it("finds a credential by e-mail, and nothing for an unknown e-mail", async () => {
         const input = aUser();
         await users.create(input);
-        await expect(users.findCredentialByEmail(input.email)).resolves.toEqual({ userId: input.id, passwordHash: input.passwordHash });
+        await expect(users.findCredentialByEmail(input.email)).resolves.toEqual({
+          userId: input.id,
+          passwordHash: input.passwordHash,
+          role: "customer",
+        });
         await expect(users.findCredentialByEmail(uniqueEmail())).resolves.toBeUndefined();
+      });
+
+      describe("roles", () => {
+        it("creates customers; setRole changes the role by e-mail and the credentials carry it", async () => {
+          const input = aUser();
+          await users.create(input);
+          await expect(users.setRole(input.email, "admin", at(MINUTE))).resolves.toBe(input.id);
+          await expect(users.findCredentialByEmail(input.email)).resolves.toMatchObject({ role: "admin" });
+          await expect(users.findCredentialByUserId(input.id)).resolves.toEqual({
+            userId: input.id,
+            passwordHash: input.passwordHash,
+            role: "admin",
+          });
+          await expect(users.get(input.id)).resolves.toMatchObject({ updatedAt: at(MINUTE) });
+          await expect(users.setRole(input.email, "customer", at(2 * MINUTE))).resolves.toBe(input.id);
+          await expect(users.findCredentialByUserId(input.id)).resolves.toMatchObject({ role: "customer" });
+        });
+
+        it("returns undefined for an unknown e-mail", async () => {
+          await expect(users.setRole(uniqueEmail(), "admin", T0)).resolves.toBeUndefined();
+        });
+
+        it("refuses an unknown role in the database itself (check constraint)", async () => {
+          const input = aUser();
+          await users.create(input);
+          await expect(
+            database.db.update(usersTable).set({ role: "root" }).where(eq(usersTable.id, input.id)),
+          ).rejects.toThrow();
+          await expect(users.findCredentialByUserId(input.id)).resolves.toMatchObject({ role: "customer" });
+        });
       });
 
       describe("rehashPassword (compare-and-set)", () => {
@@ -182,14 +236,14 @@ for (const backend of backends) {
           await users.create(input);
           const next = fakeHash("rehashed");
           await expect(users.rehashPassword(input.id, input.passwordHash, next, at(MINUTE))).resolves.toBe(true);
-          await expect(users.findCredentialByUserId(input.id)).resolves.toEqual({ userId: input.id, passwordHash: next });
+          await expect(users.findCredentialByUserId(input.id)).resolves.toEqual({ userId: input.id, passwordHash: next, role: "customer" });
         });
 
         it("changes nothing and returns false when the expected hash is stale", async () => {
           const input = aUser();
           await users.create(input);
           await expect(users.rehashPassword(input.id, fakeHash("stale"), fakeHash("lost"), at(MINUTE))).resolves.toBe(false);
-          await expect(users.findCredentialByUserId(input.id)).resolves.toEqual({ userId: input.id, passwordHash: input.passwordHash });
+          await expect(users.findCredentialByUserId(input.id)).resolves.toEqual({ userId: input.id, passwordHash: input.passwordHash, role: "customer" });
         });
 
         it("returns false for an unknown user", async () => {
@@ -203,7 +257,7 @@ for (const backend of backends) {
           await users.create(a);
           await users.create(b);
           await expect(users.rehashPassword(a.id, shared, fakeHash("a-new"), T0)).resolves.toBe(true);
-          await expect(users.findCredentialByUserId(b.id)).resolves.toEqual({ userId: b.id, passwordHash: shared });
+          await expect(users.findCredentialByUserId(b.id)).resolves.toEqual({ userId: b.id, passwordHash: shared, role: "customer" });
         });
       });
 
@@ -224,7 +278,7 @@ for (const backend of backends) {
           });
           expect(result.replaced).toBe(true);
           expect(result.revokedSessionIds).toHaveLength(2);
-          await expect(users.findCredentialByUserId(user.id)).resolves.toEqual({ userId: user.id, passwordHash: next });
+          await expect(users.findCredentialByUserId(user.id)).resolves.toEqual({ userId: user.id, passwordHash: next, role: "customer" });
           await expect(sessions.findActive(keep, at(2 * MINUTE))).resolves.toMatchObject({ id: keep });
           await expect(sessions.findActive(other1, at(2 * MINUTE))).resolves.toBeUndefined();
           await expect(sessions.findActive(other2, at(2 * MINUTE))).resolves.toBeUndefined();
@@ -278,7 +332,7 @@ for (const backend of backends) {
             keepSessionId: sessionIds[0]!,
           });
           expect(result).toEqual({ replaced: false, revokedSessionIds: [] });
-          await expect(users.findCredentialByUserId(user.id)).resolves.toEqual({ userId: user.id, passwordHash: user.passwordHash });
+          await expect(users.findCredentialByUserId(user.id)).resolves.toEqual({ userId: user.id, passwordHash: user.passwordHash, role: "customer" });
           for (const id of sessionIds) await expect(sessions.findActive(id, at(MINUTE))).resolves.toBeDefined();
         });
 
@@ -373,14 +427,21 @@ for (const backend of backends) {
           return { userId: user.id, sessionId: s.id, first };
         }
 
-        const rotate = (presented: Uint8Array, next: Uint8Array, now: Date, idleTtlMs = HOUR) =>
-          sessions.rotate({ presented, next, now, idleTtlMs, client: { ip: "198.51.100.1", userAgent: "rotated/2.0" } });
+        const rotate = (presented: Uint8Array, next: Uint8Array, now: Date, idleTtlMs = HOUR, reuseGraceMs = 0) =>
+          sessions.rotate({
+            presented,
+            next,
+            now,
+            lifetimes: lifetimes(idleTtlMs),
+            reuseGraceMs,
+            client: { ip: "198.51.100.1", userAgent: "rotated/2.0" },
+          });
 
         it("retires the presented token and issues the next, sliding the idle expiry", async () => {
           const { userId, sessionId, first } = await sessionWithToken();
           const second = aRefreshToken();
           const result = await rotate(first.hash, second.hash, at(10 * MINUTE));
-          expect(result).toEqual({ kind: "rotated", session: { id: sessionId, userId, expiresAt: at(70 * MINUTE) } });
+          expect(result).toEqual({ kind: "rotated", session: { id: sessionId, userId, expiresAt: at(70 * MINUTE), role: "customer" } });
           await expect(sessions.findActive(sessionId, at(65 * MINUTE))).resolves.toMatchObject({ expiresAt: at(70 * MINUTE) });
           // The new token rotates in turn.
           const third = aRefreshToken();
@@ -441,6 +502,218 @@ for (const backend of backends) {
           // At most one of the candidate next tokens was ever stored and usable.
           const later = await Promise.all(nexts.map((n) => rotate(n.hash, aRefreshToken().hash, at(3 * MINUTE))));
           expect(later.filter((r) => r.kind === "rotated").length).toBeLessThanOrEqual(1);
+        });
+
+        describe("reuse grace window", () => {
+          const GRACE = 5_000;
+
+          it("answers superseded, keeping the session, for a token retired less than the grace ago whose successor is unused", async () => {
+            const { userId, sessionId, first } = await sessionWithToken();
+            const second = aRefreshToken();
+            await expect(rotate(first.hash, second.hash, at(MINUTE), HOUR, GRACE)).resolves.toMatchObject({ kind: "rotated" });
+            const late = aRefreshToken();
+            await expect(rotate(first.hash, late.hash, at(MINUTE + GRACE - 1), HOUR, GRACE)).resolves.toEqual({
+              kind: "superseded",
+              sessionId,
+              userId,
+            });
+            await expect(sessions.findActive(sessionId, at(2 * MINUTE))).resolves.toBeDefined();
+            // Nothing was issued for it, and the successor still works.
+            await expect(rotate(late.hash, aRefreshToken().hash, at(2 * MINUTE), HOUR, GRACE)).resolves.toEqual({ kind: "invalid" });
+            await expect(rotate(second.hash, aRefreshToken().hash, at(2 * MINUTE), HOUR, GRACE)).resolves.toMatchObject({
+              kind: "rotated",
+            });
+          });
+
+          it("is reuse at the end of the grace window: the session is revoked", async () => {
+            const { userId, sessionId, first } = await sessionWithToken();
+            await rotate(first.hash, aRefreshToken().hash, at(MINUTE), HOUR, GRACE);
+            await expect(rotate(first.hash, aRefreshToken().hash, at(MINUTE + GRACE), HOUR, GRACE)).resolves.toEqual({
+              kind: "reused",
+              sessionId,
+              userId,
+            });
+            await expect(sessions.findActive(sessionId, at(2 * MINUTE))).resolves.toBeUndefined();
+          });
+
+          it("is reuse within the window once the successor has itself been used", async () => {
+            const { sessionId, first } = await sessionWithToken();
+            const second = aRefreshToken();
+            await rotate(first.hash, second.hash, at(MINUTE), HOUR, GRACE);
+            await rotate(second.hash, aRefreshToken().hash, at(MINUTE + 1), HOUR, GRACE);
+            await expect(rotate(first.hash, aRefreshToken().hash, at(MINUTE + 2), HOUR, GRACE)).resolves.toMatchObject({ kind: "reused" });
+            await expect(sessions.findActive(sessionId, at(2 * MINUTE))).resolves.toBeUndefined();
+          });
+
+          it("10 concurrent presentations: one rotated, nine superseded, the session lives", async () => {
+            const { sessionId, first } = await sessionWithToken();
+            const results = await Promise.all(
+              Array.from({ length: 10 }, () => rotate(first.hash, aRefreshToken().hash, at(MINUTE), HOUR, GRACE)),
+            );
+            const kinds = results.map((r) => r.kind).sort();
+            expect(kinds).toEqual(["rotated", ...Array<string>(9).fill("superseded")]);
+            await expect(sessions.findActive(sessionId, at(2 * MINUTE))).resolves.toBeDefined();
+          });
+        });
+
+        describe("lifetimes by role", () => {
+          it("slides the idle expiry by the user's current role and caps it at the role's absolute lifetime from the login", async () => {
+            const { userId, sessionId, first } = await sessionWithToken({ expiresAt: at(DAY), absoluteExpiresAt: at(90 * DAY) });
+            const user = await users.get(userId);
+            await expect(users.setRole(user!.email, "admin", T0)).resolves.toBe(userId);
+            const second = aRefreshToken();
+            const r = await sessions.rotate({
+              presented: first.hash,
+              next: second.hash,
+              now: at(HOUR),
+              lifetimes: lifetimes(),
+              reuseGraceMs: 0,
+              client: {},
+            });
+            expect(r).toEqual({ kind: "rotated", session: { id: sessionId, userId, role: "admin", expiresAt: at(90 * MINUTE) } });
+            // 12 h after the login the admin session is over, whatever its stored absolute expiry said.
+            const third = aRefreshToken();
+            const late = await sessions.rotate({
+              presented: second.hash,
+              next: third.hash,
+              now: at(80 * MINUTE),
+              lifetimes: lifetimes(HOUR, { idleTtlMs: 24 * HOUR }),
+              reuseGraceMs: 0,
+              client: {},
+            });
+            expect(late).toMatchObject({ kind: "rotated", session: { expiresAt: at(12 * HOUR) } });
+            await expect(
+              sessions.rotate({ presented: third.hash, next: aRefreshToken().hash, now: at(12 * HOUR), lifetimes: lifetimes(), reuseGraceMs: 0, client: {} }),
+            ).resolves.toEqual({ kind: "invalid" });
+          });
+
+          it("ends a session older than its new role's absolute lifetime at the next refresh", async () => {
+            const { userId, sessionId, first } = await sessionWithToken({ expiresAt: at(30 * DAY), absoluteExpiresAt: at(90 * DAY) });
+            await users.setRole((await users.get(userId))!.email, "admin", T0);
+            await expect(
+              sessions.rotate({ presented: first.hash, next: aRefreshToken().hash, now: at(13 * HOUR), lifetimes: lifetimes(), reuseGraceMs: 0, client: {} }),
+            ).resolves.toEqual({ kind: "invalid" });
+            await expect(sessions.findActive(sessionId, at(13 * HOUR))).resolves.toBeUndefined();
+          });
+        });
+      });
+
+      describe("session cap at create", () => {
+        it("revokes the least recently used active sessions beyond the cap, in the same transaction", async () => {
+          const { user } = await userWithSessions(0);
+          const ids: string[] = [];
+          for (let i = 0; i < 3; i++) {
+            const s = aSession(user.id, { id: uuidv7(at(i * MINUTE)), now: at(i * MINUTE), maxActiveSessions: 3 });
+            await expect(sessions.create(s)).resolves.toEqual({ evictedSessionIds: [] });
+            ids.push(s.id);
+          }
+          // Refreshing the oldest makes the second one the least recently used.
+          const tokens = aRefreshToken();
+          const first = aSession(user.id, { id: uuidv7(at(10 * MINUTE)), now: at(10 * MINUTE), refreshTokenHash: tokens.hash, maxActiveSessions: 3 });
+          await expect(sessions.create(first)).resolves.toEqual({ evictedSessionIds: [ids[0]] });
+          await sessions.rotate({
+            presented: tokens.hash,
+            next: aRefreshToken().hash,
+            now: at(11 * MINUTE),
+            lifetimes: lifetimes(),
+            reuseGraceMs: 0,
+            client: {},
+          });
+          const fourth = aSession(user.id, { id: uuidv7(at(12 * MINUTE)), now: at(12 * MINUTE), maxActiveSessions: 3 });
+          await expect(sessions.create(fourth)).resolves.toEqual({ evictedSessionIds: [ids[1]] });
+          const active = await sessions.listActive(user.id, at(13 * MINUTE), { limit: 10 });
+          expect(active.map((s) => s.id)).toEqual([fourth.id, first.id, ids[2]]);
+          const [row] = await database.db.select().from(sessionsTable).where(eq(sessionsTable.id, ids[1]!));
+          expect(row).toMatchObject({ revokedAt: at(12 * MINUTE), revokeReason: "session_limit" });
+        });
+
+        it("does not count expired or revoked sessions, nor other users' sessions", async () => {
+          const { user } = await userWithSessions(0);
+          const other = await userWithSessions(3);
+          const expired = aSession(user.id, { expiresAt: at(MINUTE) });
+          const revoked = aSession(user.id);
+          await sessions.create(expired);
+          await sessions.create(revoked);
+          await sessions.revoke(revoked.id, T0, "logout");
+          const kept = aSession(user.id);
+          await sessions.create(kept);
+          const next = aSession(user.id, { id: uuidv7(at(HOUR)), now: at(2 * MINUTE), maxActiveSessions: 2 });
+          await expect(sessions.create(next)).resolves.toEqual({ evictedSessionIds: [] });
+          expect(await sessions.listActive(other.user.id, at(2 * MINUTE), { limit: 10 })).toHaveLength(3);
+        });
+
+        it("holds under 8 concurrent creates for one user: never more active sessions than the cap", async () => {
+          const { user } = await userWithSessions(0);
+          const results = await Promise.all(
+            Array.from({ length: 8 }, (_, i) => sessions.create(aSession(user.id, { id: uuidv7(at(i)), now: at(i), maxActiveSessions: 3 }))),
+          );
+          expect(results.flatMap((r) => r.evictedSessionIds)).toHaveLength(5);
+          expect(await sessions.listActive(user.id, at(MINUTE), { limit: 10 })).toHaveLength(3);
+        });
+      });
+
+      describe("listActive", () => {
+        it("lists the user's active sessions newest first with their client details, and pages by id", async () => {
+          const { user } = await userWithSessions(0);
+          const ids: string[] = [];
+          for (let i = 0; i < 5; i++) {
+            const s = aSession(user.id, { id: uuidv7(at(i * MINUTE)), now: at(i * MINUTE), client: { ip: `203.0.113.${i}` } });
+            await sessions.create(s);
+            ids.push(s.id);
+          }
+          await sessions.revoke(ids[3]!, at(5 * MINUTE), "logout");
+          const all = await sessions.listActive(user.id, at(6 * MINUTE), { limit: 10 });
+          expect(all.map((s) => s.id)).toEqual([ids[4], ids[2], ids[1], ids[0]]);
+          expect(all[0]).toEqual({
+            id: ids[4],
+            createdAt: at(4 * MINUTE),
+            lastUsedAt: at(4 * MINUTE),
+            expiresAt: at(HOUR),
+            ip: "203.0.113.4",
+          });
+          const page1 = await sessions.listActive(user.id, at(6 * MINUTE), { limit: 2 });
+          expect(page1.map((s) => s.id)).toEqual([ids[4], ids[2]]);
+          const page2 = await sessions.listActive(user.id, at(6 * MINUTE), { limit: 2, before: ids[2] });
+          expect(page2.map((s) => s.id)).toEqual([ids[1], ids[0]]);
+          // Expired ones are gone too.
+          expect(await sessions.listActive(user.id, at(HOUR), { limit: 10 })).toEqual([]);
+        });
+      });
+
+      describe("revokeOfUser and revokeOthersOfUser", () => {
+        it("revokes only the user's own active session", async () => {
+          const a = await userWithSessions(2);
+          const b = await userWithSessions(1);
+          const input = (userId: string, sessionId: string) => ({ userId, sessionId, now: at(MINUTE), reason: "user_revoke" });
+          await expect(sessions.revokeOfUser(input(a.user.id, b.sessionIds[0]!))).resolves.toBe(false);
+          await expect(sessions.findActive(b.sessionIds[0]!, at(MINUTE))).resolves.toBeDefined();
+          await expect(sessions.revokeOfUser(input(a.user.id, uuidv7(T0)))).resolves.toBe(false);
+          await expect(sessions.revokeOfUser(input(a.user.id, a.sessionIds[0]!))).resolves.toBe(true);
+          await expect(sessions.revokeOfUser(input(a.user.id, a.sessionIds[0]!))).resolves.toBe(false);
+          await expect(sessions.findActive(a.sessionIds[0]!, at(MINUTE))).resolves.toBeUndefined();
+          await expect(sessions.findActive(a.sessionIds[1]!, at(MINUTE))).resolves.toBeDefined();
+          const [row] = await database.db.select().from(sessionsTable).where(eq(sessionsTable.id, a.sessionIds[0]!));
+          expect(row).toMatchObject({ revokedAt: at(MINUTE), revokeReason: "user_revoke" });
+        });
+
+        it("refuses an expired session", async () => {
+          const { user } = await userWithSessions(0);
+          const s = aSession(user.id, { expiresAt: at(MINUTE) });
+          await sessions.create(s);
+          await expect(sessions.revokeOfUser({ userId: user.id, sessionId: s.id, now: at(MINUTE), reason: "user_revoke" })).resolves.toBe(false);
+        });
+
+        it("revokes all the user's other active sessions and returns their ids", async () => {
+          const a = await userWithSessions(4);
+          const b = await userWithSessions(1);
+          await sessions.revoke(a.sessionIds[3]!, T0, "logout");
+          const revoked = await sessions.revokeOthersOfUser({ userId: a.user.id, keepSessionId: a.sessionIds[0]!, now: at(MINUTE), reason: "user_revoke_others" });
+          expect(revoked.sort()).toEqual([a.sessionIds[1], a.sessionIds[2]].sort());
+          await expect(sessions.findActive(a.sessionIds[0]!, at(MINUTE))).resolves.toBeDefined();
+          await expect(sessions.findActive(b.sessionIds[0]!, at(MINUTE))).resolves.toBeDefined();
+          await expect(
+            sessions.revokeOthersOfUser({ userId: a.user.id, keepSessionId: a.sessionIds[0]!, now: at(MINUTE), reason: "user_revoke_others" }),
+          ).resolves.toEqual([]);
         });
       });
     });

@@ -186,3 +186,60 @@ describe("loadConfig: invalid values stop the boot with a ConfigError naming the
     expect(namedVariables(configError({ TRUSTED_PROXIES: "10.0.0.1/" }))).toEqual(["TRUSTED_PROXIES"]);
   });
 });
+
+describe("loadConfig: roles, session cap and refresh grace", () => {
+  const MIN = 60_000;
+  const HOUR = 60 * MIN;
+  const DAY = 24 * HOUR;
+
+  it("defaults: customers 15m / 30d / 90d, admins 5m / 30m / 12h, 10 sessions, 5 s grace", () => {
+    const config = loadConfig({});
+    expect(config.lifetimes).toEqual({
+      customer: { accessTokenTtlMs: 15 * MIN, idleTtlMs: 30 * DAY, absoluteTtlMs: 90 * DAY },
+      admin: { accessTokenTtlMs: 5 * MIN, idleTtlMs: 30 * MIN, absoluteTtlMs: 12 * HOUR },
+    });
+    expect(config.maxSessionsPerUser).toBe(10);
+    expect(config.refreshReuseGraceMs).toBe(5_000);
+  });
+
+  it("keeps the customer names: ACCESS_TOKEN_TTL and SESSION_*_TTL are the customer lifetimes", () => {
+    const config = loadConfig({ ACCESS_TOKEN_TTL: "10m", SESSION_IDLE_TTL: "7d", SESSION_ABSOLUTE_TTL: "30d" });
+    expect(config.lifetimes.customer).toEqual({ accessTokenTtlMs: 10 * MIN, idleTtlMs: 7 * DAY, absoluteTtlMs: 30 * DAY });
+  });
+
+  it("reads the admin lifetimes, the cap and the grace", () => {
+    const config = loadConfig({
+      ADMIN_ACCESS_TOKEN_TTL: "2m",
+      ADMIN_SESSION_IDLE_TTL: "15m",
+      ADMIN_SESSION_ABSOLUTE_TTL: "8h",
+      MAX_SESSIONS_PER_USER: "3",
+      REFRESH_REUSE_GRACE: "10s",
+    });
+    expect(config.lifetimes.admin).toEqual({ accessTokenTtlMs: 2 * MIN, idleTtlMs: 15 * MIN, absoluteTtlMs: 8 * HOUR });
+    expect(config.maxSessionsPerUser).toBe(3);
+    expect(config.refreshReuseGraceMs).toBe(10_000);
+    expect(loadConfig({ REFRESH_REUSE_GRACE: "0" }).refreshReuseGraceMs).toBe(0);
+  });
+
+  it("lowers unset admin defaults to the limits above them instead of refusing to boot", () => {
+    expect(loadConfig({ ACCESS_TOKEN_TTL: "1m" }).lifetimes.admin.accessTokenTtlMs).toBe(MIN);
+    expect(loadConfig({ ADMIN_SESSION_ABSOLUTE_TTL: "20m" }).lifetimes.admin.idleTtlMs).toBe(20 * MIN);
+  });
+
+  it.each([
+    ["REFRESH_REUSE_GRACE", "11s"],
+    ["REFRESH_REUSE_GRACE", "1m"],
+    ["REFRESH_REUSE_GRACE", "soon"],
+    ["MAX_SESSIONS_PER_USER", "0"],
+    ["MAX_SESSIONS_PER_USER", "1001"],
+    ["MAX_SESSIONS_PER_USER", "many"],
+    ["ADMIN_ACCESS_TOKEN_TTL", "10s"],
+    ["ADMIN_ACCESS_TOKEN_TTL", "16m"],
+    ["ADMIN_SESSION_IDLE_TTL", "30s"],
+    ["ADMIN_SESSION_IDLE_TTL", "13h"],
+    ["ADMIN_SESSION_ABSOLUTE_TTL", "31d"],
+    ["ADMIN_SESSION_ABSOLUTE_TTL", "0"],
+  ])("refuses %s=%s", (name, value) => {
+    expect(namedVariables(configError({ [name]: value }))).toEqual([name]);
+  });
+});

@@ -12,6 +12,7 @@ import {
 } from "jose";
 import { afterEach, beforeAll, beforeEach, describe, expect, it, vi } from "vitest";
 import { createJwtService, newSigningKey, type JwtService, type KeyStore, type StoredKey } from "../../src/tokens/jwt.js";
+import { rotateRows } from "../support/memory-key-store.js";
 
 const ISSUER = "urn:test:identity";
 const AUDIENCE = "urn:test:platform";
@@ -45,6 +46,9 @@ function memoryKeyStore(initial: StoredKey[] = []): MemoryKeyStore {
     async insert(key) {
       this.inserts++;
       if (!rows.some((k) => k.kid === key.kid)) rows.push(structuredClone(key));
+    },
+    async rotate(input) {
+      return rotateRows(rows, input);
     },
   };
 }

@@ -5,7 +5,10 @@ import { createSessionCache } from "../../src/sessions/session-cache.js";
 function fakeStore(active: Map<string, ActiveSession>): SessionStore & { reads: number } {
   const store = {
     reads: 0,
-    create: async () => {},
+    create: async () => ({ evictedSessionIds: [] }),
+    listActive: async () => [],
+    revokeOfUser: async () => false,
+    revokeOthersOfUser: async () => [],
     async findActive(id: string) {
       store.reads++;
       return active.get(id);

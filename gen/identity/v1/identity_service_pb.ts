@@ -2,8 +2,8 @@
 // @generated from file identity/v1/identity_service.proto (package identity.v1, syntax proto3)
 /* eslint-disable */
 
-import type { GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
-import { fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
+import type { GenEnum, GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
+import { enumDesc, fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
 import { file_buf_validate_validate } from "@bufbuild/protovalidate/gen/buf/validate/validate_pb.js";
 import { file_google_api_annotations } from "../../google/api/annotations_pb.js";
 import { file_google_api_field_behavior } from "../../google/api/field_behavior_pb.js";
@@ -16,7 +16,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file identity/v1/identity_service.proto.
  */
 export const file_identity_v1_identity_service: GenFile = /*@__PURE__*/
-  fileDesc("CiJpZGVudGl0eS92MS9pZGVudGl0eV9zZXJ2aWNlLnByb3RvEgtpZGVudGl0eS52MSJLCgdBY2NvdW50EhwKBWVtYWlsGAEgASgJQg3gQQK6SAdyBRADGIQCEiIKCHBhc3N3b3JkGAIgASgJQhDgQQLgQQS6SAdyBRABKIAIIogDCghVc2VySW5mbxIeCgRuYW1lGAEgASgJQgvgQQG6SAVyAxjIAUgAiAEBEkQKDHBob25lX251bWJlchgCIAEoCUIp4EEBukgjciEYIDIdXiR8XlwrP1swLTldWzAtOSAoKS4tXXsyLDMwfSRIAYgBARKVAQoNZGF0ZV9vZl9iaXJ0aBgDIAEoCUJ54EEBukhzcnEYKDJtXiR8XlswLTldezR9LVswLTldezJ9LVswLTldezJ9KFtUIF1bMC05XXsyfTpbMC05XXsyfSg6WzAtOV17Mn0oXC5bMC05XXsxLDl9KT8pPyhafFsrLV1bMC05XXsyfTo/WzAtOV17Mn0pPyk/JEgCiAEBEhgKBmdlbmRlchgEIAEoCEID4EEBSAOIAQESIQoHYWRkcmVzcxgFIAEoCUIL4EEBukgFcgMY9ANIBIgBAUIHCgVfbmFtZUIPCg1fcGhvbmVfbnVtYmVyQhAKDl9kYXRlX29mX2JpcnRoQgkKB19nZW5kZXJCCgoIX2FkZHJlc3MiywEKBFVzZXISFAoHdXNlcl9pZBgBIAEoCUID4EEDEhIKBWVtYWlsGAIgASgJQgPgQQMSLQoJaW5mb191c2VyGAMgASgLMhUuaWRlbnRpdHkudjEuVXNlckluZm9CA+BBAxI0CgtjcmVhdGVfdGltZRgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBCA+BBAxI0Cgt1cGRhdGVfdGltZRgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBCA+BBAyJyCg9SZWdpc3RlclJlcXVlc3QSMAoHYWNjb3VudBgBIAEoCzIULmlkZW50aXR5LnYxLkFjY291bnRCCeBBArpIA8gBARItCglpbmZvX3VzZXIYAiABKAsyFS5pZGVudGl0eS52MS5Vc2VySW5mb0ID4EEBIjgKEFJlZ2lzdGVyUmVzcG9uc2USJAoEdXNlchgBIAEoCzIRLmlkZW50aXR5LnYxLlVzZXJCA+BBAyKDAQoMTG9naW5SZXF1ZXN0EhwKBWVtYWlsGAEgASgJQg3gQQK6SAdyBRABGP4BEiIKCHBhc3N3b3JkGAIgASgJQhDgQQLgQQS6SAdyBRABKIAIEiQKCG1mYV9jb2RlGAMgASgJQg3gQQHgQQS6SARyAhgQSACIAQFCCwoJX21mYV9jb2RlIusBCg1Mb2dpblJlc3BvbnNlEhkKDGFjY2Vzc190b2tlbhgBIAEoCUID4EEDEhoKDXJlZnJlc2hfdG9rZW4YAiABKAlCA+BBAxIXCgp0b2tlbl90eXBlGAMgASgJQgPgQQMSFwoKZXhwaXJlc19pbhgEIAEoBUID4EEDEkIKGXJlZnJlc2hfdG9rZW5fZXhwaXJlX3RpbWUYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wQgPgQQMSFwoKc2Vzc2lvbl9pZBgGIAEoCUID4EEDEhQKB3VzZXJfaWQYByABKAlCA+BBAyIPCg1Mb2dvdXRSZXF1ZXN0IhAKDkxvZ291dFJlc3BvbnNlIj4KE1JlZnJlc2hUb2tlblJlcXVlc3QSJwoNcmVmcmVzaF90b2tlbhgBIAEoCUIQ4EEC4EEEukgHcgUQARiAAiLcAQoUUmVmcmVzaFRva2VuUmVzcG9uc2USGQoMYWNjZXNzX3Rva2VuGAEgASgJQgPgQQMSGgoNcmVmcmVzaF90b2tlbhgCIAEoCUID4EEDEhcKCnRva2VuX3R5cGUYAyABKAlCA+BBAxIXCgpleHBpcmVzX2luGAQgASgFQgPgQQMSQgoZcmVmcmVzaF90b2tlbl9leHBpcmVfdGltZRgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBCA+BBAxIXCgpzZXNzaW9uX2lkGAYgASgJQgPgQQMiEwoRR2V0UHJvZmlsZVJlcXVlc3QiOgoSR2V0UHJvZmlsZVJlc3BvbnNlEiQKBHVzZXIYASABKAsyES5pZGVudGl0eS52MS5Vc2VyQgPgQQMiSwoUVXBkYXRlUHJvZmlsZVJlcXVlc3QSMwoJaW5mb191c2VyGAEgASgLMhUuaWRlbnRpdHkudjEuVXNlckluZm9CCeBBArpIA8gBASI9ChVVcGRhdGVQcm9maWxlUmVzcG9uc2USJAoEdXNlchgBIAEoCzIRLmlkZW50aXR5LnYxLlVzZXJCA+BBAyKqAQoVQ2hhbmdlUGFzc3dvcmRSZXF1ZXN0EiYKDG9sZF9wYXNzd29yZBgBIAEoCUIQ4EEC4EEEukgHcgUQASiACBImCgxuZXdfcGFzc3dvcmQYAiABKAlCEOBBAuBBBLpIB3IFEAEogAgSJwoVcmV2b2tlX290aGVyX3Nlc3Npb25zGAMgASgIQgPgQQFIAIgBAUIYChZfcmV2b2tlX290aGVyX3Nlc3Npb25zIjwKFkNoYW5nZVBhc3N3b3JkUmVzcG9uc2USIgoVcmV2b2tlZF9zZXNzaW9uX2NvdW50GAEgASgFQgPgQQMy5wUKD0lkZW50aXR5U2VydmljZRJiCghSZWdpc3RlchIcLmlkZW50aXR5LnYxLlJlZ2lzdGVyUmVxdWVzdBodLmlkZW50aXR5LnYxLlJlZ2lzdGVyUmVzcG9uc2UiGYi1GMkBgtPkkwIOIgkvcmVnaXN0ZXI6ASoSVgoFTG9naW4SGS5pZGVudGl0eS52MS5Mb2dpblJlcXVlc3QaGi5pZGVudGl0eS52MS5Mb2dpblJlc3BvbnNlIhaItRjJAYLT5JMCCyIGL2xvZ2luOgEqEloKBkxvZ291dBIaLmlkZW50aXR5LnYxLkxvZ291dFJlcXVlc3QaGy5pZGVudGl0eS52MS5Mb2dvdXRSZXNwb25zZSIXiLUYzAGC0+STAgwiBy9sb2dvdXQ6ASoSbgoMUmVmcmVzaFRva2VuEiAuaWRlbnRpdHkudjEuUmVmcmVzaFRva2VuUmVxdWVzdBohLmlkZW50aXR5LnYxLlJlZnJlc2hUb2tlblJlc3BvbnNlIhmC0+STAhMiDi90b2tlbi9yZWZyZXNoOgEqEmQKCkdldFByb2ZpbGUSHi5pZGVudGl0eS52MS5HZXRQcm9maWxlUmVxdWVzdBofLmlkZW50aXR5LnYxLkdldFByb2ZpbGVSZXNwb25zZSIVgtPkkwIPEg0vdXNlci9wcm9maWxlEnAKDVVwZGF0ZVByb2ZpbGUSIS5pZGVudGl0eS52MS5VcGRhdGVQcm9maWxlUmVxdWVzdBoiLmlkZW50aXR5LnYxLlVwZGF0ZVByb2ZpbGVSZXNwb25zZSIYgtPkkwISGg0vdXNlci9wcm9maWxlOgEqEnQKDkNoYW5nZVBhc3N3b3JkEiIuaWRlbnRpdHkudjEuQ2hhbmdlUGFzc3dvcmRSZXF1ZXN0GiMuaWRlbnRpdHkudjEuQ2hhbmdlUGFzc3dvcmRSZXNwb25zZSIZgtPkkwITGg4vdXNlci9wYXNzd29yZDoBKmIGcHJvdG8z", [file_buf_validate_validate, file_google_api_annotations, file_google_api_field_behavior, file_google_protobuf_timestamp, file_identity_v1_annotations]);
+  fileDesc("CiJpZGVudGl0eS92MS9pZGVudGl0eV9zZXJ2aWNlLnByb3RvEgtpZGVudGl0eS52MSJLCgdBY2NvdW50EhwKBWVtYWlsGAEgASgJQg3gQQK6SAdyBRADGIQCEiIKCHBhc3N3b3JkGAIgASgJQhDgQQLgQQS6SAdyBRABKIAIIogDCghVc2VySW5mbxIeCgRuYW1lGAEgASgJQgvgQQG6SAVyAxjIAUgAiAEBEkQKDHBob25lX251bWJlchgCIAEoCUIp4EEBukgjciEYIDIdXiR8XlwrP1swLTldWzAtOSAoKS4tXXsyLDMwfSRIAYgBARKVAQoNZGF0ZV9vZl9iaXJ0aBgDIAEoCUJ54EEBukhzcnEYKDJtXiR8XlswLTldezR9LVswLTldezJ9LVswLTldezJ9KFtUIF1bMC05XXsyfTpbMC05XXsyfSg6WzAtOV17Mn0oXC5bMC05XXsxLDl9KT8pPyhafFsrLV1bMC05XXsyfTo/WzAtOV17Mn0pPyk/JEgCiAEBEhgKBmdlbmRlchgEIAEoCEID4EEBSAOIAQESIQoHYWRkcmVzcxgFIAEoCUIL4EEBukgFcgMY9ANIBIgBAUIHCgVfbmFtZUIPCg1fcGhvbmVfbnVtYmVyQhAKDl9kYXRlX29mX2JpcnRoQgkKB19nZW5kZXJCCgoIX2FkZHJlc3MiywEKBFVzZXISFAoHdXNlcl9pZBgBIAEoCUID4EEDEhIKBWVtYWlsGAIgASgJQgPgQQMSLQoJaW5mb191c2VyGAMgASgLMhUuaWRlbnRpdHkudjEuVXNlckluZm9CA+BBAxI0CgtjcmVhdGVfdGltZRgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBCA+BBAxI0Cgt1cGRhdGVfdGltZRgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBCA+BBAyJyCg9SZWdpc3RlclJlcXVlc3QSMAoHYWNjb3VudBgBIAEoCzIULmlkZW50aXR5LnYxLkFjY291bnRCCeBBArpIA8gBARItCglpbmZvX3VzZXIYAiABKAsyFS5pZGVudGl0eS52MS5Vc2VySW5mb0ID4EEBIjgKEFJlZ2lzdGVyUmVzcG9uc2USJAoEdXNlchgBIAEoCzIRLmlkZW50aXR5LnYxLlVzZXJCA+BBAyKDAQoMTG9naW5SZXF1ZXN0EhwKBWVtYWlsGAEgASgJQg3gQQK6SAdyBRABGP4BEiIKCHBhc3N3b3JkGAIgASgJQhDgQQLgQQS6SAdyBRABKIAIEiQKCG1mYV9jb2RlGAMgASgJQg3gQQHgQQS6SARyAhgQSACIAQFCCwoJX21mYV9jb2RlIusBCg1Mb2dpblJlc3BvbnNlEhkKDGFjY2Vzc190b2tlbhgBIAEoCUID4EEDEhoKDXJlZnJlc2hfdG9rZW4YAiABKAlCA+BBAxIXCgp0b2tlbl90eXBlGAMgASgJQgPgQQMSFwoKZXhwaXJlc19pbhgEIAEoBUID4EEDEkIKGXJlZnJlc2hfdG9rZW5fZXhwaXJlX3RpbWUYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wQgPgQQMSFwoKc2Vzc2lvbl9pZBgGIAEoCUID4EEDEhQKB3VzZXJfaWQYByABKAlCA+BBAyIPCg1Mb2dvdXRSZXF1ZXN0IhAKDkxvZ291dFJlc3BvbnNlIj4KE1JlZnJlc2hUb2tlblJlcXVlc3QSJwoNcmVmcmVzaF90b2tlbhgBIAEoCUIQ4EEC4EEEukgHcgUQARiAAiLcAQoUUmVmcmVzaFRva2VuUmVzcG9uc2USGQoMYWNjZXNzX3Rva2VuGAEgASgJQgPgQQMSGgoNcmVmcmVzaF90b2tlbhgCIAEoCUID4EEDEhcKCnRva2VuX3R5cGUYAyABKAlCA+BBAxIXCgpleHBpcmVzX2luGAQgASgFQgPgQQMSQgoZcmVmcmVzaF90b2tlbl9leHBpcmVfdGltZRgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBCA+BBAxIXCgpzZXNzaW9uX2lkGAYgASgJQgPgQQMiEwoRR2V0UHJvZmlsZVJlcXVlc3QiOgoSR2V0UHJvZmlsZVJlc3BvbnNlEiQKBHVzZXIYASABKAsyES5pZGVudGl0eS52MS5Vc2VyQgPgQQMiSwoUVXBkYXRlUHJvZmlsZVJlcXVlc3QSMwoJaW5mb191c2VyGAEgASgLMhUuaWRlbnRpdHkudjEuVXNlckluZm9CCeBBArpIA8gBASI9ChVVcGRhdGVQcm9maWxlUmVzcG9uc2USJAoEdXNlchgBIAEoCzIRLmlkZW50aXR5LnYxLlVzZXJCA+BBAyKqAQoVQ2hhbmdlUGFzc3dvcmRSZXF1ZXN0EiYKDG9sZF9wYXNzd29yZBgBIAEoCUIQ4EEC4EEEukgHcgUQASiACBImCgxuZXdfcGFzc3dvcmQYAiABKAlCEOBBAuBBBLpIB3IFEAEogAgSJwoVcmV2b2tlX290aGVyX3Nlc3Npb25zGAMgASgIQgPgQQFIAIgBAUIYChZfcmV2b2tlX290aGVyX3Nlc3Npb25zIjwKFkNoYW5nZVBhc3N3b3JkUmVzcG9uc2USIgoVcmV2b2tlZF9zZXNzaW9uX2NvdW50GAEgASgFQgPgQQMihwIKB1Nlc3Npb24SFwoKc2Vzc2lvbl9pZBgBIAEoCUID4EEDEjQKC2NyZWF0ZV90aW1lGAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEID4EEDEjcKDmxhc3RfdXNlZF90aW1lGAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEID4EEDEjQKC2V4cGlyZV90aW1lGAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEID4EEDEg8KAmlwGAUgASgJQgPgQQMSFwoKdXNlcl9hZ2VudBgGIAEoCUID4EEDEhQKB2N1cnJlbnQYByABKAhCA+BBAyJqChNMaXN0U2Vzc2lvbnNSZXF1ZXN0Eh0KCXBhZ2Vfc2l6ZRgBIAEoBUIK4EEBukgEGgIoABI0CgpwYWdlX3Rva2VuGAIgASgJQiDgQQG6SBpyGDIWXiR8XltBLVphLXowLTlfLV17MjJ9JCJhChRMaXN0U2Vzc2lvbnNSZXNwb25zZRIrCghzZXNzaW9ucxgBIAMoCzIULmlkZW50aXR5LnYxLlNlc3Npb25CA+BBAxIcCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAlCA+BBAyI3ChRSZXZva2VTZXNzaW9uUmVxdWVzdBIfCgpzZXNzaW9uX2lkGAEgASgJQgvgQQK6SAVyA7ABASIXChVSZXZva2VTZXNzaW9uUmVzcG9uc2UiHAoaUmV2b2tlT3RoZXJTZXNzaW9uc1JlcXVlc3QiQQobUmV2b2tlT3RoZXJTZXNzaW9uc1Jlc3BvbnNlEiIKFXJldm9rZWRfc2Vzc2lvbl9jb3VudBgBIAEoBUID4EEDIjwKElZlcmlmeVRva2VuUmVxdWVzdBImCgxhY2Nlc3NfdG9rZW4YASABKAlCEOBBAuBBBLpIB3IFEAEYgEAikQIKE1ZlcmlmeVRva2VuUmVzcG9uc2USGAoGYWN0aXZlGAEgASgIQgPgQQNIAIgBARIUCgd1c2VyX2lkGAIgASgJQgPgQQMSFwoKc2Vzc2lvbl9pZBgDIAEoCUID4EEDEiQKBHJvbGUYBCABKA4yES5pZGVudGl0eS52MS5Sb2xlQgPgQQMSNAoLZXhwaXJlX3RpbWUYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wQgPgQQMSMwoKaXNzdWVfdGltZRgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBCA+BBAxIVCgh0b2tlbl9pZBgHIAEoCUID4EEDQgkKB19hY3RpdmUqPwoEUm9sZRIUChBST0xFX1VOU1BFQ0lGSUVEEAASEQoNUk9MRV9DVVNUT01FUhABEg4KClJPTEVfQURNSU4QAjLWCQoPSWRlbnRpdHlTZXJ2aWNlEmIKCFJlZ2lzdGVyEhwuaWRlbnRpdHkudjEuUmVnaXN0ZXJSZXF1ZXN0Gh0uaWRlbnRpdHkudjEuUmVnaXN0ZXJSZXNwb25zZSIZiLUYyQGC0+STAg4iCS9yZWdpc3RlcjoBKhJWCgVMb2dpbhIZLmlkZW50aXR5LnYxLkxvZ2luUmVxdWVzdBoaLmlkZW50aXR5LnYxLkxvZ2luUmVzcG9uc2UiFoi1GMkBgtPkkwILIgYvbG9naW46ASoSWgoGTG9nb3V0EhouaWRlbnRpdHkudjEuTG9nb3V0UmVxdWVzdBobLmlkZW50aXR5LnYxLkxvZ291dFJlc3BvbnNlIheItRjMAYLT5JMCDCIHL2xvZ291dDoBKhJuCgxSZWZyZXNoVG9rZW4SIC5pZGVudGl0eS52MS5SZWZyZXNoVG9rZW5SZXF1ZXN0GiEuaWRlbnRpdHkudjEuUmVmcmVzaFRva2VuUmVzcG9uc2UiGYLT5JMCEyIOL3Rva2VuL3JlZnJlc2g6ASoSZAoKR2V0UHJvZmlsZRIeLmlkZW50aXR5LnYxLkdldFByb2ZpbGVSZXF1ZXN0Gh8uaWRlbnRpdHkudjEuR2V0UHJvZmlsZVJlc3BvbnNlIhWC0+STAg8SDS91c2VyL3Byb2ZpbGUScAoNVXBkYXRlUHJvZmlsZRIhLmlkZW50aXR5LnYxLlVwZGF0ZVByb2ZpbGVSZXF1ZXN0GiIuaWRlbnRpdHkudjEuVXBkYXRlUHJvZmlsZVJlc3BvbnNlIhiC0+STAhIaDS91c2VyL3Byb2ZpbGU6ASoSdAoOQ2hhbmdlUGFzc3dvcmQSIi5pZGVudGl0eS52MS5DaGFuZ2VQYXNzd29yZFJlcXVlc3QaIy5pZGVudGl0eS52MS5DaGFuZ2VQYXNzd29yZFJlc3BvbnNlIhmC0+STAhMaDi91c2VyL3Bhc3N3b3JkOgEqEmsKDExpc3RTZXNzaW9ucxIgLmlkZW50aXR5LnYxLkxpc3RTZXNzaW9uc1JlcXVlc3QaIS5pZGVudGl0eS52MS5MaXN0U2Vzc2lvbnNSZXNwb25zZSIWgtPkkwIQEg4vdXNlci9zZXNzaW9ucxKAAQoNUmV2b2tlU2Vzc2lvbhIhLmlkZW50aXR5LnYxLlJldm9rZVNlc3Npb25SZXF1ZXN0GiIuaWRlbnRpdHkudjEuUmV2b2tlU2Vzc2lvblJlc3BvbnNlIiiItRjMAYLT5JMCHSobL3VzZXIvc2Vzc2lvbnMve3Nlc3Npb25faWR9EpABChNSZXZva2VPdGhlclNlc3Npb25zEicuaWRlbnRpdHkudjEuUmV2b2tlT3RoZXJTZXNzaW9uc1JlcXVlc3QaKC5pZGVudGl0eS52MS5SZXZva2VPdGhlclNlc3Npb25zUmVzcG9uc2UiJoLT5JMCICIbL3VzZXIvc2Vzc2lvbnM6cmV2b2tlT3RoZXJzOgEqEmoKC1ZlcmlmeVRva2VuEh8uaWRlbnRpdHkudjEuVmVyaWZ5VG9rZW5SZXF1ZXN0GiAuaWRlbnRpdHkudjEuVmVyaWZ5VG9rZW5SZXNwb25zZSIYgtPkkwISIg0vdG9rZW4vdmVyaWZ5OgEqYgZwcm90bzM", [file_buf_validate_validate, file_google_api_annotations, file_google_api_field_behavior, file_google_protobuf_timestamp, file_identity_v1_annotations]);
 
 /**
  * E-mail and password of an account.
@@ -538,6 +538,319 @@ export const ChangePasswordResponseSchema: GenMessage<ChangePasswordResponse> = 
   messageDesc(file_identity_v1_identity_service, 16);
 
 /**
+ * A signed-in session of the user: one login and the refreshes after it.
+ *
+ * @generated from message identity.v1.Session
+ */
+export type Session = Message<"identity.v1.Session"> & {
+  /**
+   * The session's identifier; the `sid` claim of its access tokens.
+   *
+   * @generated from field: string session_id = 1;
+   */
+  sessionId: string;
+
+  /**
+   * When the session started (the login).
+   *
+   * @generated from field: google.protobuf.Timestamp create_time = 2;
+   */
+  createTime?: Timestamp | undefined;
+
+  /**
+   * When the session was last used to log in or refresh.
+   *
+   * @generated from field: google.protobuf.Timestamp last_used_time = 3;
+   */
+  lastUsedTime?: Timestamp | undefined;
+
+  /**
+   * When the session ends unless it is refreshed before (never after its
+   * absolute lifetime).
+   *
+   * @generated from field: google.protobuf.Timestamp expire_time = 4;
+   */
+  expireTime?: Timestamp | undefined;
+
+  /**
+   * The client's IP address at the last login or refresh, when known.
+   *
+   * @generated from field: string ip = 5;
+   */
+  ip: string;
+
+  /**
+   * The client's User-Agent at the last login or refresh, when known.
+   *
+   * @generated from field: string user_agent = 6;
+   */
+  userAgent: string;
+
+  /**
+   * Whether this is the session of the access token making the call.
+   *
+   * @generated from field: bool current = 7;
+   */
+  current: boolean;
+};
+
+/**
+ * Describes the message identity.v1.Session.
+ * Use `create(SessionSchema)` to create a new message.
+ */
+export const SessionSchema: GenMessage<Session> = /*@__PURE__*/
+  messageDesc(file_identity_v1_identity_service, 17);
+
+/**
+ * Request of ListSessions. The user is the caller.
+ *
+ * @generated from message identity.v1.ListSessionsRequest
+ */
+export type ListSessionsRequest = Message<"identity.v1.ListSessionsRequest"> & {
+  /**
+   * Most sessions to return; 0 means the maximum, 100. Larger values are
+   * treated as 100.
+   *
+   * @generated from field: int32 page_size = 1;
+   */
+  pageSize: number;
+
+  /**
+   * The `next_page_token` of the previous page; empty for the first page.
+   *
+   * @generated from field: string page_token = 2;
+   */
+  pageToken: string;
+};
+
+/**
+ * Describes the message identity.v1.ListSessionsRequest.
+ * Use `create(ListSessionsRequestSchema)` to create a new message.
+ */
+export const ListSessionsRequestSchema: GenMessage<ListSessionsRequest> = /*@__PURE__*/
+  messageDesc(file_identity_v1_identity_service, 18);
+
+/**
+ * Response of ListSessions.
+ *
+ * @generated from message identity.v1.ListSessionsResponse
+ */
+export type ListSessionsResponse = Message<"identity.v1.ListSessionsResponse"> & {
+  /**
+   * The caller's active sessions, newest first.
+   *
+   * @generated from field: repeated identity.v1.Session sessions = 1;
+   */
+  sessions: Session[];
+
+  /**
+   * Token for the next page; empty when this is the last page.
+   *
+   * @generated from field: string next_page_token = 2;
+   */
+  nextPageToken: string;
+};
+
+/**
+ * Describes the message identity.v1.ListSessionsResponse.
+ * Use `create(ListSessionsResponseSchema)` to create a new message.
+ */
+export const ListSessionsResponseSchema: GenMessage<ListSessionsResponse> = /*@__PURE__*/
+  messageDesc(file_identity_v1_identity_service, 19);
+
+/**
+ * Request of RevokeSession.
+ *
+ * @generated from message identity.v1.RevokeSessionRequest
+ */
+export type RevokeSessionRequest = Message<"identity.v1.RevokeSessionRequest"> & {
+  /**
+   * The session to end: one of the caller's (see ListSessions).
+   *
+   * @generated from field: string session_id = 1;
+   */
+  sessionId: string;
+};
+
+/**
+ * Describes the message identity.v1.RevokeSessionRequest.
+ * Use `create(RevokeSessionRequestSchema)` to create a new message.
+ */
+export const RevokeSessionRequestSchema: GenMessage<RevokeSessionRequest> = /*@__PURE__*/
+  messageDesc(file_identity_v1_identity_service, 20);
+
+/**
+ * Response of RevokeSession.
+ *
+ * @generated from message identity.v1.RevokeSessionResponse
+ */
+export type RevokeSessionResponse = Message<"identity.v1.RevokeSessionResponse"> & {
+};
+
+/**
+ * Describes the message identity.v1.RevokeSessionResponse.
+ * Use `create(RevokeSessionResponseSchema)` to create a new message.
+ */
+export const RevokeSessionResponseSchema: GenMessage<RevokeSessionResponse> = /*@__PURE__*/
+  messageDesc(file_identity_v1_identity_service, 21);
+
+/**
+ * Request of RevokeOtherSessions. The kept session is the caller's.
+ *
+ * @generated from message identity.v1.RevokeOtherSessionsRequest
+ */
+export type RevokeOtherSessionsRequest = Message<"identity.v1.RevokeOtherSessionsRequest"> & {
+};
+
+/**
+ * Describes the message identity.v1.RevokeOtherSessionsRequest.
+ * Use `create(RevokeOtherSessionsRequestSchema)` to create a new message.
+ */
+export const RevokeOtherSessionsRequestSchema: GenMessage<RevokeOtherSessionsRequest> = /*@__PURE__*/
+  messageDesc(file_identity_v1_identity_service, 22);
+
+/**
+ * Response of RevokeOtherSessions.
+ *
+ * @generated from message identity.v1.RevokeOtherSessionsResponse
+ */
+export type RevokeOtherSessionsResponse = Message<"identity.v1.RevokeOtherSessionsResponse"> & {
+  /**
+   * How many sessions were ended.
+   *
+   * @generated from field: int32 revoked_session_count = 1;
+   */
+  revokedSessionCount: number;
+};
+
+/**
+ * Describes the message identity.v1.RevokeOtherSessionsResponse.
+ * Use `create(RevokeOtherSessionsResponseSchema)` to create a new message.
+ */
+export const RevokeOtherSessionsResponseSchema: GenMessage<RevokeOtherSessionsResponse> = /*@__PURE__*/
+  messageDesc(file_identity_v1_identity_service, 23);
+
+/**
+ * Request of VerifyToken.
+ *
+ * @generated from message identity.v1.VerifyTokenRequest
+ */
+export type VerifyTokenRequest = Message<"identity.v1.VerifyTokenRequest"> & {
+  /**
+   * The access token to introspect.
+   *
+   * @generated from field: string access_token = 1;
+   */
+  accessToken: string;
+};
+
+/**
+ * Describes the message identity.v1.VerifyTokenRequest.
+ * Use `create(VerifyTokenRequestSchema)` to create a new message.
+ */
+export const VerifyTokenRequestSchema: GenMessage<VerifyTokenRequest> = /*@__PURE__*/
+  messageDesc(file_identity_v1_identity_service, 24);
+
+/**
+ * Response of VerifyToken. Only `active` is set for an inactive token.
+ *
+ * @generated from message identity.v1.VerifyTokenResponse
+ */
+export type VerifyTokenResponse = Message<"identity.v1.VerifyTokenResponse"> & {
+  /**
+   * Whether the token is valid now and its session active. Explicit
+   * presence so that JSON answers carry `"active": false` too.
+   *
+   * @generated from field: optional bool active = 1;
+   */
+  active?: boolean | undefined;
+
+  /**
+   * The user the token was issued to; the `sub` claim.
+   *
+   * @generated from field: string user_id = 2;
+   */
+  userId: string;
+
+  /**
+   * The token's session; the `sid` claim.
+   *
+   * @generated from field: string session_id = 3;
+   */
+  sessionId: string;
+
+  /**
+   * The user's role when the token was issued; the `role` claim.
+   *
+   * @generated from field: identity.v1.Role role = 4;
+   */
+  role: Role;
+
+  /**
+   * When the token expires; the `exp` claim.
+   *
+   * @generated from field: google.protobuf.Timestamp expire_time = 5;
+   */
+  expireTime?: Timestamp | undefined;
+
+  /**
+   * When the token was issued; the `iat` claim.
+   *
+   * @generated from field: google.protobuf.Timestamp issue_time = 6;
+   */
+  issueTime?: Timestamp | undefined;
+
+  /**
+   * The token's unique identifier; the `jti` claim.
+   *
+   * @generated from field: string token_id = 7;
+   */
+  tokenId: string;
+};
+
+/**
+ * Describes the message identity.v1.VerifyTokenResponse.
+ * Use `create(VerifyTokenResponseSchema)` to create a new message.
+ */
+export const VerifyTokenResponseSchema: GenMessage<VerifyTokenResponse> = /*@__PURE__*/
+  messageDesc(file_identity_v1_identity_service, 25);
+
+/**
+ * A user's privilege level. It selects the lifetimes of the user's access
+ * tokens and sessions; operators assign it (there is no RPC for it).
+ *
+ * @generated from enum identity.v1.Role
+ */
+export enum Role {
+  /**
+   * Never sent.
+   *
+   * @generated from enum value: ROLE_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * An ordinary account (the default).
+   *
+   * @generated from enum value: ROLE_CUSTOMER = 1;
+   */
+  CUSTOMER = 1,
+
+  /**
+   * An administrator: shorter access tokens and sessions.
+   *
+   * @generated from enum value: ROLE_ADMIN = 2;
+   */
+  ADMIN = 2,
+}
+
+/**
+ * Describes the enum identity.v1.Role.
+ */
+export const RoleSchema: GenEnum<Role> = /*@__PURE__*/
+  enumDesc(file_identity_v1_identity_service, 0);
+
+/**
  * IdentityService registers accounts, authenticates them and manages the
  * caller's own profile and password.
  *
@@ -623,6 +936,52 @@ export const IdentityService: GenService<{
     methodKind: "unary";
     input: typeof ChangePasswordRequestSchema;
     output: typeof ChangePasswordResponseSchema;
+  },
+  /**
+   * Lists the caller's active sessions (signed-in devices), newest first.
+   *
+   * @generated from rpc identity.v1.IdentityService.ListSessions
+   */
+  listSessions: {
+    methodKind: "unary";
+    input: typeof ListSessionsRequestSchema;
+    output: typeof ListSessionsResponseSchema;
+  },
+  /**
+   * Ends one of the caller's sessions at once; ending the current one is a
+   * logout. An id that is not one of the caller's active sessions, whoever
+   * it belongs to, is NOT_FOUND (SESSION_NOT_FOUND).
+   *
+   * @generated from rpc identity.v1.IdentityService.RevokeSession
+   */
+  revokeSession: {
+    methodKind: "unary";
+    input: typeof RevokeSessionRequestSchema;
+    output: typeof RevokeSessionResponseSchema;
+  },
+  /**
+   * Ends every session of the caller except the current one ("log out
+   * everywhere else").
+   *
+   * @generated from rpc identity.v1.IdentityService.RevokeOtherSessions
+   */
+  revokeOtherSessions: {
+    methodKind: "unary";
+    input: typeof RevokeOtherSessionsRequestSchema;
+    output: typeof RevokeOtherSessionsResponseSchema;
+  },
+  /**
+   * Introspects an access token (RFC 7662 style) for services that cannot
+   * verify tokens themselves: signature, issuer, audience, expiry and that
+   * the session is still active. Needs no caller token. A bad, expired or
+   * revoked token is not an error: the answer is `active: false`.
+   *
+   * @generated from rpc identity.v1.IdentityService.VerifyToken
+   */
+  verifyToken: {
+    methodKind: "unary";
+    input: typeof VerifyTokenRequestSchema;
+    output: typeof VerifyTokenResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_identity_v1_identity_service, 0);

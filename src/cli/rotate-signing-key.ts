@@ -1,0 +1,95 @@
+import { pathToFileURL } from "node:url";
+import { ConfigError, loadConfig, longestAccessTokenTtlMs, type Config } from "../config.js";
+import { openDatabase, type Database } from "../storage/db.js";
+import { createKeyStore } from "../storage/key-store.js";
+import { createJwtService, type RotatedKey } from "../tokens/jwt.js";
+
+// `npm run rotate-signing-key [-- --now]`: creates the next access-token
+// signing key in the shared store. Running instances pick it up on their
+// next key reload (every minute); see README "Signing-key rotation".
+
+const USAGE = `usage: rotate-signing-key [--now]
+
+Creates the next access-token signing key. It is published in the JWKS at
+once and signs from KEY_PUBLISH_LEAD (default 10m) later; the current key
+stays published until every token it signed has expired.
+
+  --now   emergency (a leaked key): the new key signs at once and every other
+          key is retired at once, so every access token they signed is
+          refused from now on (users must refresh; verifiers refuse them once
+          they refetch the JWKS). Instances switch within a minute.
+`;
+
+export async function rotateSigningKey(opts: {
+  config: Config;
+  immediate: boolean;
+  database?: Database;
+  now?: () => Date;
+}): Promise<RotatedKey> {
+  const database = opts.database ?? (await openDatabase(opts.config.database));
+  try {
+    const tokens = createJwtService({
+      keys: createKeyStore(database.db),
+      issuer: opts.config.jwt.issuer,
+      audience: opts.config.jwt.audience,
+      accessTokenTtlMs: opts.config.jwt.accessTokenTtlMs,
+      maxAccessTokenTtlMs: longestAccessTokenTtlMs(opts.config),
+      publishLeadMs: opts.config.signingKeys.publishLeadMs,
+      refreshIntervalMs: 0,
+      ...(opts.now ? { now: opts.now } : {}),
+    });
+    await tokens.init();
+    return await tokens.rotate({ immediate: opts.immediate });
+  } finally {
+    if (!opts.database) await database.close();
+  }
+}
+
+export function describeRotation(r: RotatedKey, immediate: boolean): string {
+  const lines: string[] = [];
+  if (!r.rotated) {
+    lines.push(`a rotation is already pending: key ${r.kid} signs from ${r.activatesAt.toISOString()}; nothing changed`);
+    lines.push("(use --now to replace every key at once)");
+  } else {
+    lines.push(`new signing key ${r.kid}`);
+    lines.push(`  activates ${r.activatesAt.toISOString()}${immediate ? " (now)" : " (published in the JWKS now)"}`);
+    for (const old of r.retired) lines.push(`  retires   ${old.kid} at ${old.retiresAt.toISOString()}`);
+  }
+  return `${lines.join("\n")}\n`;
+}
+
+async function main(argv: string[]): Promise<number> {
+  if (argv.includes("-h") || argv.includes("--help")) {
+    process.stdout.write(USAGE);
+    return 0;
+  }
+  const unknown = argv.filter((a) => a !== "--now" && a !== "--immediate");
+  if (unknown.length > 0) {
+    process.stderr.write(`unknown argument ${unknown[0]}\n${USAGE}`);
+    return 2;
+  }
+  let config: Config;
+  try {
+    config = loadConfig();
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      process.stderr.write(`${err.message}\n`);
+      return 2;
+    }
+    throw err;
+  }
+  const immediate = argv.length > 0;
+  const result = await rotateSigningKey({ config, immediate });
+  process.stdout.write(describeRotation(result, immediate));
+  return 0;
+}
+
+if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
+  main(process.argv.slice(2)).then(
+    (code) => process.exit(code),
+    (err: unknown) => {
+      process.stderr.write(`rotate-signing-key failed: ${err instanceof Error ? err.message : String(err)}\n`);
+      process.exit(1);
+    },
+  );
+}

@@ -1,0 +1,49 @@
+import { pathToFileURL } from "node:url";
+import { ConfigError, loadConfig } from "../config.js";
+import { normalizeEmailForLookup } from "../core/email.js";
+import { isRole, roles } from "../core/ports.js";
+import { openDatabase } from "../storage/db.js";
+import { createAuditLog, createUserStore } from "../storage/stores.js";
+
+// `npm run set-role -- <email> <role>`: how an operator makes (or unmakes)
+// an admin. There is deliberately no RPC for it, so no stolen token can
+// grant itself privileges. The new role takes effect at the user's next
+// login or refresh (lifetimes and the `role` claim); it reads the same
+// DATABASE_URL / DATA_DIR as the service.
+
+const USAGE = `usage: npm run set-role -- <email> <${roles.join("|")}>`;
+
+export async function setRole(
+  args: readonly string[],
+  env: Record<string, string | undefined> = process.env,
+): Promise<{ exitCode: number; message: string }> {
+  const [rawEmail, role, ...rest] = args;
+  if (!rawEmail || !role || rest.length > 0) return { exitCode: 2, message: USAGE };
+  if (!isRole(role)) return { exitCode: 2, message: `unknown role "${role}"; one of: ${roles.join(", ")}` };
+  const email = normalizeEmailForLookup(rawEmail);
+  if (!email) return { exitCode: 2, message: `"${rawEmail}" is not an e-mail address` };
+  let config;
+  try {
+    config = loadConfig(env);
+  } catch (err) {
+    if (err instanceof ConfigError) return { exitCode: 2, message: err.message };
+    throw err;
+  }
+  const database = await openDatabase(config.database);
+  try {
+    const now = new Date();
+    const userId = await createUserStore(database.db).setRole(email, role, now);
+    if (!userId) return { exitCode: 1, message: `no account with the e-mail ${email}` };
+    // A privilege change belongs in the trail like any login.
+    await createAuditLog(database.db).record({ type: "role_change", outcome: "success", reason: role, userId, client: {}, at: now });
+    return { exitCode: 0, message: `${email} (${userId}) is now ${role}; it applies from the user's next login or refresh` };
+  } finally {
+    await database.close();
+  }
+}
+
+if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
+  const { exitCode, message } = await setRole(process.argv.slice(2));
+  (exitCode === 0 ? process.stdout : process.stderr).write(`${message}\n`);
+  process.exitCode = exitCode;
+}

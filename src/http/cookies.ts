@@ -1,0 +1,44 @@
+// Browser credentials. The access cookie goes everywhere on the host (Path=/);
+// the refresh cookie only to the refresh route, so no other request ever
+// carries it. Both are HttpOnly (no script reads them) and SameSite=Strict
+// (no other site's page makes the browser send them).
+//
+// With the prefixes the browser itself enforces the attributes: a __Host-
+// cookie must be Secure, Path=/ and host-only (no Domain, so a sibling
+// subdomain cannot plant or shadow it); __Secure- only requires Secure, the
+// most a cookie with a narrower Path can have.
+
+export const REFRESH_COOKIE_PATH = "/token/refresh";
+
+export interface CookiePolicy {
+  readonly access: string;
+  readonly refresh: string;
+  /** The Set-Cookie value for the access token; maxAgeS 0 clears it. */
+  accessCookie(value: string, maxAgeS: number): string;
+  /** The Set-Cookie value for the refresh token; maxAgeS 0 clears it, undefined makes it a session cookie. */
+  refreshCookie(value: string, maxAgeS: number | undefined): string;
+}
+
+export function createCookiePolicy(opts: { secure: boolean; hostPrefix: boolean }): CookiePolicy {
+  if (opts.hostPrefix && !opts.secure) throw new Error("__Host- and __Secure- cookies must be Secure");
+  const access = opts.hostPrefix ? "__Host-access_token" : "access_token";
+  const refresh = opts.hostPrefix ? "__Secure-refresh_token" : "refresh_token";
+  const serialize = (name: string, value: string, path: string, maxAgeS: number | undefined) =>
+    `${name}=${value}${maxAgeS === undefined ? "" : `; Max-Age=${Math.max(0, Math.floor(maxAgeS))}`}; Path=${path}; HttpOnly; SameSite=Strict${opts.secure ? "; Secure" : ""}`;
+  return {
+    access,
+    refresh,
+    accessCookie: (value, maxAgeS) => serialize(access, value, "/", maxAgeS),
+    refreshCookie: (value, maxAgeS) => serialize(refresh, value, REFRESH_COOKIE_PATH, maxAgeS),
+  };
+}
+
+/** The value of the first cookie called `name` in a Cookie header. */
+export function readCookie(header: string | undefined, name: string): string | undefined {
+  if (!header) return undefined;
+  for (const part of header.split(";")) {
+    const eq = part.indexOf("=");
+    if (eq > 0 && part.slice(0, eq).trim() === name) return part.slice(eq + 1).trim();
+  }
+  return undefined;
+}
