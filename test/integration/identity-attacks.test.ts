@@ -224,6 +224,12 @@ for (const backend of backends) {
         await expectRefused("sub not a uuid", await sign({ ...fresh, sub: "' OR 1=1 --" }));
       });
 
+      it("a refresh token used as an access token → 401 TOKEN_INVALID, and it still refreshes afterwards", async () => {
+        const u = await userWithSession(s);
+        await expectRefused("refresh token as bearer", u.refreshToken);
+        expect((await rest(s.baseUrl, "POST", "/token/refresh", { body: { refresh_token: u.refreshToken } })).status).toBe(200);
+      });
+
       it("a sid that is not a UUID → 401 TOKEN_INVALID, never 500", async () => {
         const fresh = { ...base, iat: now(), exp: now() + 600 };
         for (const sid of ["not-a-uuid", "' OR 1=1 --", "", "0".repeat(1000)]) {
