@@ -1,4 +1,4 @@
-import { and, desc, eq, gt, inArray, isNull, lt, ne, sql } from "drizzle-orm";
+import { and, desc, eq, gt, isNull, lt, ne, sql } from "drizzle-orm";
 import { DomainError } from "../core/errors.js";
 import {
   isRole,
@@ -20,6 +20,13 @@ import { auditEvents, passwordCredentials, profiles, refreshTokens, sessions, us
 // only domain types cross the port.
 
 const UNIQUE_VIOLATION = "23505";
+// First key of the advisory locks that serialise session-cap evictions per user.
+const EVICTION_LOCK_CLASS = 0x5e55;
+
+/** Rows of db.execute, whichever driver answered (postgres.js: an array; PGlite: { rows }). */
+function rowsOf<T>(result: unknown): T[] {
+  return (Array.isArray(result) ? result : ((result as { rows?: T[] }).rows ?? [])) as T[];
+}
 
 type ProfileRow = typeof profiles.$inferSelect;
 
@@ -178,42 +185,19 @@ export function createSessionStore(db: Db): SessionStore {
     .where(and(eq(sessions.id, sql.placeholder("id")), isNull(sessions.revokedAt), gt(sessions.expiresAt, sql.placeholder("now"))))
     .limit(1)
     .prepare("sessions_find_active");
-  const evictBeyondCap = db
-    .update(sessions)
-    .set({ revokedAt: sql`${sql.placeholder("now")}::timestamptz`, revokeReason: "session_limit" })
-    .where(
-      and(
-        isNull(sessions.revokedAt),
-        inArray(
-          sessions.id,
-          db
-            .select({ id: sessions.id })
-            .from(sessions)
-            .where(
-              and(
-                eq(sessions.userId, sql.placeholder("userId")),
-                isNull(sessions.revokedAt),
-                gt(sessions.expiresAt, sql.placeholder("now")),
-              ),
-            )
-            // The session just created is never its own victim.
-            .orderBy(sql`${sessions.id} = ${sql.placeholder("keepId")} desc`, desc(sessions.lastUsedAt), desc(sessions.id))
-            .offset(sql.placeholder("keep")),
-        ),
-      ),
-    )
-    .returning({ id: sessions.id })
-    .prepare("sessions_evict_beyond_cap");
 
   return {
     async create(s) {
       // Two autocommitted statements, no lock. First the session and its
       // first refresh token, in one statement (both or neither). Then the
-      // cap: revoke the user's active sessions beyond the newest N. Each
-      // eviction starts after its own insert committed, so of two racing
-      // logins the later eviction sees both new sessions and the cap holds
-      // once both are done; overlapping evictions are harmless (only rows
-      // still active are revoked and returned).
+      // cap: revoke the user's active sessions beyond the N most recently
+      // used. Each eviction starts after its own insert committed, so of
+      // racing logins the last eviction sees every new session, and as all
+      // evictions rank sessions the same way the N newest are never revoked:
+      // once the logins are done exactly N remain. Overlapping evictions are
+      // harmless (only rows still active are revoked and returned). More
+      // than N logins of one account in the same instant can revoke a
+      // session as it is created: the cap keeps the most recent, as it says.
       await db.execute(sql`
         with s as (
           insert into ${sessions} (id, user_id, created_at, last_used_at, expires_at, absolute_expires_at, ip, user_agent)
@@ -223,13 +207,22 @@ export function createSessionStore(db: Db): SessionStore {
         )
         insert into ${refreshTokens} (token_hash, session_id, issued_at)
         select ${Buffer.from(s.refreshTokenHash)}, s.id, ${s.now.toISOString()} from s`);
-      const evicted = await evictBeyondCap.execute({
-        userId: s.userId,
-        now: s.now.toISOString(),
-        keep: Math.max(1, s.maxActiveSessions),
-        keepId: s.id,
-      });
-      return { evictedSessionIds: evicted.map((r) => r.id) };
+      // The per-user advisory lock (held to the end of this one statement)
+      // keeps two evictions from locking the same rows in opposite orders,
+      // which PostgreSQL would break as a deadlock after a second.
+      const now = s.now.toISOString();
+      const result = await db.execute(sql`
+        with held as (select pg_advisory_xact_lock(${EVICTION_LOCK_CLASS}, hashtext(${s.userId}))),
+        victims as (
+          select ${sessions.id} as id from ${sessions}, held
+          where ${sessions.userId} = ${s.userId} and ${sessions.revokedAt} is null and ${sessions.expiresAt} > ${now}
+          order by ${sessions.lastUsedAt} desc, ${sessions.id} desc
+          offset ${Math.max(1, s.maxActiveSessions)}
+        )
+        update ${sessions} set revoked_at = ${now}, revoke_reason = 'session_limit'
+        where id in (select id from victims) and revoked_at is null
+        returning id`);
+      return { evictedSessionIds: rowsOf<{ id: string }>(result).map((r) => r.id) };
     },
 
     async findActive(sessionId, now): Promise<ActiveSession | undefined> {
