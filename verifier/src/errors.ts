@@ -1,7 +1,7 @@
 // One error type with a stable code. Callers switch on `code`; the message is
 // fixed per code so nothing about keys, claims or infrastructure reaches a
-// client that echoes it. The underlying cause (a jose error, a fetch failure)
-// rides on `cause` for logs only.
+// client that echoes it. The underlying cause (an Error naming the failed
+// check, a fetch failure) rides on `cause` for logs only.
 
 export const VERIFICATION_ERROR_CODES = [
   "TOKEN_MALFORMED",

@@ -1,4 +1,4 @@
-import { importJWK } from "jose";
+import { createPublicKey, type KeyObject } from "node:crypto";
 import { VerificationError } from "./errors.js";
 
 // The verification keys, fetched from the service's JWKS and cached.
@@ -15,7 +15,10 @@ import { VerificationError } from "./errors.js";
 // than `maxAgeMs` is refreshed in the background while the old one keeps
 // serving, which is how a key withdrawn from the JWKS stops verifying.
 
-export type VerifyKey = Awaited<ReturnType<typeof importJWK>>;
+// A node:crypto KeyObject, created once per JWKS key: verification is then a
+// synchronous crypto.verify on the calling thread (no WebCrypto promise, no
+// libuv threadpool round trip per token).
+export type VerifyKey = KeyObject;
 
 export interface KeySetOptions {
   url: URL;
@@ -76,7 +79,7 @@ export function createKeySet(opts: KeySetOptions): KeySet {
     const attempt = (async () => {
       try {
         const body = await download(opts);
-        keys = await parseKeySet(body, keys);
+        keys = parseKeySet(body, keys);
         loadedAt = opts.now();
         lastAttemptFailed = false;
       } catch (cause) {
@@ -164,7 +167,7 @@ function isPlainObject(value: unknown): value is Record<string, unknown> {
 }
 
 /** The usable keys of a JWKS document; throws if there are none. */
-async function parseKeySet(body: unknown, previous: Map<string, Entry>): Promise<Map<string, Entry>> {
+function parseKeySet(body: unknown, previous: Map<string, Entry>): Map<string, Entry> {
   if (!isPlainObject(body) || !Array.isArray(body.keys)) throw new Error("JWKS is not a key set");
   const next = new Map<string, Entry>();
   const ambiguous = new Set<string>();
@@ -175,7 +178,7 @@ async function parseKeySet(body: unknown, previous: Map<string, Entry>): Promise
     if (seen && seen.x !== x) ambiguous.add(kid);
     if (seen) continue;
     const prev = previous.get(kid);
-    const key = prev && prev.x === x ? prev.key : await importJWK({ kty: "OKP", crv: "Ed25519", x }, "EdDSA");
+    const key = prev && prev.x === x ? prev.key : createPublicKey({ key: { kty: "OKP", crv: "Ed25519", x }, format: "jwk" });
     next.set(kid, { x, key });
   }
   // Two different keys under one kid: trust neither.

@@ -1,4 +1,5 @@
-import { errors as joseErrors, jwtVerify, type JWTHeaderParameters, type JWTPayload } from "jose";
+import { verify as cryptoVerify } from "node:crypto";
+import type { JWTPayload } from "jose";
 import type { Redis } from "ioredis";
 import { VerificationError } from "./errors.js";
 import { createKeySet, type KeySetStats } from "./key-set.js";
@@ -88,11 +89,21 @@ interface Entry {
 
 // Ours are ~400 characters; the bound keeps hostile input cheap to reject.
 const MAX_TOKEN_LENGTH = 8_192;
+// Compact JWS: exactly three parts, base64url alphabet only (no padding, no
+// whitespace); header and payload non-empty. An empty signature is a
+// well-formed token with a bad signature (TOKEN_INVALID), as with jose.
 const TOKEN_SHAPE = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*$/;
 // Headers that name a key or where to fetch one. We never use them, and a
 // token of ours never carries them, so their presence alone is refused.
 const KEY_LOCATING_HEADERS = ["jku", "jwk", "x5u", "x5c"] as const;
-const REQUIRED_CLAIMS = ["iss", "aud", "sub", "sid", "jti", "iat", "exp"];
+// Checked for presence (own property) in this order, as jose did.
+const REQUIRED_CLAIMS = ["iss", "aud", "exp", "iat", "jti", "sid", "sub"] as const;
+const ED25519_SIGNATURE_BYTES = 64;
+// typ is compared as a media type (RFC 9068 / RFC 7515 4.1.9): case-
+// insensitively, with the "application/" prefix optional.
+const EXPECTED_TYP = normalizeTyp(ACCESS_TOKEN_TYP);
+// UTF-8 with no replacement characters; strips a leading BOM, as jose's did.
+const strictUtf8 = new TextDecoder("utf-8", { fatal: true });
 
 function deepFreeze<T>(value: T): T {
   if (typeof value === "object" && value !== null && !Object.isFrozen(value)) {
@@ -112,15 +123,58 @@ function positive(name: string, value: number): number {
   return value;
 }
 
-function mapJoseError(err: unknown): VerificationError {
-  if (err instanceof VerificationError) return err;
-  if (err instanceof joseErrors.JWTExpired) return new VerificationError("TOKEN_EXPIRED", { cause: err });
-  if (err instanceof joseErrors.JWSInvalid || err instanceof joseErrors.JWTInvalid) {
-    return new VerificationError("TOKEN_MALFORMED", { cause: err });
+function normalizeTyp(value: string): string {
+  const lower = value.toLowerCase();
+  return lower.includes("/") ? lower : `application/${lower}`;
+}
+
+function fail(code: "TOKEN_MALFORMED" | "TOKEN_INVALID" | "TOKEN_EXPIRED", reason: string): VerificationError {
+  // The reason is for logs only (err.cause); the message stays fixed per code.
+  return new VerificationError(code, { cause: new Error(reason) });
+}
+
+// Value of each base64url character, or -1.
+const B64URL = new Int8Array(128).fill(-1);
+for (let i = 0; i < 64; i++) B64URL["ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_".charCodeAt(i)] = i;
+// 64 bytes take 86 characters, the last of which carries 4 unused bits.
+const SIGNATURE_CHARS = 86;
+
+/**
+ * Decodes the header or payload, which TOKEN_SHAPE has already restricted to
+ * the base64url alphabet with no padding. A length of 1 mod 4 is not
+ * base64url at all. (Unused trailing bits need no check here: the signature
+ * covers these parts as encoded, so another spelling fails it.)
+ */
+function decodePart(part: string, what: string): Buffer {
+  if ((part.length & 3) === 1) throw fail("TOKEN_MALFORMED", `${what} is not base64url`);
+  return Buffer.from(part, "base64url");
+}
+
+/**
+ * The 64-byte Ed25519 signature. Base64url decoders ignore the unused low bits
+ * of the last character, so without the check below one signature has 16
+ * spellings and a signed token many distinct strings; only the canonical one
+ * is accepted. Any other length or spelling is a bad signature.
+ */
+function decodeSignature(part: string): Buffer {
+  if ((part.length & 3) === 1) throw fail("TOKEN_MALFORMED", "signature is not base64url");
+  if (part.length !== SIGNATURE_CHARS) throw fail("TOKEN_INVALID", "signature length");
+  if (B64URL[part.charCodeAt(SIGNATURE_CHARS - 1)]! & 0x0f) throw fail("TOKEN_INVALID", "signature not canonical base64url");
+  const signature = Buffer.from(part, "base64url");
+  if (signature.length !== ED25519_SIGNATURE_BYTES) throw fail("TOKEN_INVALID", "signature length");
+  return signature;
+}
+
+/** A JSON object from a decoded part, or TOKEN_MALFORMED. */
+function parseObject(bytes: Buffer, what: string): Record<string, unknown> {
+  let value: unknown;
+  try {
+    value = JSON.parse(strictUtf8.decode(bytes));
+  } catch (cause) {
+    throw new VerificationError("TOKEN_MALFORMED", { cause });
   }
-  // Bad signature, algorithm not allowed, claim mismatch, unsupported crit,
-  // and anything unexpected: refuse without saying which.
-  return new VerificationError("TOKEN_INVALID", { cause: err });
+  if (typeof value !== "object" || value === null || Array.isArray(value)) throw fail("TOKEN_MALFORMED", `${what} is not a JSON object`);
+  return value as Record<string, unknown>;
 }
 
 export function createVerifier(options: VerifierOptions): Verifier {
@@ -155,46 +209,73 @@ export function createVerifier(options: VerifierOptions): Verifier {
       })
     : undefined;
 
-  const verifyOptions = {
-    algorithms: [ACCESS_TOKEN_ALG],
-    issuer: options.issuer,
-    audience: options.audience,
-    typ: ACCESS_TOKEN_TYP,
-    requiredClaims: REQUIRED_CLAIMS,
-    clockTolerance: tolerance,
-  };
-
   let closed = false;
   let hits = 0;
   let misses = 0;
 
-  function resolveKey(header: JWTHeaderParameters) {
-    for (const name of KEY_LOCATING_HEADERS) if (name in header) throw new VerificationError("TOKEN_INVALID");
-    const { kid } = header;
-    if (typeof kid !== "string" || kid === "") throw new VerificationError("TOKEN_INVALID");
-    return keys.get(kid);
-  }
-
+  // The checks jose's jwtVerify made, in the same order (so every input gets
+  // the code it got before), with the signature checked by node:crypto's
+  // synchronous Ed25519 verify against a KeyObject made once per JWKS key.
   async function verifySigned(token: string, nowMs: number): Promise<Entry> {
-    if (!TOKEN_SHAPE.test(token)) throw new VerificationError("TOKEN_MALFORMED");
-    let payload: JWTPayload;
-    let kid: string;
+    if (!TOKEN_SHAPE.test(token)) throw fail("TOKEN_MALFORMED", "not a compact JWS");
+    const dot1 = token.indexOf(".");
+    const dot2 = token.indexOf(".", dot1 + 1);
+
+    // Protected header.
+    const header = parseObject(decodePart(token.slice(0, dot1), "header"), "header");
+    if (header.crit !== undefined) {
+      // Checked as jose did (for the same codes): a list of names, none but
+      // its one known extension, b64, which must then be a boolean.
+      const { crit } = header;
+      if (!Array.isArray(crit) || crit.length === 0 || crit.some((p) => typeof p !== "string" || p === "")) {
+        throw fail("TOKEN_MALFORMED", "crit is not a list of names");
+      }
+      for (const name of crit) {
+        if (name !== "b64") throw fail("TOKEN_INVALID", "unknown critical header parameter");
+        if (typeof header.b64 !== "boolean") throw fail("TOKEN_MALFORMED", "crit b64 without a boolean b64");
+      }
+    }
+    const { alg, kid } = header;
+    if (typeof alg !== "string" || alg === "") throw fail("TOKEN_MALFORMED", "alg missing");
+    if (alg !== ACCESS_TOKEN_ALG) throw fail("TOKEN_INVALID", "alg not allowed");
+    // Our tokens use no extension, not even b64 (which jose would have
+    // honoured), so a token that requires one is refused.
+    if (header.crit !== undefined) throw fail("TOKEN_INVALID", "critical header parameter");
+    for (const name of KEY_LOCATING_HEADERS) if (Object.hasOwn(header, name)) throw fail("TOKEN_INVALID", "key-locating header");
+    if (typeof kid !== "string" || kid === "") throw fail("TOKEN_INVALID", "kid missing");
+    // Only a kid we do not know can wait (for a rate-limited JWKS fetch).
+    const found = keys.get(kid);
+    const key = found instanceof Promise ? await found : found;
+
+    // Signature over the ASCII bytes of "header.payload".
+    const signature = decodeSignature(token.slice(dot2 + 1));
+    let valid: boolean;
     try {
-      const result = await jwtVerify(token, resolveKey, { ...verifyOptions, currentDate: new Date(nowMs) });
-      payload = result.payload;
-      kid = result.protectedHeader.kid as string;
-    } catch (err) {
-      throw mapJoseError(err);
+      valid = cryptoVerify(null, Buffer.from(token.slice(0, dot2), "latin1"), key, signature);
+    } catch (cause) {
+      throw new VerificationError("TOKEN_INVALID", { cause });
     }
-    const { sub, sid, jti, iat, exp } = payload;
+    if (!valid) throw fail("TOKEN_INVALID", "signature");
+
+    // Claims.
+    const payload = parseObject(decodePart(token.slice(dot1 + 1, dot2), "payload"), "payload") as JWTPayload;
+    if (typeof header.typ !== "string" || normalizeTyp(header.typ) !== EXPECTED_TYP) throw fail("TOKEN_INVALID", "typ");
+    for (const claim of REQUIRED_CLAIMS) if (!Object.hasOwn(payload, claim)) throw fail("TOKEN_INVALID", `${claim} missing`);
+    const { iss, aud, sub, sid, jti, iat, nbf, exp } = payload;
+    if (iss !== options.issuer) throw fail("TOKEN_INVALID", "iss");
+    if (typeof aud === "string" ? aud !== options.audience : !Array.isArray(aud) || !aud.includes(options.audience)) {
+      throw fail("TOKEN_INVALID", "aud");
+    }
+    const nowSec = Math.floor(nowMs / 1000);
+    if (typeof iat !== "number") throw fail("TOKEN_INVALID", "iat type");
+    if (nbf !== undefined && (typeof nbf !== "number" || nbf > nowSec + tolerance)) throw fail("TOKEN_INVALID", "nbf");
+    if (typeof exp !== "number") throw fail("TOKEN_INVALID", "exp type");
+    if (exp <= nowSec - tolerance) throw fail("TOKEN_EXPIRED", "exp");
     if (typeof sub !== "string" || sub === "" || typeof jti !== "string" || jti === "" || !isValidSessionId(sid)) {
-      throw new VerificationError("TOKEN_INVALID");
+      throw fail("TOKEN_INVALID", "sub, jti or sid");
     }
-    // jose has checked that iat and exp are numbers; a token "issued" in the
-    // future is still not one of ours.
-    if (typeof iat !== "number" || typeof exp !== "number" || iat > nowMs / 1000 + tolerance) {
-      throw new VerificationError("TOKEN_INVALID");
-    }
+    // A token "issued" in the future is not one of ours.
+    if (iat > nowMs / 1000 + tolerance) throw fail("TOKEN_INVALID", "iat in the future");
     return { kid, sub, sid, jti, iat, exp, claims: deepFreeze(payload) };
   }
 
