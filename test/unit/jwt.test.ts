@@ -12,7 +12,7 @@ import {
 } from "jose";
 import { afterEach, beforeAll, beforeEach, describe, expect, it, vi } from "vitest";
 import { createJwtService, newSigningKey, type JwtService, type KeyStore, type StoredKey } from "../../src/tokens/jwt.js";
-import { rotateRows } from "../support/memory-key-store.js";
+import { memoryKeyStore, type MemoryKeyStore } from "../support/memory-key-store.js";
 
 const ISSUER = "urn:test:identity";
 const AUDIENCE = "urn:test:platform";
@@ -22,36 +22,6 @@ const nowS = Math.floor(NOW.getTime() / 1000);
 const U = "0190a1b2-0000-7000-8000-0000000000b1";
 const S = "0190a1b2-0000-7000-8000-0000000000c1";
 
-interface MemoryKeyStore extends KeyStore {
-  readonly rows: StoredKey[];
-  inserts: number;
-  lists: number;
-}
-
-// The KeyStore contract (storage/key-store.ts) in memory: usable = not
-// retired at `now`, newest activation first; copies in and out, like a database.
-function memoryKeyStore(initial: StoredKey[] = []): MemoryKeyStore {
-  const rows = initial.map((k) => structuredClone(k));
-  return {
-    rows,
-    inserts: 0,
-    lists: 0,
-    async listUsable(now) {
-      this.lists++;
-      return rows
-        .filter((k) => k.retiresAt === null || k.retiresAt > now)
-        .sort((a, b) => b.activatesAt.getTime() - a.activatesAt.getTime())
-        .map((k) => structuredClone(k));
-    },
-    async insert(key) {
-      this.inserts++;
-      if (!rows.some((k) => k.kid === key.kid)) rows.push(structuredClone(key));
-    },
-    async rotate(input) {
-      return rotateRows(rows, input);
-    },
-  };
-}
 
 function service(keys: KeyStore, overrides: { now?: () => Date; reloadIntervalMs?: number } = {}): JwtService {
   return createJwtService({
