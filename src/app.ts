@@ -96,6 +96,9 @@ export async function createApp(config: Config, logger: Logger, overrides: AppOv
         url: config.redisUrl,
         logger,
         onRevoked: (ids) => sessionCache.sessionsRevoked(ids.map((id) => ({ id, userId: "" }))),
+        onKeysChanged: () => {
+          tokens.reload().catch((err: unknown) => logger.warn({ err }, "signing key reload failed"));
+        },
         // Every token of a session revoked now has expired by then (plus skew).
         until: () => Math.ceil((clock.now().getTime() + config.jwt.accessTokenTtlMs) / 1000) + 5,
       })

@@ -1,6 +1,7 @@
 import { pathToFileURL } from "node:url";
 import { ConfigError, loadConfig, longestAccessTokenTtlMs, type Config } from "../config.js";
 import { openDatabase, type Database } from "../storage/db.js";
+import { announceKeysChanged } from "../revocation/redis-feed.js";
 import { createKeyStore } from "../storage/key-store.js";
 import { createJwtService, type RotatedKey } from "../tokens/jwt.js";
 
@@ -17,7 +18,8 @@ stays published until every token it signed has expired.
   --now   emergency (a leaked key): the new key signs at once and every other
           key is retired at once, so every access token they signed is
           refused from now on (users must refresh; verifiers refuse them once
-          they refetch the JWKS). Instances switch within a minute.
+          they refetch the JWKS). Instances switch within a minute, or at
+          once when REDIS_URL is set (the change is announced on Redis).
 `;
 
 export async function rotateSigningKey(opts: {
@@ -81,6 +83,16 @@ async function main(argv: string[]): Promise<number> {
   const immediate = argv.length > 0;
   const result = await rotateSigningKey({ config, immediate });
   process.stdout.write(describeRotation(result, immediate));
+  if (result.rotated && config.redisUrl) {
+    // Running instances would reload within a minute anyway; with Redis
+    // they do it now (what matters after an emergency rotation).
+    try {
+      const instances = await announceKeysChanged(config.redisUrl);
+      process.stdout.write(`told ${instances} running instance(s) to reload their keys\n`);
+    } catch (err) {
+      process.stderr.write(`could not announce the change on Redis (${err instanceof Error ? err.message : String(err)}); instances reload within a minute\n`);
+    }
+  }
   return 0;
 }
 

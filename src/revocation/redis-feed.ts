@@ -12,6 +12,24 @@ import type { Logger } from "../logger.js";
 // SESSION_CACHE_TTL), publications wait in a bounded queue and go out when
 // Redis is back, and verifiers learn of them then (their rescan).
 
+/**
+ * Signing keys changed in the store (an emergency rotation): every instance
+ * reloads its keys at once instead of at its next periodic reload.
+ */
+export const KEYS_CHANGED_CHANNEL = "identity:keys";
+
+/** Tells every instance listening on `url` to reload its signing keys now. */
+export async function announceKeysChanged(url: string): Promise<number> {
+  const client = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 1, retryStrategy: () => null });
+  client.on("error", () => {});
+  try {
+    await client.connect();
+    return await client.publish(KEYS_CHANGED_CHANNEL, "reload");
+  } finally {
+    client.disconnect();
+  }
+}
+
 export interface RedisRevocationFeed extends RevocationListener {
   /** Resolves once subscribed (or rejects after the timeout; the feed keeps retrying). */
   ready(timeoutMs: number): Promise<void>;
@@ -26,6 +44,8 @@ export interface RedisFeedOptions {
   onRevoked(sessionIds: string[]): void;
   /** Unix seconds until which a revoked session's tokens may still exist. */
   until(): number;
+  /** Another process announced changed signing keys. */
+  onKeysChanged?(): void;
   channel?: string;
   keyPrefix?: string;
   /** Publications kept while Redis is unreachable. */
@@ -59,7 +79,7 @@ export function createRedisRevocationFeed(opts: RedisFeedOptions): RedisRevocati
   }
 
   subscriber.on("ready", () => {
-    subscriber.subscribe(channel).then(
+    subscriber.subscribe(channel, KEYS_CHANGED_CHANNEL).then(
       () => {
         subscribed = true;
         opts.logger.info("revocation feed subscribed");
@@ -73,6 +93,10 @@ export function createRedisRevocationFeed(opts: RedisFeedOptions): RedisRevocati
     subscribed = false;
   });
   subscriber.on("message", (ch: string, message: string) => {
+    if (ch === KEYS_CHANGED_CHANNEL) {
+      opts.onKeysChanged?.();
+      return;
+    }
     if (ch !== channel) return;
     const revocation = decodeRevocation(message);
     if (revocation) opts.onRevoked([revocation.sid]);

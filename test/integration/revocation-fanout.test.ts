@@ -5,6 +5,8 @@ import { grpcJsClient, rest, restReason, STRONG_PASSWORD, uniqueEmail } from "..
 import { postgresAvailable } from "../support/databases.js";
 import { redisAvailable, redisServerBinary, startPrivateRedis } from "../support/redis.js";
 import { startTestServer, type TestServer } from "../support/server.js";
+import { rotateSigningKey } from "../../src/cli/rotate-signing-key.js";
+import { announceKeysChanged } from "../../src/revocation/redis-feed.js";
 
 // Two instances on one PostgreSQL and one Redis. Each caches "session
 // active" for a minute here, so only the revocation feed can make instance B
@@ -127,5 +129,25 @@ describe.skipIf(!canRun)("revocation fan-out across instances (postgres + redis)
         ),
       10_000,
     );
+  });
+
+  it("an emergency key rotation announced on Redis makes every instance refuse the old key's tokens at once", async () => {
+    // Runs last: it retires the key the verifier above knows, and needs Redis back up.
+    await until(async () => a.app.feed!.state() === "up" && b.app.feed!.state() === "up", 10_000);
+    const email = uniqueEmail();
+    await rest(a.baseUrl, "POST", "/register", { body: { account: { email, password: STRONG_PASSWORD } } });
+    const t = await loginAt(b, email);
+    // Both instances have verified (and cached) the token.
+    expect((await rest(a.baseUrl, "GET", "/user/profile", { token: t.access_token })).status).toBe(200);
+    expect((await rest(b.baseUrl, "GET", "/user/profile", { token: t.access_token })).status).toBe(200);
+    const rotated = await rotateSigningKey({ config: a.config, immediate: true, database: a.app.database });
+    expect(rotated.rotated).toBe(true);
+    expect(await announceKeysChanged(redis.url)).toBeGreaterThanOrEqual(2);
+    for (const s of [a, b]) {
+      await until(async () => (await rest(s.baseUrl, "GET", "/user/profile", { token: t.access_token })).status === 401, 1_000);
+    }
+    // A new login is signed with the new key and works on both.
+    const fresh = await loginAt(a, email);
+    expect((await rest(b.baseUrl, "GET", "/user/profile", { token: fresh.access_token })).status).toBe(200);
   });
 });
