@@ -5,6 +5,7 @@ import type { ConnectError } from "@connectrpc/connect";
 import {
   IdentityService,
   type LoginResponse,
+  type RevokeSessionResponse,
   type RefreshTokenRequest,
   type RefreshTokenResponse,
 } from "../../gen/identity/v1/identity_service_pb.js";
@@ -76,7 +77,7 @@ export function createBrowserCredentials(opts: {
           const maxAgeS = expires === undefined ? undefined : (expires - opts.now().getTime()) / 1000;
           res.appendHeader("set-cookie", cookies.refreshCookie(r.refreshToken, maxAgeS));
         }
-      } else if (method === m.logout) {
+      } else if (method === m.logout || (method === m.revokeSession && (response as RevokeSessionResponse).current)) {
         res.appendHeader("set-cookie", cookies.accessCookie("", 0));
         res.appendHeader("set-cookie", cookies.refreshCookie("", 0));
       }

@@ -82,8 +82,9 @@ export function identityHandlers(identity: IdentityService, clock: Clock): Servi
     },
 
     async revokeSession(req, ctx) {
-      await identity.revokeSession(principal(ctx), req.sessionId, call(ctx));
-      return {};
+      const caller = principal(ctx);
+      await identity.revokeSession(caller, req.sessionId, call(ctx));
+      return { current: req.sessionId.toLowerCase() === caller.sessionId };
     },
 
     async revokeOtherSessions(_req, ctx) {

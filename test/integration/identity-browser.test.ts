@@ -178,6 +178,26 @@ for (const backend of backends) {
         expectRestError(await profile(s, { token: accessToken }), 401, "TOKEN_INVALID");
       });
 
+      it("ending one's own current session with DELETE /user/sessions/{id} clears the cookies too; ending another does not", async () => {
+        const first = await browserLogin(s);
+        const second = await browserLogin(s, first.user);
+        const headers = { ...SAME_ORIGIN, "x-requested-with": "XMLHttpRequest" };
+        const other = await rest(s.baseUrl, "DELETE", `/user/sessions/${first.r.body.session_id}`, {
+          cookie: `access_token=${second.accessToken}`,
+          headers,
+        });
+        expect(other.status, other.text).toBe(204);
+        expect(other.headers.getSetCookie()).toEqual([]);
+        const own = await rest(s.baseUrl, "DELETE", `/user/sessions/${second.r.body.session_id}`, {
+          cookie: `access_token=${second.accessToken}`,
+          headers,
+        });
+        expect(own.status, own.text).toBe(204);
+        expect(setCookie(own, "access_token")!.attrs.get("max-age")).toBe("0");
+        expect(setCookie(own, "refresh_token")!.attrs.get("max-age")).toBe("0");
+        expectRestError(await profile(s, { token: second.accessToken }), 401, "TOKEN_INVALID");
+      });
+
       it("clears the prefixed cookies with the prefix option", async () => {
         const { accessToken } = await browserLogin(prefixed);
         const r = await rest(prefixed.baseUrl, "POST", "/logout", { token: accessToken });
