@@ -23,8 +23,19 @@ export interface ListeningServer {
 }
 
 const H2_PREFACE = Buffer.from("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n");
+// A connection that sends nothing is closed after this; the HTTP/1.1
+// server's own header and request timeouts only start once it has bytes.
+const FIRST_BYTE_TIMEOUT_MS = 10_000;
+// An HTTP/2 connection with no frames at all for this long is closed (a
+// client holding streams open without sending anything costs memory).
+const H2_IDLE_TIMEOUT_MS = 120_000;
+// Open connections per instance; beyond it new ones are refused at accept.
+const MAX_CONNECTIONS = 20_000;
 
-export async function listen(handler: RequestHandler, opts: { port: number; host: string }): Promise<ListeningServer> {
+export async function listen(
+  handler: RequestHandler,
+  opts: { port: number; host: string; firstByteTimeoutMs?: number },
+): Promise<ListeningServer> {
   let inFlight = 0;
   let drained: (() => void) | undefined;
   const counted: RequestHandler = (req, res) => {
@@ -46,13 +57,16 @@ export async function listen(handler: RequestHandler, opts: { port: number; host
   h2.on("session", (session: ServerHttp2Session) => {
     sessions.add(session);
     session.once("close", () => sessions.delete(session));
+    session.setTimeout(H2_IDLE_TIMEOUT_MS, () => session.destroy());
   });
 
   const front = net.createServer({ noDelay: true }, (socket: Socket) => {
     sockets.add(socket);
     socket.once("close", () => sockets.delete(socket));
     socket.once("error", () => socket.destroy());
+    socket.setTimeout(opts.firstByteTimeoutMs ?? FIRST_BYTE_TIMEOUT_MS, () => socket.destroy());
     socket.once("data", (first: Buffer) => {
+      socket.setTimeout(0);
       socket.pause();
       socket.unshift(first);
       const n = Math.min(first.length, H2_PREFACE.length);
@@ -65,6 +79,7 @@ export async function listen(handler: RequestHandler, opts: { port: number; host
     });
   });
 
+  front.maxConnections = MAX_CONNECTIONS;
   await new Promise<void>((resolve, reject) => {
     front.once("error", reject);
     front.listen(opts.port, opts.host, () => resolve());

@@ -16,8 +16,18 @@ export interface SessionCache extends RevocationListener {
 
 export function createSessionCache(inner: SessionStore, opts: { ttlMs: number; max: number }): SessionCache {
   const cache = opts.ttlMs > 0 ? new LRUCache<string, ActiveSession>({ max: opts.max, ttl: opts.ttlMs }) : undefined;
+  // Sessions revoked lately. A read that started before a revocation
+  // committed may finish after the entry was dropped; without this it would
+  // put "active" back for a whole TTL. Remembered for several TTLs, which is
+  // far longer than any such read takes (the database call is bounded).
+  const revoked = cache ? new LRUCache<string, true>({ max: opts.max, ttl: Math.max(opts.ttlMs * 4, 10_000) }) : undefined;
   let hits = 0;
   let misses = 0;
+
+  const forget = (sessionId: string) => {
+    revoked?.set(sessionId, true);
+    cache?.delete(sessionId);
+  };
 
   const store: SessionStore = {
     ...inner,
@@ -29,30 +39,25 @@ export function createSessionCache(inner: SessionStore, opts: { ttlMs: number; m
       }
       misses++;
       const session = await inner.findActive(sessionId, now);
-      if (session) cache?.set(sessionId, session);
+      if (session && !revoked?.has(sessionId)) cache?.set(sessionId, session);
       return session;
     },
     async rotate(input) {
       const result = await inner.rotate(input);
-      if (result.kind === "reused") cache?.delete(result.sessionId);
+      if (result.kind === "reused") forget(result.sessionId);
       if (result.kind === "rotated") cache?.delete(result.session.id);
       return result;
     },
     async revoke(sessionId, now, reason) {
-      cache?.delete(sessionId);
-      try {
-        return await inner.revoke(sessionId, now, reason);
-      } finally {
-        // Again: a read that raced the UPDATE may have cached it meanwhile.
-        cache?.delete(sessionId);
-      }
+      forget(sessionId);
+      return inner.revoke(sessionId, now, reason);
     },
   };
 
   return {
     store,
     sessionsRevoked(sessions) {
-      for (const s of sessions) cache?.delete(s.id);
+      for (const s of sessions) forget(s.id);
     },
     stats: () => ({ size: cache?.size ?? 0, hits, misses }),
   };

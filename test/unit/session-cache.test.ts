@@ -71,4 +71,31 @@ describe("session cache", () => {
     await cache.store.findActive("s1", now);
     expect(inner.reads).toBe(2);
   });
+
+  it("a read that raced a revocation does not put the session back in the cache", async () => {
+    const active = new Map([["s1", session]]);
+    let release: (() => void) | undefined;
+    const inner = fakeStore(active);
+    const slow: SessionStore = {
+      ...inner,
+      async findActive(id, at) {
+        const result = await inner.findActive(id, at); // read before the revocation commits
+        await new Promise<void>((r) => (release = r));
+        return result;
+      },
+    };
+    const cache = createSessionCache(slow, { ttlMs: 60_000, max: 10 });
+    const racing = cache.store.findActive("s1", now);
+    await new Promise((r) => setImmediate(r));
+    active.delete("s1");
+    cache.sessionsRevoked([{ id: "s1", userId: "u1" }]);
+    release!();
+    expect(await racing).toEqual(session); // the stale answer of that one read
+    // ...but it was not cached: the next check asks the store again.
+    release = undefined;
+    const next = cache.store.findActive("s1", now);
+    await new Promise((r) => setImmediate(r));
+    (release as (() => void) | undefined)?.();
+    expect(await next).toBeUndefined();
+  });
 });
