@@ -21,7 +21,7 @@ import type {
   User,
   UserStore,
 } from "./ports.js";
-import { uuidv7 } from "./uuid.js";
+import { isUuid, uuidv7 } from "./uuid.js";
 
 export interface IdentityDeps {
   users: UserStore;
@@ -115,7 +115,11 @@ export const MAX_SESSIONS_PAGE_SIZE = 100;
 // else is inactive without any crypto.
 const ACCESS_TOKEN_SHAPE = /^[A-Za-z0-9_-]{2,}\.[A-Za-z0-9_-]{2,}\.[A-Za-z0-9_-]*$/;
 const MAX_ACCESS_TOKEN_LENGTH = 4096;
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+/** Whether a presented access token could be one of ours at all (checked before any crypto). */
+export function isAccessTokenShape(token: string): boolean {
+  return token.length <= MAX_ACCESS_TOKEN_LENGTH && ACCESS_TOKEN_SHAPE.test(token);
+}
 
 // 256 bits, base64url: far above the 128 bits ASVS 7.2.3 asks for.
 const REFRESH_TOKEN_BYTES = 32;
@@ -131,7 +135,7 @@ function newRefreshToken(): { token: string; hash: Uint8Array } {
   return { token, hash: hashRefreshToken(token) };
 }
 
-function tokenInvalid(): DomainError {
+export function tokenInvalid(): DomainError {
   return new DomainError("unauthenticated", "TOKEN_INVALID", "access token is invalid, expired or revoked");
 }
 
@@ -337,7 +341,7 @@ export function createIdentityService(deps: IdentityDeps): IdentityService {
     },
 
     async verifyToken(accessToken) {
-      if (accessToken.length > MAX_ACCESS_TOKEN_LENGTH || !ACCESS_TOKEN_SHAPE.test(accessToken)) return { active: false };
+      if (!isAccessTokenShape(accessToken)) return { active: false };
       const claims = await activeClaims(accessToken, clock.now());
       return claims ? { active: true, ...claims } : { active: false };
     },
@@ -364,9 +368,9 @@ export function createIdentityService(deps: IdentityDeps): IdentityService {
     async revokeSession(principal, sessionId, call) {
       // Lower-cased: caches, the revocation feed and tokens all use that spelling.
       const id = sessionId.toLowerCase();
-      const ids = { userId: principal.userId, sessionId: UUID.test(id) ? id : undefined };
+      const ids = { userId: principal.userId, sessionId: isUuid(id, { anyCase: true }) ? id : undefined };
       try {
-        if (!UUID.test(id)) throw sessionNotFound();
+        if (!isUuid(id, { anyCase: true })) throw sessionNotFound();
         // Scoped to the caller in the query itself: another user's session
         // is indistinguishable from one that never existed.
         const revoked = await sessions.revokeOfUser({ userId: principal.userId, sessionId: id, now: clock.now(), reason: "user_revoke" });

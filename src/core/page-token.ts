@@ -1,13 +1,14 @@
+import { isUuid } from "./uuid.js";
+
 // AIP-158 page tokens for lists ordered by a UUID (newest first): the token
 // is the last id of the previous page, base64url-encoded so clients treat it
 // as opaque. It carries no secret and grants nothing: the list it continues
 // is still filtered to the caller.
 
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 const TOKEN = /^[A-Za-z0-9_-]{22}$/;
 
 export function encodePageToken(id: string): string {
-  if (!UUID.test(id)) throw new Error("page tokens encode UUIDs");
+  if (!isUuid(id, { anyCase: true })) throw new Error("page tokens encode UUIDs");
   return Buffer.from(id.replaceAll("-", ""), "hex").toString("base64url");
 }
 

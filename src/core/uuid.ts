@@ -11,3 +11,11 @@ export function uuidv7(now: Date = new Date()): string {
   const hex = bytes.toString("hex");
   return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20)}`;
 }
+
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
+const UUID_ANY_CASE = new RegExp(UUID.source, "i");
+
+/** Whether `value` is a UUID in the lower-case spelling we issue (or in any case, if asked). */
+export function isUuid(value: string, opts: { anyCase?: boolean } = {}): boolean {
+  return (opts.anyCase ? UUID_ANY_CASE : UUID).test(value);
+}

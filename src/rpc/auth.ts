@@ -1,17 +1,10 @@
 import type { DescMethod } from "@bufbuild/protobuf";
 import type { Interceptor } from "@connectrpc/connect";
 import { DomainError } from "../core/errors.js";
-import type { IdentityService } from "../core/identity.js";
+import { isAccessTokenShape, tokenInvalid, type IdentityService } from "../core/identity.js";
 import { kPrincipal } from "./context.js";
 
 const BEARER = /^Bearer[ ]+(\S+)$/i;
-// JWS compact serialisation; anything else is refused before any crypto.
-const JWT_SHAPE = /^[A-Za-z0-9_-]{2,}\.[A-Za-z0-9_-]{2,}\.[A-Za-z0-9_-]*$/;
-const MAX_TOKEN_LENGTH = 4096;
-
-function tokenInvalid(): DomainError {
-  return new DomainError("unauthenticated", "TOKEN_INVALID", "access token is invalid, expired or revoked");
-}
 
 /**
  * The access token of an `authorization` header: TOKEN_MISSING when there is
@@ -21,7 +14,8 @@ export function bearerToken(header: string | null): string {
   const value = header?.trim();
   if (!value || /^Bearer$/i.test(value)) throw new DomainError("unauthenticated", "TOKEN_MISSING", "an access token is required");
   const token = BEARER.exec(value)?.[1];
-  if (!token || token.length > MAX_TOKEN_LENGTH || !JWT_SHAPE.test(token)) throw tokenInvalid();
+  // JWS compact serialisation; anything else is refused before any crypto.
+  if (!token || !isAccessTokenShape(token)) throw tokenInvalid();
   return token;
 }
 

@@ -12,6 +12,7 @@ import {
 } from "jose";
 import { LRUCache } from "lru-cache";
 import { isRole, type AccessClaims, type TokenIssuer } from "../core/ports.js";
+import { isUuid } from "../core/uuid.js";
 
 // Access tokens: JWT (RFC 9068 profile, typ "at+jwt"), EdDSA over Ed25519,
 // one algorithm accepted and nothing else. Verification never follows a
@@ -20,7 +21,6 @@ import { isRole, type AccessClaims, type TokenIssuer } from "../core/ports.js";
 
 export const ACCESS_TOKEN_ALG = "EdDSA";
 export const ACCESS_TOKEN_TYP = "at+jwt";
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 // Clock skew tolerated between instances (and internal verifiers).
 const CLOCK_TOLERANCE_S = 5;
 
@@ -286,7 +286,7 @@ export function createJwtService(opts: JwtServiceOptions): JwtService {
         const { sub, sid, jti, iat, exp } = payload;
         // Ids we issue are UUIDs; anything else never reaches a query.
         if (typeof sub !== "string" || typeof sid !== "string" || typeof jti !== "string") return undefined;
-        if (!UUID.test(sub) || !UUID.test(sid)) return undefined;
+        if (!isUuid(sub) || !isUuid(sid)) return undefined;
         if (typeof iat !== "number" || typeof exp !== "number") return undefined;
         // Only our key signs, but a token "issued" in the future is still wrong.
         if (iat * 1000 > at.getTime() + CLOCK_TOLERANCE_S * 1000) return undefined;
