@@ -6,6 +6,7 @@ import {
   customType,
   date,
   index,
+  integer,
   jsonb,
   pgTable,
 
@@ -137,6 +138,41 @@ export const signingKeys = pgTable(
   (t) => [index("signing_keys_activates_at_idx").on(t.activatesAt)],
 );
 
-export const schema = { users, profiles, passwordCredentials, sessions, refreshTokens, auditEvents, signingKeys };
+// Consecutive failed logins per canonical account, keyed by a keyed hash of
+// the normalised e-mail (never the address itself). Rows exist for unknown
+// e-mails too, so throttling behaves the same whether or not an account
+// exists. A successful login deletes the row.
+export const loginThrottle = pgTable(
+  "login_throttle",
+  {
+    accountKey: bytea("account_key").primaryKey(),
+    // Attempts claimed and not followed by a success (see AttemptStore).
+    failures: integer("failures").notNull(),
+    lastFailureAt: ts("last_failure_at").notNull(),
+    // Set when failures reached the hard stop; cleared only by an unlock.
+    lockedAt: ts("locked_at"),
+  },
+  (t) => [index("login_throttle_last_failure_at_idx").on(t.lastFailureAt)],
+);
+
+// Secrets every instance must share (e.g. the key of the abuse-defence
+// hashes), created on first use by whichever instance gets there first.
+export const serverSecrets = pgTable("server_secrets", {
+  name: text("name").primaryKey(),
+  value: bytea("value").notNull(),
+  createdAt: ts("created_at").notNull(),
+});
+
+export const schema = {
+  users,
+  profiles,
+  passwordCredentials,
+  sessions,
+  refreshTokens,
+  auditEvents,
+  signingKeys,
+  loginThrottle,
+  serverSecrets,
+};
 export type Schema = typeof schema;
 
