@@ -3,10 +3,21 @@ import type { DescMethod } from "@bufbuild/protobuf";
 import { createServiceImplSpec, type ConnectRouter, type Interceptor } from "@connectrpc/connect";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
 import { createContextValues } from "@connectrpc/connect";
+import { AdminService as AdminServiceDesc, file_identity_v1_admin_service } from "../gen/identity/v1/admin_service_pb.js";
 import {
   file_identity_v1_identity_service,
   IdentityService as IdentityServiceDesc,
 } from "../gen/identity/v1/identity_service_pb.js";
+import { createSiteverifyCaptcha } from "./abuse/captcha.js";
+import { createMemoryCounters, createRedisCounters, type WindowCounters } from "./abuse/counters.js";
+import { createDisposableEmailPolicy } from "./abuse/disposable-email.js";
+import { createMemoryRateLimiter, createRedisRateLimiter, type RateLimiter } from "./abuse/rate-limiter.js";
+import { createAdminService } from "./core/admin.js";
+import { createLoginDefence } from "./core/login-defence.js";
+import { createWebhookNotifier, nullNotifier, type Notifier } from "./notify/webhook.js";
+import { adminHandlers } from "./rpc/admin-handlers.js";
+import { parseLimits, rateLimitInterceptors } from "./rpc/rate-limit.js";
+import { createLoginAttemptStore, sharedSecret } from "./storage/throttle-store.js";
 import { Health } from "../gen/grpc/health/v1/health_pb.js";
 import { longestAccessTokenTtlMs, type Config } from "./config.js";
 import { createIdentityService, type IdentityService } from "./core/identity.js";
@@ -69,7 +80,7 @@ const PUBLIC_METHODS: ReadonlySet<DescMethod> = new Set([
 
 export async function createApp(config: Config, logger: Logger, overrides: AppOverrides = {}): Promise<App> {
   const clock = overrides.clock ?? systemClock;
-  const database = overrides.database ?? (await openDatabase(config.database));
+  const database = overrides.database ?? (await openDatabase(config.database, { migrate: config.migrateOnStart }));
   const { db } = database;
   const hasher =
     overrides.hasher ??
@@ -103,12 +114,58 @@ export async function createApp(config: Config, logger: Logger, overrides: AppOv
         until: () => Math.ceil((clock.now().getTime() + config.jwt.accessTokenTtlMs) / 1000) + 5,
       })
     : undefined;
+  // Abuse defence: limits and detectors in Redis (per instance without it),
+  // attempt counts in PostgreSQL.
+  const hashKey = await sharedSecret(db, "abuse_hmac_key");
+  const modeLogger = (what: string) => (mode: "redis" | "memory", err?: unknown) => {
+    if (mode === "memory") logger.warn({ err }, `${what}: Redis unreachable; limits are per instance until it is back`);
+    else logger.info(`${what}: Redis is back; limits are shared again`);
+  };
+  const limiter: RateLimiter = config.redisUrl
+    ? createRedisRateLimiter({ url: config.redisUrl, fallback: createMemoryRateLimiter(), onModeChange: modeLogger("rate limiter") })
+    : createMemoryRateLimiter();
+  const counters: WindowCounters = config.redisUrl
+    ? createRedisCounters({ url: config.redisUrl, fallback: createMemoryCounters(), onModeChange: modeLogger("abuse detectors") })
+    : createMemoryCounters();
+  const notifier: Notifier = config.webhook
+    ? createWebhookNotifier({ url: config.webhook.url, secret: config.webhook.secret, logger })
+    : nullNotifier;
+  const audit = createAuditLog(db);
+  const users = createUserStore(db);
+  const defence = createLoginDefence({
+    attempts: createLoginAttemptStore(db),
+    counters,
+    flags: limiter,
+    alerts: notifier,
+    record: (event) => audit.record({ ...event, at: clock.now() }),
+    clock,
+    hashKey,
+    throttle: config.bruteForce,
+    spray: config.spray,
+    captcha: config.captcha && {
+      verifier: createSiteverifyCaptcha({
+        provider: config.captcha.provider,
+        secret: config.captcha.secret,
+        verifyUrl: config.captcha.verifyUrl,
+        expectedHostnames: config.captcha.hostnames.length > 0 ? config.captcha.hostnames : undefined,
+      }),
+      onRegister: config.captcha.onRegister,
+      onRiskyLogin: config.captcha.onRiskyLogin,
+      failOpen: config.captcha.failOpen,
+    },
+    onError: (err) => logger.warn({ err }, "abuse detection failed"),
+  });
   const identity = createIdentityService({
-    users: createUserStore(db),
+    users,
     sessions: sessionCache.store,
     revocations: feed ? combineListeners(sessionCache, feed) : sessionCache,
-    audit: createAuditLog(db),
+    audit,
     hasher,
+    defence,
+    alerts: notifier,
+    emailDomains: config.emailDomains.disposableCheck
+      ? createDisposableEmailPolicy({ allow: config.emailDomains.allow, deny: config.emailDomains.deny })
+      : undefined,
     tokens,
     policy: createPasswordPolicy({ ...config.password, blocklist: loadCommonPasswords() }),
     clock,
@@ -121,26 +178,49 @@ export async function createApp(config: Config, logger: Logger, overrides: AppOv
     onRehashError: (err) => logger.warn({ err }, "password re-hash failed"),
   });
 
+  const admin = createAdminService({ users, audit, defence, clock });
+
   const health = createHealth();
-  // Outermost first: observe → map errors → authenticate → validate.
+  const services = new Set([IdentityServiceDesc.typeName, AdminServiceDesc.typeName]);
+  const limitTable = parseLimits(config.rateLimits);
+  const limits = limitTable
+    ? rateLimitInterceptors({
+        limiter,
+        table: limitTable,
+        services,
+        publicMethods: PUBLIC_METHODS,
+        accountKey: (email) => Buffer.from(defence.accountKey(email)).toString("base64url").slice(0, 22),
+        onRefused: (info) => logger.info(info, "rate limit refused a call"),
+      })
+    : undefined;
+  // Outermost first: observe → map errors → limit → authenticate → limit per caller → validate.
   const interceptors: Interceptor[] = [
     observeInterceptor(logger),
     errorInterceptor(logger, isUnavailableError),
-    authInterceptor(identity, new Set([IdentityServiceDesc.typeName]), PUBLIC_METHODS),
+    ...(limits ? [limits.beforeAuth] : []),
+    authInterceptor(identity, services, PUBLIC_METHODS),
+    ...(limits ? [limits.afterAuth] : []),
     validationInterceptor(config.maxRequestBytes),
   ];
   const identityImpl = identityHandlers(identity, clock);
+  const adminImpl = adminHandlers(admin);
   const invoke = createUnaryInvoker(
     [
       createServiceImplSpec<typeof IdentityServiceDesc>(IdentityServiceDesc, identityImpl),
+      createServiceImplSpec<typeof AdminServiceDesc>(AdminServiceDesc, adminImpl),
       createServiceImplSpec<typeof Health>(Health, health.impl),
     ],
     interceptors,
   );
   const routes = (router: ConnectRouter) => {
     router.service(IdentityServiceDesc, identityImpl);
+    router.service(AdminServiceDesc, adminImpl);
     health.register(router);
-    registerReflection(router, [file_identity_v1_identity_service], [IdentityServiceDesc.typeName]);
+    registerReflection(
+      router,
+      [file_identity_v1_identity_service, file_identity_v1_admin_service],
+      [IdentityServiceDesc.typeName, AdminServiceDesc.typeName],
+    );
   };
 
   const clientInfo = createClientInfoResolver(config.trustedProxies);
@@ -162,7 +242,7 @@ export async function createApp(config: Config, logger: Logger, overrides: AppOv
   const cors = createCors({ origins: config.corsOrigins });
 
   const gateway = createRestGateway({
-    services: [IdentityServiceDesc],
+    services: [IdentityServiceDesc, AdminServiceDesc],
     transport: createDirectTransport(invoke, "rest"),
     maxBodyBytes: config.maxRequestBytes,
     forwardHeaders: ["retry-after", "x-request-id"],
@@ -236,7 +316,7 @@ export async function createApp(config: Config, logger: Logger, overrides: AppOv
       listenGrpcJs({
         port,
         host,
-        services: [IdentityServiceDesc, Health],
+        services: [IdentityServiceDesc, AdminServiceDesc, Health],
         invoke,
         maxReceiveBytes: config.maxRequestBytes,
         transportMaxBytes: transportMaxBytes(config),
@@ -250,7 +330,7 @@ export async function createApp(config: Config, logger: Logger, overrides: AppOv
     dispose: async () => {
       health.shutdown();
       tokens.close();
-      await feed?.close();
+      await Promise.all([feed?.close(), limiter.close(), counters.close(), notifier.close()]);
       if (!overrides.database) await database.close();
     },
   };

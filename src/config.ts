@@ -109,6 +109,37 @@ const EnvSchema = z.object({
   KEY_PUBLISH_LEAD: duration.default(10 * 60_000),
   TRUSTED_PROXIES: cidrList.default([]),
   SHUTDOWN_TIMEOUT: duration.default(10_000),
+  // Owners run migrations (npm run migrate); a service role without DDL
+  // rights starts with this off (see docs/operations.md).
+  MIGRATE_ON_START: bool.default(true),
+  // Rate limits: "off", or overrides of the defaults in
+  // src/rpc/rate-limit.ts, e.g. "login.ip=30/1m,register.ip=10/1h:5".
+  RATE_LIMITS: z.string().default(""),
+  BRUTE_FORCE_FREE_ATTEMPTS: int(1, 100).default(5),
+  BRUTE_FORCE_BASE_DELAY: duration.default(1_000),
+  BRUTE_FORCE_MAX_DELAY: duration.default(15 * 60_000),
+  BRUTE_FORCE_LOCKOUT: int(10, 1_000).default(100),
+  // Failures older than this (and no lock) are forgotten; 0 = never.
+  BRUTE_FORCE_RESET_AFTER: duration.default(24 * 3_600_000),
+  SPRAY_WINDOW: duration.default(15 * 60_000),
+  SPRAY_SOURCE_ACCOUNTS: int(2, 100_000).default(20),
+  SPRAY_PASSWORD_ACCOUNTS: int(2, 100_000).default(10),
+  SPRAY_BLOCK_DURATION: duration.default(30 * 60_000),
+  SURGE_FAILURES_PER_MINUTE: int(10, 10_000_000).default(3_000),
+  SURGE_DURATION: duration.default(15 * 60_000),
+  CAPTCHA_PROVIDER: z.enum(["turnstile", "hcaptcha", "recaptcha"]).optional(),
+  CAPTCHA_SECRET: z.string().min(1).optional(),
+  CAPTCHA_VERIFY_URL: z.string().url().optional(),
+  CAPTCHA_HOSTNAMES: z.string().default(""),
+  CAPTCHA_ON_REGISTER: bool.default(true),
+  CAPTCHA_ON_RISKY_LOGIN: bool.default(true),
+  // When the CAPTCHA provider cannot be reached: refuse (false) or let the request through.
+  CAPTCHA_FAIL_OPEN: bool.default(false),
+  DISPOSABLE_EMAIL_CHECK: bool.default(true),
+  EMAIL_DOMAIN_ALLOW: z.string().default(""),
+  EMAIL_DOMAIN_DENY: z.string().default(""),
+  WEBHOOK_URL: z.string().url().optional(),
+  WEBHOOK_SECRET: z.string().min(16).optional(),
 });
 
 export type Config = Readonly<{
@@ -142,6 +173,37 @@ export type Config = Readonly<{
   signingKeys: { publishLeadMs: number };
   trustedProxies: readonly string[];
   shutdownTimeoutMs: number;
+  migrateOnStart: boolean;
+  /** Overrides of the default rate limits ("" = defaults), or "off". */
+  rateLimits: string;
+  bruteForce: {
+    freeAttempts: number;
+    baseDelayMs: number;
+    maxDelayMs: number;
+    lockoutThreshold: number;
+    resetAfterMs: number;
+  };
+  spray: {
+    windowMs: number;
+    sourceAccounts: number;
+    passwordAccounts: number;
+    blockMs: number;
+    surgeFailuresPerMinute: number;
+    surgeMs: number;
+  };
+  captcha:
+    | {
+        provider: "turnstile" | "hcaptcha" | "recaptcha";
+        secret: string;
+        verifyUrl: string | undefined;
+        hostnames: readonly string[];
+        onRegister: boolean;
+        onRiskyLogin: boolean;
+        failOpen: boolean;
+      }
+    | undefined;
+  emailDomains: { disposableCheck: boolean; allow: readonly string[]; deny: readonly string[] };
+  webhook: { url: string; secret: string } | undefined;
 }>;
 
 export class ConfigError extends Error {
@@ -189,6 +251,25 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     // RFC 9700 §4.14.2: the window in which a replayed refresh token does not end its session stays short.
     throw new ConfigError("invalid configuration:\n  REFRESH_REUSE_GRACE: must be at most 10s");
   }
+  if ((e.CAPTCHA_PROVIDER === undefined) !== (e.CAPTCHA_SECRET === undefined)) {
+    throw new ConfigError("invalid configuration:\n  CAPTCHA_PROVIDER and CAPTCHA_SECRET: set both or neither");
+  }
+  if ((e.WEBHOOK_URL === undefined) !== (e.WEBHOOK_SECRET === undefined)) {
+    throw new ConfigError("invalid configuration:\n  WEBHOOK_URL and WEBHOOK_SECRET: set both or neither");
+  }
+  if (e.BRUTE_FORCE_BASE_DELAY > e.BRUTE_FORCE_MAX_DELAY) {
+    throw new ConfigError("invalid configuration:\n  BRUTE_FORCE_BASE_DELAY: must not exceed BRUTE_FORCE_MAX_DELAY");
+  }
+  if (e.BRUTE_FORCE_FREE_ATTEMPTS >= e.BRUTE_FORCE_LOCKOUT) {
+    throw new ConfigError("invalid configuration:\n  BRUTE_FORCE_FREE_ATTEMPTS: must be below BRUTE_FORCE_LOCKOUT");
+  }
+  const list = (v: string) =>
+    Object.freeze(
+      v
+        .split(",")
+        .map((x) => x.trim().toLowerCase())
+        .filter(Boolean),
+    );
   return Object.freeze({
     port: e.PORT,
     grpcPort: e.GRPC_PORT === "off" ? undefined : e.GRPC_PORT,
@@ -222,6 +303,41 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     signingKeys: { publishLeadMs: e.KEY_PUBLISH_LEAD },
     trustedProxies: Object.freeze([...e.TRUSTED_PROXIES]),
     shutdownTimeoutMs: e.SHUTDOWN_TIMEOUT,
+    migrateOnStart: e.MIGRATE_ON_START,
+    rateLimits: e.RATE_LIMITS.trim(),
+    bruteForce: {
+      freeAttempts: e.BRUTE_FORCE_FREE_ATTEMPTS,
+      baseDelayMs: e.BRUTE_FORCE_BASE_DELAY,
+      maxDelayMs: e.BRUTE_FORCE_MAX_DELAY,
+      lockoutThreshold: e.BRUTE_FORCE_LOCKOUT,
+      resetAfterMs: e.BRUTE_FORCE_RESET_AFTER,
+    },
+    spray: {
+      windowMs: e.SPRAY_WINDOW,
+      sourceAccounts: e.SPRAY_SOURCE_ACCOUNTS,
+      passwordAccounts: e.SPRAY_PASSWORD_ACCOUNTS,
+      blockMs: e.SPRAY_BLOCK_DURATION,
+      surgeFailuresPerMinute: e.SURGE_FAILURES_PER_MINUTE,
+      surgeMs: e.SURGE_DURATION,
+    },
+    captcha:
+      e.CAPTCHA_PROVIDER && e.CAPTCHA_SECRET
+        ? {
+            provider: e.CAPTCHA_PROVIDER,
+            secret: e.CAPTCHA_SECRET,
+            verifyUrl: e.CAPTCHA_VERIFY_URL,
+            hostnames: list(e.CAPTCHA_HOSTNAMES),
+            onRegister: e.CAPTCHA_ON_REGISTER,
+            onRiskyLogin: e.CAPTCHA_ON_RISKY_LOGIN,
+            failOpen: e.CAPTCHA_FAIL_OPEN,
+          }
+        : undefined,
+    emailDomains: {
+      disposableCheck: e.DISPOSABLE_EMAIL_CHECK,
+      allow: list(e.EMAIL_DOMAIN_ALLOW),
+      deny: list(e.EMAIL_DOMAIN_DENY),
+    },
+    webhook: e.WEBHOOK_URL && e.WEBHOOK_SECRET ? { url: e.WEBHOOK_URL, secret: e.WEBHOOK_SECRET } : undefined,
   }) as Config;
 }
 

@@ -1,6 +1,7 @@
 import { createHash, randomBytes } from "node:crypto";
 import { normalizeEmail, normalizeEmailForLookup } from "./email.js";
 import { DomainError, invalidCredentials, isDomainError } from "./errors.js";
+import type { AlertSink, LoginDefence } from "./login-defence.js";
 import { decodePageToken, encodePageToken } from "./page-token.js";
 import { normalizePassword, type PasswordPolicy } from "./password-policy.js";
 import type {
@@ -44,6 +45,12 @@ export interface IdentityDeps {
    * session kept) rather than reuse (session revoked). 0 disables it.
    */
   refreshReuseGraceMs: number;
+  /** Brute-force, spray and CAPTCHA defences of logins and registrations. */
+  defence: LoginDefence;
+  /** Security alerts (refresh-token reuse). */
+  alerts: AlertSink;
+  /** Refuses registrations from disposable-mail domains; undefined = any domain. */
+  emailDomains?: { isDisposable(email: string): boolean } | undefined;
   /** Called after a password was re-hashed with the configured cost (logging). */
   onRehashError?(err: unknown): void;
 }
@@ -73,6 +80,13 @@ export interface RegisterInput {
   email: string;
   password: string;
   profile: Profile;
+  captchaToken?: string | undefined;
+}
+
+export interface LoginInput {
+  email: string;
+  password: string;
+  captchaToken?: string | undefined;
 }
 
 /** One of the user's sessions in a list; `current` marks the caller's own. */
@@ -85,7 +99,7 @@ export type TokenIntrospection = { active: false } | ({ active: true } & AccessC
 
 export interface IdentityService {
   register(input: RegisterInput, call: CallInfo): Promise<User>;
-  login(input: { email: string; password: string }, call: CallInfo): Promise<TokenPair>;
+  login(input: LoginInput, call: CallInfo): Promise<TokenPair>;
   refresh(refreshToken: string, call: CallInfo): Promise<TokenPair>;
   logout(principal: Principal, call: CallInfo): Promise<void>;
   /** Verifies an access token and that its session is still active. */
@@ -144,7 +158,7 @@ function sessionNotFound(): DomainError {
 }
 
 export function createIdentityService(deps: IdentityDeps): IdentityService {
-  const { users, sessions, audit, hasher, tokens, policy, clock, revocations } = deps;
+  const { users, sessions, audit, hasher, tokens, policy, clock, revocations, defence } = deps;
 
   async function record(event: Omit<AuditEvent, "at" | "client" | "requestId">, call: CallInfo): Promise<void> {
     await audit.record({ ...event, client: call.client, requestId: call.requestId, at: clock.now() });
@@ -229,7 +243,13 @@ export function createIdentityService(deps: IdentityDeps): IdentityService {
       let email: string | undefined;
       try {
         email = normalizeEmail(input.email);
+        if (deps.emailDomains?.isDisposable(email)) {
+          throw new DomainError("invalid_argument", "EMAIL_DOMAIN_NOT_ALLOWED", "e-mail addresses of disposable-mail services are not accepted", {
+            field: "account.email",
+          });
+        }
         policy.check(input.password, { email, name: input.profile.name });
+        await defence.admitRegistration(input.captchaToken, call);
         const passwordHash = await hasher.hash(normalizePassword(input.password));
         const now = clock.now();
         const user = await users.create({ id: uuidv7(now), email, passwordHash, profile: input.profile, now });
@@ -246,11 +266,21 @@ export function createIdentityService(deps: IdentityDeps): IdentityService {
         policy.checkSize(input.password);
         const password = normalizePassword(input.password);
         const email = normalizeEmailForLookup(input.email);
+        // Attempts on an address that cannot exist are counted too, under
+        // its plain lower-cased spelling.
+        const admission = await defence.admit(
+          { canonicalEmail: email ?? input.email.trim().toLowerCase(), captchaToken: input.captchaToken, knownDevice: false },
+          call,
+        );
         const credential = email === undefined ? undefined : await users.findCredentialByEmail(email);
         // Same work whether or not the account exists: no timing oracle.
         const ok = await hasher.verify(credential?.passwordHash ?? deps.dummyHash, password);
-        if (!credential || !ok) throw invalidCredentials();
+        if (!credential || !ok) {
+          await defence.failed(admission, { password, userId: credential?.userId, factor: "password" }, call);
+          throw invalidCredentials();
+        }
         userId = credential.userId;
+        await defence.succeeded(admission);
         await maybeRehash(credential.userId, credential.passwordHash, password);
         const pair = await startSession(credential.userId, credential.role, call);
         await record({ type: "login", outcome: "success", userId, sessionId: pair.sessionId }, call);
@@ -290,6 +320,12 @@ export function createIdentityService(deps: IdentityDeps): IdentityService {
         if (result.kind === "reused") {
           ids = { userId: result.userId, sessionId: result.sessionId };
           revocations.sessionsRevoked([{ id: result.sessionId, userId: result.userId }]);
+          deps.alerts.notify({
+            type: "refresh_token_reuse",
+            at: now,
+            userId: result.userId,
+            details: { session_id: result.sessionId, ip: call.client.ip ?? "" },
+          });
           throw new DomainError(
             "unauthenticated",
             "REFRESH_TOKEN_REUSED",
@@ -418,7 +454,14 @@ export function createIdentityService(deps: IdentityDeps): IdentityService {
         const credential = await users.findCredentialByUserId(principal.userId);
         if (!user || !credential) throw new DomainError("not_found", "ACCOUNT_NOT_FOUND", "account no longer exists");
         const oldPassword = normalizePassword(input.oldPassword);
-        if (!(await hasher.verify(credential.passwordHash, oldPassword))) throw invalidCredentials();
+        // A stolen access token must not become an unlimited password
+        // oracle: guesses here count with the account's login failures.
+        const admission = await defence.admit({ canonicalEmail: user.email, knownDevice: true }, call);
+        if (!(await hasher.verify(credential.passwordHash, oldPassword))) {
+          await defence.failed(admission, { userId: user.id, factor: "password" }, call);
+          throw invalidCredentials();
+        }
+        await defence.succeeded(admission);
         policy.check(input.newPassword, { email: user.email, name: user.profile.name });
         const newPassword = normalizePassword(input.newPassword);
         if (newPassword === oldPassword) {

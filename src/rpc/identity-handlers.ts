@@ -32,20 +32,25 @@ function tokenFields(pair: TokenPair, clock: Clock) {
   };
 }
 
-export function identityHandlers(identity: IdentityService, clock: Clock): ServiceImpl<typeof IdentityServiceDesc> {
+export function identityHandlers(identity: IdentityService, clock: Clock): Partial<ServiceImpl<typeof IdentityServiceDesc>> {
   return {
     async register(req, ctx) {
       const account = req.account;
       if (!account) throw new DomainError("invalid_argument", "VALIDATION_FAILED", "account: value is required", { field: "account" });
       const user = await identity.register(
-        { email: account.email, password: account.password, profile: toProfile(profileInputFromProto(req.infoUser), clock.now()) },
+        {
+          email: account.email,
+          password: account.password,
+          profile: toProfile(profileInputFromProto(req.infoUser), clock.now()),
+          captchaToken: req.captchaToken,
+        },
         call(ctx),
       );
       return { user: userToProto(user) };
     },
 
     async login(req, ctx) {
-      const pair = await identity.login({ email: req.email, password: req.password }, call(ctx));
+      const pair = await identity.login({ email: req.email, password: req.password, captchaToken: req.captchaToken }, call(ctx));
       return { ...tokenFields(pair, clock), userId: pair.userId };
     },
 

@@ -1,5 +1,6 @@
 
 import {
+  bigint,
   bigserial,
   boolean,
   check,
@@ -105,6 +106,9 @@ export const refreshTokens = pgTable(
 
 // Append-only: a trigger in the migrations refuses UPDATE and DELETE.
 // No foreign key on user_id: the trail outlives the account it speaks of.
+// Tamper-evident: a BEFORE INSERT trigger (migrations/0005) chains every row
+// to the one before it; seq, prev_hash and hash are the database's to set,
+// whatever an INSERT says. storage/audit-store.ts verifies the chain.
 export const auditEvents = pgTable(
   "audit_events",
   {
@@ -114,12 +118,46 @@ export const auditEvents = pgTable(
     outcome: text("outcome").notNull(),
     reason: text("reason"),
     userId: uuid("user_id"),
+    // Who did it, when not the subject (an admin unlocking an account).
+    actorUserId: uuid("actor_user_id"),
     sessionId: uuid("session_id"),
     ip: text("ip"),
     userAgent: text("user_agent"),
     requestId: text("request_id"),
+    // Evidence (counts, signals), a flat JSON object; never a secret.
+    details: jsonb("details").$type<Record<string, string | number | boolean | string[]>>(),
+    // Chain order 1, 2, 3, … (rows from before the chain were backfilled).
+    seq: bigint("seq", { mode: "number" }),
+    prevHash: bytea("prev_hash"),
+    // SHA-256(prev_hash ‖ canonical text of the row).
+    hash: bytea("hash"),
   },
-  (t) => [index("audit_events_user_id_idx").on(t.userId, t.occurredAt), index("audit_events_occurred_at_idx").on(t.occurredAt)],
+  (t) => [
+    index("audit_events_user_id_idx").on(t.userId, t.occurredAt),
+    index("audit_events_occurred_at_idx").on(t.occurredAt),
+    uniqueIndex("audit_events_seq_key").on(t.seq),
+    // Filtered listings, newest first by id (keyset pagination).
+    index("audit_events_user_id_id_idx").on(t.userId, t.id),
+    index("audit_events_event_type_id_idx").on(t.eventType, t.id),
+    index("audit_events_ip_id_idx").on(t.ip, t.id),
+    check(
+      "audit_events_chain_check",
+      sql`(${t.seq} is null and ${t.prevHash} is null and ${t.hash} is null) or (${t.seq} > 0 and octet_length(${t.prevHash}) = 32 and octet_length(${t.hash}) = 32)`,
+    ),
+    check("audit_events_details_check", sql`${t.details} is null or jsonb_typeof(${t.details}) = 'object'`),
+  ],
+);
+
+// The end of the audit chain: one row, locked and moved forward by the
+// chain trigger on every insert, so every instance appends to one chain.
+export const auditChainHead = pgTable(
+  "audit_chain_head",
+  {
+    id: integer("id").primaryKey(),
+    seq: bigint("seq", { mode: "number" }).notNull(),
+    hash: bytea("hash").notNull(),
+  },
+  (t) => [check("audit_chain_head_single_row", sql`${t.id} = 1`), check("audit_chain_head_hash_check", sql`octet_length(${t.hash}) = 32`)],
 );
 
 export const signingKeys = pgTable(
@@ -170,6 +208,7 @@ export const schema = {
   sessions,
   refreshTokens,
   auditEvents,
+  auditChainHead,
   signingKeys,
   loginThrottle,
   serverSecrets,

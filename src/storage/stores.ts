@@ -3,7 +3,6 @@ import { DomainError } from "../core/errors.js";
 import {
   isRole,
   type ActiveSession,
-  type AuditLog,
   type NewUser,
   type Profile,
   type ProfilePatch,
@@ -14,7 +13,10 @@ import {
   type UserStore,
 } from "../core/ports.js";
 import { pgErrorCode, type Db } from "./db.js";
-import { auditEvents, passwordCredentials, profiles, refreshTokens, sessions, users } from "./schema.js";
+import { passwordCredentials, profiles, refreshTokens, sessions, users } from "./schema.js";
+
+// The audit trail has its own file; existing imports keep working.
+export { createAuditLog } from "./audit-store.js";
 
 // Drizzle implementations of the domain's ports. Rows never leave this file:
 // only domain types cross the port.
@@ -362,71 +364,6 @@ export function createSessionStore(db: Db): SessionStore {
         .where(and(eq(sessions.userId, userId), ne(sessions.id, keepSessionId), isNull(sessions.revokedAt), gt(sessions.expiresAt, now)))
         .returning({ id: sessions.id });
       return rows.map((r) => r.id);
-    },
-  };
-}
-
-// Group commit: while one INSERT is in flight, new events queue and go in
-// the next multi-row INSERT. A caller still waits until its own row is
-// committed, but a burst of logins shares statements and WAL flushes.
-const AUDIT_MAX_BATCH = 256;
-
-export function createAuditLog(db: Db): AuditLog {
-  type Pending = { row: typeof auditEvents.$inferInsert; resolve: () => void; reject: (err: unknown) => void };
-  let queue: Pending[] = [];
-  let draining = false;
-  // The common case, one event at a time, runs prepared.
-  const insertOne = db
-    .insert(auditEvents)
-    .values({
-      occurredAt: sql.placeholder("occurredAt"),
-      eventType: sql.placeholder("eventType"),
-      outcome: sql.placeholder("outcome"),
-      reason: sql.placeholder("reason"),
-      userId: sql.placeholder("userId"),
-      sessionId: sql.placeholder("sessionId"),
-      ip: sql.placeholder("ip"),
-      userAgent: sql.placeholder("userAgent"),
-      requestId: sql.placeholder("requestId"),
-    })
-    .prepare("audit_insert");
-
-  async function drain(): Promise<void> {
-    draining = true;
-    while (queue.length > 0) {
-      const batch = queue.slice(0, AUDIT_MAX_BATCH);
-      queue = queue.slice(batch.length);
-      try {
-        if (batch.length === 1) {
-          await insertOne.execute(batch[0]!.row);
-        } else {
-          await db.insert(auditEvents).values(batch.map((p) => p.row));
-        }
-        for (const p of batch) p.resolve();
-      } catch (err) {
-        for (const p of batch) p.reject(err);
-      }
-    }
-    draining = false;
-  }
-
-  return {
-    record(e) {
-      const row = {
-        occurredAt: e.at,
-        eventType: e.type,
-        outcome: e.outcome,
-        reason: e.reason ?? null,
-        userId: e.userId ?? null,
-        sessionId: e.sessionId ?? null,
-        ip: e.client.ip ?? null,
-        userAgent: e.client.userAgent ?? null,
-        requestId: e.requestId ?? null,
-      };
-      return new Promise<void>((resolve, reject) => {
-        queue.push({ row, resolve, reject });
-        if (!draining) void drain();
-      });
     },
   };
 }

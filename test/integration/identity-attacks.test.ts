@@ -394,6 +394,8 @@ for (const backend of backends) {
 
     describe("floods", () => {
       it("a login flood beyond the hashing queue degrades into RESOURCE_EXHAUSTED/OVERLOADED, never 500", async () => {
+        // Distinct accounts: on one account the progressive delay would
+        // answer most attempts before they reach the hashing queue.
         const tight = await startTestServer(backend.name, {
           env: { HASH_CONCURRENCY: "1", HASH_QUEUE_MAX: "1" },
           overrides: { database: s.app.database },
@@ -402,12 +404,12 @@ for (const backend of backends) {
         try {
           const attempts = Array.from({ length: 32 }, (_, i) =>
             i % 2 === 0
-              ? rest(tight.baseUrl, "POST", "/login", { body: { email: victim.email, password: `wrong password ${i}` } }).then((r) => ({
+              ? rest(tight.baseUrl, "POST", "/login", { body: { email: `flood${i}.${victim.email}`, password: `wrong password ${i}` } }).then((r) => ({
                   kind: "rest" as const,
                   status: r.status,
                   reason: restReason(r.body),
                 }))
-              : grpcFailure(gt.login({ email: victim.email, password: `wrong password ${i}` })).then((e) => ({
+              : grpcFailure(gt.login({ email: `flood${i}.${victim.email}`, password: `wrong password ${i}` })).then((e) => ({
                   kind: "grpc" as const,
                   status: e.code,
                   reason: grpcJsReason(e),

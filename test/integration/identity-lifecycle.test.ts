@@ -1,3 +1,4 @@
+import { loginThrottle } from "../../src/storage/schema.js";
 import { execFileSync, spawn, type ChildProcess } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
 import * as http from "node:http";
@@ -345,7 +346,9 @@ for (const backend of backends) {
           Buffer.from(ok.body.refresh_token, "base64url").toString("hex"),
         ] as string[];
         const dump = (v: unknown) =>
-          JSON.stringify(v, (_k, x) => (x instanceof Uint8Array ? Buffer.from(x).toString("hex") : x));
+          JSON.stringify(v, (_k, x: unknown) =>
+            x instanceof Uint8Array ? Buffer.from(x).toString("hex") : typeof x === "bigint" ? x.toString() : x,
+          );
         const everything = {
           audit: await db.select().from(auditEvents),
           users: await db.select().from(users),
@@ -353,6 +356,7 @@ for (const backend of backends) {
           credentials: await db.select().from(passwordCredentials),
           sessions: await db.select().from(sessions),
           refreshTokens: await db.select().from(refreshTokens),
+          loginThrottle: await db.select().from(loginThrottle),
         };
         for (const [table, content] of Object.entries(everything)) {
           const text = dump(content);

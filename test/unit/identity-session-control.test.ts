@@ -1,3 +1,4 @@
+import { createTestDefence } from "../support/fakes.js";
 import { describe, expect, it } from "vitest";
 import { DomainError } from "../../src/core/errors.js";
 import { createIdentityService, MAX_SESSIONS_PAGE_SIZE, type IdentityDeps } from "../../src/core/identity.js";
@@ -89,7 +90,7 @@ function setup(opts: { role?: "customer" | "admin"; rotate?: RotateResult; evict
   const deps: IdentityDeps = {
     users,
     sessions,
-    audit: { record: async (e) => void audit.push(e) },
+    audit: { record: async (e) => void audit.push(e), list: async () => [], verifyChain: async () => ({ ok: true, checked: 0, unchained: 0, headSeq: "0" }) },
     hasher: { hash: async () => "hash", verify: async () => true, needsRehash: () => false },
     tokens,
     revocations: { sessionsRevoked: (list) => void log.push(`listener:${list.map((s) => s.id).join(",")}`) },
@@ -99,6 +100,8 @@ function setup(opts: { role?: "customer" | "admin"; rotate?: RotateResult; evict
     lifetimes: LIFETIMES,
     maxSessionsPerUser: 3,
     refreshReuseGraceMs: 5_000,
+    defence: createTestDefence({ now: () => T0 }).defence,
+    alerts: { notify: () => {} },
   };
   const identity = createIdentityService(deps);
   return {

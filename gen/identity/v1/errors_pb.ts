@@ -9,7 +9,7 @@ import { enumDesc, fileDesc } from "@bufbuild/protobuf/codegenv2";
  * Describes the file identity/v1/errors.proto.
  */
 export const file_identity_v1_errors: GenFile = /*@__PURE__*/
-  fileDesc("ChhpZGVudGl0eS92MS9lcnJvcnMucHJvdG8SC2lkZW50aXR5LnYxKrIECgtFcnJvclJlYXNvbhIcChhFUlJPUl9SRUFTT05fVU5TUEVDSUZJRUQQABIVChFWQUxJREFUSU9OX0ZBSUxFRBABEhUKEU1BTEZPUk1FRF9SRVFVRVNUEAISFQoRUkVRVUVTVF9UT09fTEFSR0UQAxIXChNJTlZBTElEX0NSRURFTlRJQUxTEAQSHAoYRU1BSUxfQUxSRUFEWV9SRUdJU1RFUkVEEAUSEQoNVE9LRU5fTUlTU0lORxAGEhEKDVRPS0VOX0lOVkFMSUQQBxIZChVSRUZSRVNIX1RPS0VOX0lOVkFMSUQQCBIYChRSRUZSRVNIX1RPS0VOX1JFVVNFRBAJEhYKElBBU1NXT1JEX1RPT19TSE9SVBAKEhUKEVBBU1NXT1JEX1RPT19MT05HEAsSFwoTUEFTU1dPUkRfVE9PX0NPTU1PThAMEh0KGVBBU1NXT1JEX0NPTlRBSU5TX0NPTlRFWFQQDRIWChJQQVNTV09SRF9VTkNIQU5HRUQQDhIOCgpPVkVSTE9BREVEEA8SEAoMUkFURV9MSU1JVEVEEBASGgoWREVQRU5ERU5DWV9VTkFWQUlMQUJMRRAREhUKEUFDQ09VTlRfTk9UX0ZPVU5EEBISEgoOSU5URVJOQUxfRVJST1IQExIcChhSRUZSRVNIX1RPS0VOX1NVUEVSU0VERUQQFBIVChFTRVNTSU9OX05PVF9GT1VORBAVEhEKDUNTUkZfUkVKRUNURUQQFmIGcHJvdG8z");
+  fileDesc("ChhpZGVudGl0eS92MS9lcnJvcnMucHJvdG8SC2lkZW50aXR5LnYxKrwGCgtFcnJvclJlYXNvbhIcChhFUlJPUl9SRUFTT05fVU5TUEVDSUZJRUQQABIVChFWQUxJREFUSU9OX0ZBSUxFRBABEhUKEU1BTEZPUk1FRF9SRVFVRVNUEAISFQoRUkVRVUVTVF9UT09fTEFSR0UQAxIXChNJTlZBTElEX0NSRURFTlRJQUxTEAQSHAoYRU1BSUxfQUxSRUFEWV9SRUdJU1RFUkVEEAUSEQoNVE9LRU5fTUlTU0lORxAGEhEKDVRPS0VOX0lOVkFMSUQQBxIZChVSRUZSRVNIX1RPS0VOX0lOVkFMSUQQCBIYChRSRUZSRVNIX1RPS0VOX1JFVVNFRBAJEhYKElBBU1NXT1JEX1RPT19TSE9SVBAKEhUKEVBBU1NXT1JEX1RPT19MT05HEAsSFwoTUEFTU1dPUkRfVE9PX0NPTU1PThAMEh0KGVBBU1NXT1JEX0NPTlRBSU5TX0NPTlRFWFQQDRIWChJQQVNTV09SRF9VTkNIQU5HRUQQDhIOCgpPVkVSTE9BREVEEA8SEAoMUkFURV9MSU1JVEVEEBASGgoWREVQRU5ERU5DWV9VTkFWQUlMQUJMRRAREhUKEUFDQ09VTlRfTk9UX0ZPVU5EEBISEgoOSU5URVJOQUxfRVJST1IQExIcChhSRUZSRVNIX1RPS0VOX1NVUEVSU0VERUQQFBIVChFTRVNTSU9OX05PVF9GT1VORBAVEhEKDUNTUkZfUkVKRUNURUQQFhIUChBDQVBUQ0hBX1JFUVVJUkVEEBcSEwoPQ0FQVENIQV9JTlZBTElEEBgSHAoYRU1BSUxfRE9NQUlOX05PVF9BTExPV0VEEBkSFwoTQURNSU5fUk9MRV9SRVFVSVJFRBAaEhAKDE1GQV9SRVFVSVJFRBAbEhQKEE1GQV9DT0RFX0lOVkFMSUQQHBIZChVNRkFfQ0hBTExFTkdFX0lOVkFMSUQQHRITCg9NRkFfTk9UX0VOQUJMRUQQHhIXChNNRkFfQUxSRUFEWV9FTkFCTEVEEB8SGAoUUkVDRU5UX0FVVEhfUkVRVUlSRUQQIBIbChdNRkFfRU5ST0xMTUVOVF9SRVFVSVJFRBAhYgZwcm90bzM");
 
 /**
  * Stable machine-readable reasons carried in google.rpc.ErrorInfo.reason
@@ -185,6 +185,89 @@ export enum ErrorReason {
    * @generated from enum value: CSRF_REJECTED = 22;
    */
   CSRF_REJECTED = 22,
+
+  /**
+   * The service asks for a CAPTCHA on this request (registration, or a
+   * risky login); solve one and send its token in `captcha_token`.
+   *
+   * @generated from enum value: CAPTCHA_REQUIRED = 23;
+   */
+  CAPTCHA_REQUIRED = 23,
+
+  /**
+   * The CAPTCHA token was refused by the CAPTCHA provider (wrong, expired or
+   * already used); solve a new one.
+   *
+   * @generated from enum value: CAPTCHA_INVALID = 24;
+   */
+  CAPTCHA_INVALID = 24,
+
+  /**
+   * The e-mail's domain belongs to a disposable (throw-away) mail service.
+   *
+   * @generated from enum value: EMAIL_DOMAIN_NOT_ALLOWED = 25;
+   */
+  EMAIL_DOMAIN_NOT_ALLOWED = 25,
+
+  /**
+   * The RPC is for administrators only.
+   *
+   * @generated from enum value: ADMIN_ROLE_REQUIRED = 26;
+   */
+  ADMIN_ROLE_REQUIRED = 26,
+
+  /**
+   * The password was right and the account has MFA on: send `mfa_code` or
+   * `recovery_code` with the login, or call CompleteMfaLogin with the
+   * `mfa_challenge` from this error's metadata.
+   *
+   * @generated from enum value: MFA_REQUIRED = 27;
+   */
+  MFA_REQUIRED = 27,
+
+  /**
+   * The TOTP or recovery code is wrong, expired or already used.
+   *
+   * @generated from enum value: MFA_CODE_INVALID = 28;
+   */
+  MFA_CODE_INVALID = 28,
+
+  /**
+   * The MFA challenge is unknown, expired or already used; log in again.
+   *
+   * @generated from enum value: MFA_CHALLENGE_INVALID = 29;
+   */
+  MFA_CHALLENGE_INVALID = 29,
+
+  /**
+   * The operation needs TOTP to be on (or an enrolment in progress).
+   *
+   * @generated from enum value: MFA_NOT_ENABLED = 30;
+   */
+  MFA_NOT_ENABLED = 30,
+
+  /**
+   * TOTP is already on; disable it first to enrol a new authenticator.
+   *
+   * @generated from enum value: MFA_ALREADY_ENABLED = 31;
+   */
+  MFA_ALREADY_ENABLED = 31,
+
+  /**
+   * The operation needs a recent login (see `max_age_seconds` in the
+   * metadata): call Reauthenticate, then retry with the new access token.
+   *
+   * @generated from enum value: RECENT_AUTH_REQUIRED = 32;
+   */
+  RECENT_AUTH_REQUIRED = 32,
+
+  /**
+   * Administrators must have TOTP on: this account cannot get an
+   * administrator session, or turn TOTP off, until then.
+   *
+   * @generated from enum value: MFA_ENROLLMENT_REQUIRED = 33;
+   */
+  MFA_ENROLLMENT_REQUIRED = 33,
 }
 
 /**

@@ -16,7 +16,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file identity/v1/identity_service.proto.
  */
 export const file_identity_v1_identity_service: GenFile = /*@__PURE__*/
-  fileDesc("CiJpZGVudGl0eS92MS9pZGVudGl0eV9zZXJ2aWNlLnByb3RvEgtpZGVudGl0eS52MSJLCgdBY2NvdW50EhwKBWVtYWlsGAEgASgJQg3gQQK6SAdyBRADGIQCEiIKCHBhc3N3b3JkGAIgASgJQhDgQQLgQQS6SAdyBRABKIAIIogDCghVc2VySW5mbxIeCgRuYW1lGAEgASgJQgvgQQG6SAVyAxjIAUgAiAEBEkQKDHBob25lX251bWJlchgCIAEoCUIp4EEBukgjciEYIDIdXiR8XlwrP1swLTldWzAtOSAoKS4tXXsyLDMwfSRIAYgBARKVAQoNZGF0ZV9vZl9iaXJ0aBgDIAEoCUJ54EEBukhzcnEYKDJtXiR8XlswLTldezR9LVswLTldezJ9LVswLTldezJ9KFtUIF1bMC05XXsyfTpbMC05XXsyfSg6WzAtOV17Mn0oXC5bMC05XXsxLDl9KT8pPyhafFsrLV1bMC05XXsyfTo/WzAtOV17Mn0pPyk/JEgCiAEBEhgKBmdlbmRlchgEIAEoCEID4EEBSAOIAQESIQoHYWRkcmVzcxgFIAEoCUIL4EEBukgFcgMY9ANIBIgBAUIHCgVfbmFtZUIPCg1fcGhvbmVfbnVtYmVyQhAKDl9kYXRlX29mX2JpcnRoQgkKB19nZW5kZXJCCgoIX2FkZHJlc3MiywEKBFVzZXISFAoHdXNlcl9pZBgBIAEoCUID4EEDEhIKBWVtYWlsGAIgASgJQgPgQQMSLQoJaW5mb191c2VyGAMgASgLMhUuaWRlbnRpdHkudjEuVXNlckluZm9CA+BBAxI0CgtjcmVhdGVfdGltZRgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBCA+BBAxI0Cgt1cGRhdGVfdGltZRgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBCA+BBAyJyCg9SZWdpc3RlclJlcXVlc3QSMAoHYWNjb3VudBgBIAEoCzIULmlkZW50aXR5LnYxLkFjY291bnRCCeBBArpIA8gBARItCglpbmZvX3VzZXIYAiABKAsyFS5pZGVudGl0eS52MS5Vc2VySW5mb0ID4EEBIjgKEFJlZ2lzdGVyUmVzcG9uc2USJAoEdXNlchgBIAEoCzIRLmlkZW50aXR5LnYxLlVzZXJCA+BBAyKDAQoMTG9naW5SZXF1ZXN0EhwKBWVtYWlsGAEgASgJQg3gQQK6SAdyBRABGP4BEiIKCHBhc3N3b3JkGAIgASgJQhDgQQLgQQS6SAdyBRABKIAIEiQKCG1mYV9jb2RlGAMgASgJQg3gQQHgQQS6SARyAhgQSACIAQFCCwoJX21mYV9jb2RlIusBCg1Mb2dpblJlc3BvbnNlEhkKDGFjY2Vzc190b2tlbhgBIAEoCUID4EEDEhoKDXJlZnJlc2hfdG9rZW4YAiABKAlCA+BBAxIXCgp0b2tlbl90eXBlGAMgASgJQgPgQQMSFwoKZXhwaXJlc19pbhgEIAEoBUID4EEDEkIKGXJlZnJlc2hfdG9rZW5fZXhwaXJlX3RpbWUYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wQgPgQQMSFwoKc2Vzc2lvbl9pZBgGIAEoCUID4EEDEhQKB3VzZXJfaWQYByABKAlCA+BBAyIPCg1Mb2dvdXRSZXF1ZXN0IhAKDkxvZ291dFJlc3BvbnNlIj4KE1JlZnJlc2hUb2tlblJlcXVlc3QSJwoNcmVmcmVzaF90b2tlbhgBIAEoCUIQ4EEC4EEEukgHcgUQARiAAiLcAQoUUmVmcmVzaFRva2VuUmVzcG9uc2USGQoMYWNjZXNzX3Rva2VuGAEgASgJQgPgQQMSGgoNcmVmcmVzaF90b2tlbhgCIAEoCUID4EEDEhcKCnRva2VuX3R5cGUYAyABKAlCA+BBAxIXCgpleHBpcmVzX2luGAQgASgFQgPgQQMSQgoZcmVmcmVzaF90b2tlbl9leHBpcmVfdGltZRgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBCA+BBAxIXCgpzZXNzaW9uX2lkGAYgASgJQgPgQQMiEwoRR2V0UHJvZmlsZVJlcXVlc3QiOgoSR2V0UHJvZmlsZVJlc3BvbnNlEiQKBHVzZXIYASABKAsyES5pZGVudGl0eS52MS5Vc2VyQgPgQQMiSwoUVXBkYXRlUHJvZmlsZVJlcXVlc3QSMwoJaW5mb191c2VyGAEgASgLMhUuaWRlbnRpdHkudjEuVXNlckluZm9CCeBBArpIA8gBASI9ChVVcGRhdGVQcm9maWxlUmVzcG9uc2USJAoEdXNlchgBIAEoCzIRLmlkZW50aXR5LnYxLlVzZXJCA+BBAyKqAQoVQ2hhbmdlUGFzc3dvcmRSZXF1ZXN0EiYKDG9sZF9wYXNzd29yZBgBIAEoCUIQ4EEC4EEEukgHcgUQASiACBImCgxuZXdfcGFzc3dvcmQYAiABKAlCEOBBAuBBBLpIB3IFEAEogAgSJwoVcmV2b2tlX290aGVyX3Nlc3Npb25zGAMgASgIQgPgQQFIAIgBAUIYChZfcmV2b2tlX290aGVyX3Nlc3Npb25zIjwKFkNoYW5nZVBhc3N3b3JkUmVzcG9uc2USIgoVcmV2b2tlZF9zZXNzaW9uX2NvdW50GAEgASgFQgPgQQMihwIKB1Nlc3Npb24SFwoKc2Vzc2lvbl9pZBgBIAEoCUID4EEDEjQKC2NyZWF0ZV90aW1lGAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEID4EEDEjcKDmxhc3RfdXNlZF90aW1lGAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEID4EEDEjQKC2V4cGlyZV90aW1lGAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEID4EEDEg8KAmlwGAUgASgJQgPgQQMSFwoKdXNlcl9hZ2VudBgGIAEoCUID4EEDEhQKB2N1cnJlbnQYByABKAhCA+BBAyJqChNMaXN0U2Vzc2lvbnNSZXF1ZXN0Eh0KCXBhZ2Vfc2l6ZRgBIAEoBUIK4EEBukgEGgIoABI0CgpwYWdlX3Rva2VuGAIgASgJQiDgQQG6SBpyGDIWXiR8XltBLVphLXowLTlfLV17MjJ9JCJhChRMaXN0U2Vzc2lvbnNSZXNwb25zZRIrCghzZXNzaW9ucxgBIAMoCzIULmlkZW50aXR5LnYxLlNlc3Npb25CA+BBAxIcCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAlCA+BBAyI3ChRSZXZva2VTZXNzaW9uUmVxdWVzdBIfCgpzZXNzaW9uX2lkGAEgASgJQgvgQQK6SAVyA7ABASItChVSZXZva2VTZXNzaW9uUmVzcG9uc2USFAoHY3VycmVudBgBIAEoCEID4EEDIhwKGlJldm9rZU90aGVyU2Vzc2lvbnNSZXF1ZXN0IkEKG1Jldm9rZU90aGVyU2Vzc2lvbnNSZXNwb25zZRIiChVyZXZva2VkX3Nlc3Npb25fY291bnQYASABKAVCA+BBAyI8ChJWZXJpZnlUb2tlblJlcXVlc3QSJgoMYWNjZXNzX3Rva2VuGAEgASgJQhDgQQLgQQS6SAdyBRABGIBAIpECChNWZXJpZnlUb2tlblJlc3BvbnNlEhgKBmFjdGl2ZRgBIAEoCEID4EEDSACIAQESFAoHdXNlcl9pZBgCIAEoCUID4EEDEhcKCnNlc3Npb25faWQYAyABKAlCA+BBAxIkCgRyb2xlGAQgASgOMhEuaWRlbnRpdHkudjEuUm9sZUID4EEDEjQKC2V4cGlyZV90aW1lGAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEID4EEDEjMKCmlzc3VlX3RpbWUYBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wQgPgQQMSFQoIdG9rZW5faWQYByABKAlCA+BBA0IJCgdfYWN0aXZlKj8KBFJvbGUSFAoQUk9MRV9VTlNQRUNJRklFRBAAEhEKDVJPTEVfQ1VTVE9NRVIQARIOCgpST0xFX0FETUlOEAIy1gkKD0lkZW50aXR5U2VydmljZRJiCghSZWdpc3RlchIcLmlkZW50aXR5LnYxLlJlZ2lzdGVyUmVxdWVzdBodLmlkZW50aXR5LnYxLlJlZ2lzdGVyUmVzcG9uc2UiGYi1GMkBgtPkkwIOIgkvcmVnaXN0ZXI6ASoSVgoFTG9naW4SGS5pZGVudGl0eS52MS5Mb2dpblJlcXVlc3QaGi5pZGVudGl0eS52MS5Mb2dpblJlc3BvbnNlIhaItRjJAYLT5JMCCyIGL2xvZ2luOgEqEloKBkxvZ291dBIaLmlkZW50aXR5LnYxLkxvZ291dFJlcXVlc3QaGy5pZGVudGl0eS52MS5Mb2dvdXRSZXNwb25zZSIXiLUYzAGC0+STAgwiBy9sb2dvdXQ6ASoSbgoMUmVmcmVzaFRva2VuEiAuaWRlbnRpdHkudjEuUmVmcmVzaFRva2VuUmVxdWVzdBohLmlkZW50aXR5LnYxLlJlZnJlc2hUb2tlblJlc3BvbnNlIhmC0+STAhMiDi90b2tlbi9yZWZyZXNoOgEqEmQKCkdldFByb2ZpbGUSHi5pZGVudGl0eS52MS5HZXRQcm9maWxlUmVxdWVzdBofLmlkZW50aXR5LnYxLkdldFByb2ZpbGVSZXNwb25zZSIVgtPkkwIPEg0vdXNlci9wcm9maWxlEnAKDVVwZGF0ZVByb2ZpbGUSIS5pZGVudGl0eS52MS5VcGRhdGVQcm9maWxlUmVxdWVzdBoiLmlkZW50aXR5LnYxLlVwZGF0ZVByb2ZpbGVSZXNwb25zZSIYgtPkkwISGg0vdXNlci9wcm9maWxlOgEqEnQKDkNoYW5nZVBhc3N3b3JkEiIuaWRlbnRpdHkudjEuQ2hhbmdlUGFzc3dvcmRSZXF1ZXN0GiMuaWRlbnRpdHkudjEuQ2hhbmdlUGFzc3dvcmRSZXNwb25zZSIZgtPkkwITGg4vdXNlci9wYXNzd29yZDoBKhJrCgxMaXN0U2Vzc2lvbnMSIC5pZGVudGl0eS52MS5MaXN0U2Vzc2lvbnNSZXF1ZXN0GiEuaWRlbnRpdHkudjEuTGlzdFNlc3Npb25zUmVzcG9uc2UiFoLT5JMCEBIOL3VzZXIvc2Vzc2lvbnMSgAEKDVJldm9rZVNlc3Npb24SIS5pZGVudGl0eS52MS5SZXZva2VTZXNzaW9uUmVxdWVzdBoiLmlkZW50aXR5LnYxLlJldm9rZVNlc3Npb25SZXNwb25zZSIoiLUYzAGC0+STAh0qGy91c2VyL3Nlc3Npb25zL3tzZXNzaW9uX2lkfRKQAQoTUmV2b2tlT3RoZXJTZXNzaW9ucxInLmlkZW50aXR5LnYxLlJldm9rZU90aGVyU2Vzc2lvbnNSZXF1ZXN0GiguaWRlbnRpdHkudjEuUmV2b2tlT3RoZXJTZXNzaW9uc1Jlc3BvbnNlIiaC0+STAiAiGy91c2VyL3Nlc3Npb25zOnJldm9rZU90aGVyczoBKhJqCgtWZXJpZnlUb2tlbhIfLmlkZW50aXR5LnYxLlZlcmlmeVRva2VuUmVxdWVzdBogLmlkZW50aXR5LnYxLlZlcmlmeVRva2VuUmVzcG9uc2UiGILT5JMCEiINL3Rva2VuL3ZlcmlmeToBKmIGcHJvdG8z", [file_buf_validate_validate, file_google_api_annotations, file_google_api_field_behavior, file_google_protobuf_timestamp, file_identity_v1_annotations]);
+  fileDesc("CiJpZGVudGl0eS92MS9pZGVudGl0eV9zZXJ2aWNlLnByb3RvEgtpZGVudGl0eS52MSJLCgdBY2NvdW50EhwKBWVtYWlsGAEgASgJQg3gQQK6SAdyBRADGIQCEiIKCHBhc3N3b3JkGAIgASgJQhDgQQLgQQS6SAdyBRABKIAIIogDCghVc2VySW5mbxIeCgRuYW1lGAEgASgJQgvgQQG6SAVyAxjIAUgAiAEBEkQKDHBob25lX251bWJlchgCIAEoCUIp4EEBukgjciEYIDIdXiR8XlwrP1swLTldWzAtOSAoKS4tXXsyLDMwfSRIAYgBARKVAQoNZGF0ZV9vZl9iaXJ0aBgDIAEoCUJ54EEBukhzcnEYKDJtXiR8XlswLTldezR9LVswLTldezJ9LVswLTldezJ9KFtUIF1bMC05XXsyfTpbMC05XXsyfSg6WzAtOV17Mn0oXC5bMC05XXsxLDl9KT8pPyhafFsrLV1bMC05XXsyfTo/WzAtOV17Mn0pPyk/JEgCiAEBEhgKBmdlbmRlchgEIAEoCEID4EEBSAOIAQESIQoHYWRkcmVzcxgFIAEoCUIL4EEBukgFcgMY9ANIBIgBAUIHCgVfbmFtZUIPCg1fcGhvbmVfbnVtYmVyQhAKDl9kYXRlX29mX2JpcnRoQgkKB19nZW5kZXJCCgoIX2FkZHJlc3MiywEKBFVzZXISFAoHdXNlcl9pZBgBIAEoCUID4EEDEhIKBWVtYWlsGAIgASgJQgPgQQMSLQoJaW5mb191c2VyGAMgASgLMhUuaWRlbnRpdHkudjEuVXNlckluZm9CA+BBAxI0CgtjcmVhdGVfdGltZRgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBCA+BBAxI0Cgt1cGRhdGVfdGltZRgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBCA+BBAyKwAQoPUmVnaXN0ZXJSZXF1ZXN0EjAKB2FjY291bnQYASABKAsyFC5pZGVudGl0eS52MS5BY2NvdW50QgngQQK6SAPIAQESLQoJaW5mb191c2VyGAIgASgLMhUuaWRlbnRpdHkudjEuVXNlckluZm9CA+BBARIqCg1jYXB0Y2hhX3Rva2VuGAMgASgJQg7gQQHgQQS6SAVyAxiAIEgAiAEBQhAKDl9jYXB0Y2hhX3Rva2VuIjgKEFJlZ2lzdGVyUmVzcG9uc2USJAoEdXNlchgBIAEoCzIRLmlkZW50aXR5LnYxLlVzZXJCA+BBAyKxAgoMTG9naW5SZXF1ZXN0EhwKBWVtYWlsGAEgASgJQg3gQQK6SAdyBRABGP4BEiIKCHBhc3N3b3JkGAIgASgJQhDgQQLgQQS6SAdyBRABKIAIEiQKCG1mYV9jb2RlGAMgASgJQg3gQQHgQQS6SARyAhgQSACIAQESKQoNcmVjb3ZlcnlfY29kZRgEIAEoCUIN4EEB4EEEukgEcgIYQEgBiAEBEioKDWNhcHRjaGFfdG9rZW4YBSABKAlCDuBBAeBBBLpIBXIDGIAgSAKIAQESIwoJZGV2aWNlX2lkGAYgASgJQgvgQQG6SAVyAxiAAUgDiAEBQgsKCV9tZmFfY29kZUIQCg5fcmVjb3ZlcnlfY29kZUIQCg5fY2FwdGNoYV90b2tlbkIMCgpfZGV2aWNlX2lkIusBCg1Mb2dpblJlc3BvbnNlEhkKDGFjY2Vzc190b2tlbhgBIAEoCUID4EEDEhoKDXJlZnJlc2hfdG9rZW4YAiABKAlCA+BBAxIXCgp0b2tlbl90eXBlGAMgASgJQgPgQQMSFwoKZXhwaXJlc19pbhgEIAEoBUID4EEDEkIKGXJlZnJlc2hfdG9rZW5fZXhwaXJlX3RpbWUYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wQgPgQQMSFwoKc2Vzc2lvbl9pZBgGIAEoCUID4EEDEhQKB3VzZXJfaWQYByABKAlCA+BBAyIPCg1Mb2dvdXRSZXF1ZXN0IhAKDkxvZ291dFJlc3BvbnNlIj4KE1JlZnJlc2hUb2tlblJlcXVlc3QSJwoNcmVmcmVzaF90b2tlbhgBIAEoCUIQ4EEC4EEEukgHcgUQARiAAiLcAQoUUmVmcmVzaFRva2VuUmVzcG9uc2USGQoMYWNjZXNzX3Rva2VuGAEgASgJQgPgQQMSGgoNcmVmcmVzaF90b2tlbhgCIAEoCUID4EEDEhcKCnRva2VuX3R5cGUYAyABKAlCA+BBAxIXCgpleHBpcmVzX2luGAQgASgFQgPgQQMSQgoZcmVmcmVzaF90b2tlbl9leHBpcmVfdGltZRgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBCA+BBAxIXCgpzZXNzaW9uX2lkGAYgASgJQgPgQQMiEwoRR2V0UHJvZmlsZVJlcXVlc3QiOgoSR2V0UHJvZmlsZVJlc3BvbnNlEiQKBHVzZXIYASABKAsyES5pZGVudGl0eS52MS5Vc2VyQgPgQQMiSwoUVXBkYXRlUHJvZmlsZVJlcXVlc3QSMwoJaW5mb191c2VyGAEgASgLMhUuaWRlbnRpdHkudjEuVXNlckluZm9CCeBBArpIA8gBASI9ChVVcGRhdGVQcm9maWxlUmVzcG9uc2USJAoEdXNlchgBIAEoCzIRLmlkZW50aXR5LnYxLlVzZXJCA+BBAyKqAQoVQ2hhbmdlUGFzc3dvcmRSZXF1ZXN0EiYKDG9sZF9wYXNzd29yZBgBIAEoCUIQ4EEC4EEEukgHcgUQASiACBImCgxuZXdfcGFzc3dvcmQYAiABKAlCEOBBAuBBBLpIB3IFEAEogAgSJwoVcmV2b2tlX290aGVyX3Nlc3Npb25zGAMgASgIQgPgQQFIAIgBAUIYChZfcmV2b2tlX290aGVyX3Nlc3Npb25zIjwKFkNoYW5nZVBhc3N3b3JkUmVzcG9uc2USIgoVcmV2b2tlZF9zZXNzaW9uX2NvdW50GAEgASgFQgPgQQMihwIKB1Nlc3Npb24SFwoKc2Vzc2lvbl9pZBgBIAEoCUID4EEDEjQKC2NyZWF0ZV90aW1lGAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEID4EEDEjcKDmxhc3RfdXNlZF90aW1lGAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEID4EEDEjQKC2V4cGlyZV90aW1lGAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEID4EEDEg8KAmlwGAUgASgJQgPgQQMSFwoKdXNlcl9hZ2VudBgGIAEoCUID4EEDEhQKB2N1cnJlbnQYByABKAhCA+BBAyJqChNMaXN0U2Vzc2lvbnNSZXF1ZXN0Eh0KCXBhZ2Vfc2l6ZRgBIAEoBUIK4EEBukgEGgIoABI0CgpwYWdlX3Rva2VuGAIgASgJQiDgQQG6SBpyGDIWXiR8XltBLVphLXowLTlfLV17MjJ9JCJhChRMaXN0U2Vzc2lvbnNSZXNwb25zZRIrCghzZXNzaW9ucxgBIAMoCzIULmlkZW50aXR5LnYxLlNlc3Npb25CA+BBAxIcCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAlCA+BBAyI3ChRSZXZva2VTZXNzaW9uUmVxdWVzdBIfCgpzZXNzaW9uX2lkGAEgASgJQgvgQQK6SAVyA7ABASItChVSZXZva2VTZXNzaW9uUmVzcG9uc2USFAoHY3VycmVudBgBIAEoCEID4EEDIhwKGlJldm9rZU90aGVyU2Vzc2lvbnNSZXF1ZXN0IkEKG1Jldm9rZU90aGVyU2Vzc2lvbnNSZXNwb25zZRIiChVyZXZva2VkX3Nlc3Npb25fY291bnQYASABKAVCA+BBAyI8ChJWZXJpZnlUb2tlblJlcXVlc3QSJgoMYWNjZXNzX3Rva2VuGAEgASgJQhDgQQLgQQS6SAdyBRABGIBAIpECChNWZXJpZnlUb2tlblJlc3BvbnNlEhgKBmFjdGl2ZRgBIAEoCEID4EEDSACIAQESFAoHdXNlcl9pZBgCIAEoCUID4EEDEhcKCnNlc3Npb25faWQYAyABKAlCA+BBAxIkCgRyb2xlGAQgASgOMhEuaWRlbnRpdHkudjEuUm9sZUID4EEDEjQKC2V4cGlyZV90aW1lGAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEID4EEDEjMKCmlzc3VlX3RpbWUYBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wQgPgQQMSFQoIdG9rZW5faWQYByABKAlCA+BBA0IJCgdfYWN0aXZlIhwKGlN0YXJ0VG90cEVucm9sbG1lbnRSZXF1ZXN0IqUBChtTdGFydFRvdHBFbnJvbGxtZW50UmVzcG9uc2USGAoLb3RwYXV0aF91cmkYASABKAlCA+BBAxIhChRxcl9jb2RlX3BuZ19kYXRhX3VybBgCIAEoCUID4EEDEhMKBnNlY3JldBgDIAEoCUID4EEDEjQKC2V4cGlyZV90aW1lGAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEID4EEDIj0KHENvbmZpcm1Ub3RwRW5yb2xsbWVudFJlcXVlc3QSHQoEY29kZRgBIAEoCUIP4EEC4EEEukgGcgQQARgQIjwKHUNvbmZpcm1Ub3RwRW5yb2xsbWVudFJlc3BvbnNlEhsKDnJlY292ZXJ5X2NvZGVzGAEgAygJQgPgQQMiVwoSRGlzYWJsZVRvdHBSZXF1ZXN0EiIKCHBhc3N3b3JkGAEgASgJQhDgQQLgQQS6SAdyBRABKIAIEh0KBGNvZGUYAiABKAlCD+BBAuBBBLpIBnIEEAEYECIVChNEaXNhYmxlVG90cFJlc3BvbnNlIiAKHlJlZ2VuZXJhdGVSZWNvdmVyeUNvZGVzUmVxdWVzdCI+Ch9SZWdlbmVyYXRlUmVjb3ZlcnlDb2Rlc1Jlc3BvbnNlEhsKDnJlY292ZXJ5X2NvZGVzGAEgAygJQgPgQQMiFQoTR2V0TWZhU3RhdHVzUmVxdWVzdCJYChRHZXRNZmFTdGF0dXNSZXNwb25zZRIZCgx0b3RwX2VuYWJsZWQYASABKAhCA+BBAxIlChhyZWNvdmVyeV9jb2Rlc19yZW1haW5pbmcYAiABKAVCA+BBAyKyAQoXQ29tcGxldGVNZmFMb2dpblJlcXVlc3QSJwoNbWZhX2NoYWxsZW5nZRgBIAEoCUIQ4EEC4EEEukgHcgUQARiAARIkCghtZmFfY29kZRgCIAEoCUIN4EEB4EEEukgEcgIYEEgAiAEBEikKDXJlY292ZXJ5X2NvZGUYAyABKAlCDeBBAeBBBLpIBHICGEBIAYgBAUILCglfbWZhX2NvZGVCEAoOX3JlY292ZXJ5X2NvZGUi9gEKGENvbXBsZXRlTWZhTG9naW5SZXNwb25zZRIZCgxhY2Nlc3NfdG9rZW4YASABKAlCA+BBAxIaCg1yZWZyZXNoX3Rva2VuGAIgASgJQgPgQQMSFwoKdG9rZW5fdHlwZRgDIAEoCUID4EEDEhcKCmV4cGlyZXNfaW4YBCABKANCA+BBAxJCChlyZWZyZXNoX3Rva2VuX2V4cGlyZV90aW1lGAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEID4EEDEhcKCnNlc3Npb25faWQYBiABKAlCA+BBAxIUCgd1c2VyX2lkGAcgASgJQgPgQQMiqwEKFVJlYXV0aGVudGljYXRlUmVxdWVzdBIiCghwYXNzd29yZBgBIAEoCUIQ4EEC4EEEukgHcgUQASiACBIkCghtZmFfY29kZRgCIAEoCUIN4EEB4EEEukgEcgIYEEgAiAEBEikKDXJlY292ZXJ5X2NvZGUYAyABKAlCDeBBAeBBBLpIBHICGEBIAYgBAUILCglfbWZhX2NvZGVCEAoOX3JlY292ZXJ5X2NvZGUiZQoWUmVhdXRoZW50aWNhdGVSZXNwb25zZRIZCgxhY2Nlc3NfdG9rZW4YASABKAlCA+BBAxIXCgp0b2tlbl90eXBlGAIgASgJQgPgQQMSFwoKZXhwaXJlc19pbhgDIAEoA0ID4EEDKj8KBFJvbGUSFAoQUk9MRV9VTlNQRUNJRklFRBAAEhEKDVJPTEVfQ1VTVE9NRVIQARIOCgpST0xFX0FETUlOEAIy5BAKD0lkZW50aXR5U2VydmljZRJiCghSZWdpc3RlchIcLmlkZW50aXR5LnYxLlJlZ2lzdGVyUmVxdWVzdBodLmlkZW50aXR5LnYxLlJlZ2lzdGVyUmVzcG9uc2UiGYi1GMkBgtPkkwIOIgkvcmVnaXN0ZXI6ASoSVgoFTG9naW4SGS5pZGVudGl0eS52MS5Mb2dpblJlcXVlc3QaGi5pZGVudGl0eS52MS5Mb2dpblJlc3BvbnNlIhaItRjJAYLT5JMCCyIGL2xvZ2luOgEqEloKBkxvZ291dBIaLmlkZW50aXR5LnYxLkxvZ291dFJlcXVlc3QaGy5pZGVudGl0eS52MS5Mb2dvdXRSZXNwb25zZSIXiLUYzAGC0+STAgwiBy9sb2dvdXQ6ASoSbgoMUmVmcmVzaFRva2VuEiAuaWRlbnRpdHkudjEuUmVmcmVzaFRva2VuUmVxdWVzdBohLmlkZW50aXR5LnYxLlJlZnJlc2hUb2tlblJlc3BvbnNlIhmC0+STAhMiDi90b2tlbi9yZWZyZXNoOgEqEmQKCkdldFByb2ZpbGUSHi5pZGVudGl0eS52MS5HZXRQcm9maWxlUmVxdWVzdBofLmlkZW50aXR5LnYxLkdldFByb2ZpbGVSZXNwb25zZSIVgtPkkwIPEg0vdXNlci9wcm9maWxlEnAKDVVwZGF0ZVByb2ZpbGUSIS5pZGVudGl0eS52MS5VcGRhdGVQcm9maWxlUmVxdWVzdBoiLmlkZW50aXR5LnYxLlVwZGF0ZVByb2ZpbGVSZXNwb25zZSIYgtPkkwISGg0vdXNlci9wcm9maWxlOgEqEnQKDkNoYW5nZVBhc3N3b3JkEiIuaWRlbnRpdHkudjEuQ2hhbmdlUGFzc3dvcmRSZXF1ZXN0GiMuaWRlbnRpdHkudjEuQ2hhbmdlUGFzc3dvcmRSZXNwb25zZSIZgtPkkwITGg4vdXNlci9wYXNzd29yZDoBKhJrCgxMaXN0U2Vzc2lvbnMSIC5pZGVudGl0eS52MS5MaXN0U2Vzc2lvbnNSZXF1ZXN0GiEuaWRlbnRpdHkudjEuTGlzdFNlc3Npb25zUmVzcG9uc2UiFoLT5JMCEBIOL3VzZXIvc2Vzc2lvbnMSgAEKDVJldm9rZVNlc3Npb24SIS5pZGVudGl0eS52MS5SZXZva2VTZXNzaW9uUmVxdWVzdBoiLmlkZW50aXR5LnYxLlJldm9rZVNlc3Npb25SZXNwb25zZSIoiLUYzAGC0+STAh0qGy91c2VyL3Nlc3Npb25zL3tzZXNzaW9uX2lkfRKQAQoTUmV2b2tlT3RoZXJTZXNzaW9ucxInLmlkZW50aXR5LnYxLlJldm9rZU90aGVyU2Vzc2lvbnNSZXF1ZXN0GiguaWRlbnRpdHkudjEuUmV2b2tlT3RoZXJTZXNzaW9uc1Jlc3BvbnNlIiaC0+STAiAiGy91c2VyL3Nlc3Npb25zOnJldm9rZU90aGVyczoBKhJqCgtWZXJpZnlUb2tlbhIfLmlkZW50aXR5LnYxLlZlcmlmeVRva2VuUmVxdWVzdBogLmlkZW50aXR5LnYxLlZlcmlmeVRva2VuUmVzcG9uc2UiGILT5JMCEiINL3Rva2VuL3ZlcmlmeToBKhKIAQoTU3RhcnRUb3RwRW5yb2xsbWVudBInLmlkZW50aXR5LnYxLlN0YXJ0VG90cEVucm9sbG1lbnRSZXF1ZXN0GiguaWRlbnRpdHkudjEuU3RhcnRUb3RwRW5yb2xsbWVudFJlc3BvbnNlIh6ItRjJAYLT5JMCEyIOL3VzZXIvbWZhL3RvdHA6ASoSkQEKFUNvbmZpcm1Ub3RwRW5yb2xsbWVudBIpLmlkZW50aXR5LnYxLkNvbmZpcm1Ub3RwRW5yb2xsbWVudFJlcXVlc3QaKi5pZGVudGl0eS52MS5Db25maXJtVG90cEVucm9sbG1lbnRSZXNwb25zZSIhgtPkkwIbIhYvdXNlci9tZmEvdG90cC9jb25maXJtOgEqEnAKC0Rpc2FibGVUb3RwEh8uaWRlbnRpdHkudjEuRGlzYWJsZVRvdHBSZXF1ZXN0GiAuaWRlbnRpdHkudjEuRGlzYWJsZVRvdHBSZXNwb25zZSIeiLUYzAGC0+STAhMqDi91c2VyL21mYS90b3RwOgEqEpkBChdSZWdlbmVyYXRlUmVjb3ZlcnlDb2RlcxIrLmlkZW50aXR5LnYxLlJlZ2VuZXJhdGVSZWNvdmVyeUNvZGVzUmVxdWVzdBosLmlkZW50aXR5LnYxLlJlZ2VuZXJhdGVSZWNvdmVyeUNvZGVzUmVzcG9uc2UiI4LT5JMCHSIYL3VzZXIvbWZhL3JlY292ZXJ5LWNvZGVzOgEqEmYKDEdldE1mYVN0YXR1cxIgLmlkZW50aXR5LnYxLkdldE1mYVN0YXR1c1JlcXVlc3QaIS5pZGVudGl0eS52MS5HZXRNZmFTdGF0dXNSZXNwb25zZSIRgtPkkwILEgkvdXNlci9tZmESewoQQ29tcGxldGVNZmFMb2dpbhIkLmlkZW50aXR5LnYxLkNvbXBsZXRlTWZhTG9naW5SZXF1ZXN0GiUuaWRlbnRpdHkudjEuQ29tcGxldGVNZmFMb2dpblJlc3BvbnNlIhqItRjJAYLT5JMCDyIKL2xvZ2luL21mYToBKhJ6Cg5SZWF1dGhlbnRpY2F0ZRIiLmlkZW50aXR5LnYxLlJlYXV0aGVudGljYXRlUmVxdWVzdBojLmlkZW50aXR5LnYxLlJlYXV0aGVudGljYXRlUmVzcG9uc2UiH4LT5JMCGSIUL3VzZXIvcmVhdXRoZW50aWNhdGU6ASpiBnByb3RvMw", [file_buf_validate_validate, file_google_api_annotations, file_google_api_field_behavior, file_google_protobuf_timestamp, file_identity_v1_annotations]);
 
 /**
  * E-mail and password of an account.
@@ -167,6 +167,15 @@ export type RegisterRequest = Message<"identity.v1.RegisterRequest"> & {
    * @generated from field: identity.v1.UserInfo info_user = 2;
    */
   infoUser?: UserInfo | undefined;
+
+  /**
+   * The token a CAPTCHA widget (Turnstile, hCaptcha or reCAPTCHA, as the
+   * service is configured) gave the client; required when the service
+   * demands a CAPTCHA on registration (CAPTCHA_REQUIRED).
+   *
+   * @generated from field: optional string captcha_token = 3;
+   */
+  captchaToken?: string | undefined;
 };
 
 /**
@@ -223,6 +232,29 @@ export type LoginRequest = Message<"identity.v1.LoginRequest"> & {
    * @generated from field: optional string mfa_code = 3;
    */
   mfaCode?: string | undefined;
+
+  /**
+   * One of the account's recovery codes, instead of `mfa_code`; each works once.
+   *
+   * @generated from field: optional string recovery_code = 4;
+   */
+  recoveryCode?: string | undefined;
+
+  /**
+   * CAPTCHA token, when the service asks for one (CAPTCHA_REQUIRED).
+   *
+   * @generated from field: optional string captcha_token = 5;
+   */
+  captchaToken?: string | undefined;
+
+  /**
+   * A stable identifier the client keeps for this device (an app install
+   * id). Browsers get a device cookie instead. A device that has logged in
+   * before is not "new" to the risk checks.
+   *
+   * @generated from field: optional string device_id = 6;
+   */
+  deviceId?: string | undefined;
 };
 
 /**
@@ -823,6 +855,396 @@ export const VerifyTokenResponseSchema: GenMessage<VerifyTokenResponse> = /*@__P
   messageDesc(file_identity_v1_identity_service, 25);
 
 /**
+ * Request of StartTotpEnrollment.
+ *
+ * @generated from message identity.v1.StartTotpEnrollmentRequest
+ */
+export type StartTotpEnrollmentRequest = Message<"identity.v1.StartTotpEnrollmentRequest"> & {
+};
+
+/**
+ * Describes the message identity.v1.StartTotpEnrollmentRequest.
+ * Use `create(StartTotpEnrollmentRequestSchema)` to create a new message.
+ */
+export const StartTotpEnrollmentRequestSchema: GenMessage<StartTotpEnrollmentRequest> = /*@__PURE__*/
+  messageDesc(file_identity_v1_identity_service, 26);
+
+/**
+ * Response of StartTotpEnrollment.
+ *
+ * @generated from message identity.v1.StartTotpEnrollmentResponse
+ */
+export type StartTotpEnrollmentResponse = Message<"identity.v1.StartTotpEnrollmentResponse"> & {
+  /**
+   * otpauth://totp/… URI for authenticator apps.
+   *
+   * @generated from field: string otpauth_uri = 1;
+   */
+  otpauthUri: string;
+
+  /**
+   * The same URI as a QR code: a PNG data URL ("data:image/png;base64,…").
+   *
+   * @generated from field: string qr_code_png_data_url = 2;
+   */
+  qrCodePngDataUrl: string;
+
+  /**
+   * The base32 secret, for manual entry. Shown only once.
+   *
+   * @generated from field: string secret = 3;
+   */
+  secret: string;
+
+  /**
+   * Confirm before this time or start again.
+   *
+   * @generated from field: google.protobuf.Timestamp expire_time = 4;
+   */
+  expireTime?: Timestamp | undefined;
+};
+
+/**
+ * Describes the message identity.v1.StartTotpEnrollmentResponse.
+ * Use `create(StartTotpEnrollmentResponseSchema)` to create a new message.
+ */
+export const StartTotpEnrollmentResponseSchema: GenMessage<StartTotpEnrollmentResponse> = /*@__PURE__*/
+  messageDesc(file_identity_v1_identity_service, 27);
+
+/**
+ * Request of ConfirmTotpEnrollment.
+ *
+ * @generated from message identity.v1.ConfirmTotpEnrollmentRequest
+ */
+export type ConfirmTotpEnrollmentRequest = Message<"identity.v1.ConfirmTotpEnrollmentRequest"> & {
+  /**
+   * A current code from the authenticator that was just set up.
+   *
+   * @generated from field: string code = 1;
+   */
+  code: string;
+};
+
+/**
+ * Describes the message identity.v1.ConfirmTotpEnrollmentRequest.
+ * Use `create(ConfirmTotpEnrollmentRequestSchema)` to create a new message.
+ */
+export const ConfirmTotpEnrollmentRequestSchema: GenMessage<ConfirmTotpEnrollmentRequest> = /*@__PURE__*/
+  messageDesc(file_identity_v1_identity_service, 28);
+
+/**
+ * Response of ConfirmTotpEnrollment.
+ *
+ * @generated from message identity.v1.ConfirmTotpEnrollmentResponse
+ */
+export type ConfirmTotpEnrollmentResponse = Message<"identity.v1.ConfirmTotpEnrollmentResponse"> & {
+  /**
+   * Ten single-use recovery codes. Shown only once; store them safely.
+   *
+   * @generated from field: repeated string recovery_codes = 1;
+   */
+  recoveryCodes: string[];
+};
+
+/**
+ * Describes the message identity.v1.ConfirmTotpEnrollmentResponse.
+ * Use `create(ConfirmTotpEnrollmentResponseSchema)` to create a new message.
+ */
+export const ConfirmTotpEnrollmentResponseSchema: GenMessage<ConfirmTotpEnrollmentResponse> = /*@__PURE__*/
+  messageDesc(file_identity_v1_identity_service, 29);
+
+/**
+ * Request of DisableTotp.
+ *
+ * @generated from message identity.v1.DisableTotpRequest
+ */
+export type DisableTotpRequest = Message<"identity.v1.DisableTotpRequest"> & {
+  /**
+   * The account's password.
+   *
+   * @generated from field: string password = 1;
+   */
+  password: string;
+
+  /**
+   * A current code from the authenticator.
+   *
+   * @generated from field: string code = 2;
+   */
+  code: string;
+};
+
+/**
+ * Describes the message identity.v1.DisableTotpRequest.
+ * Use `create(DisableTotpRequestSchema)` to create a new message.
+ */
+export const DisableTotpRequestSchema: GenMessage<DisableTotpRequest> = /*@__PURE__*/
+  messageDesc(file_identity_v1_identity_service, 30);
+
+/**
+ * Response of DisableTotp.
+ *
+ * @generated from message identity.v1.DisableTotpResponse
+ */
+export type DisableTotpResponse = Message<"identity.v1.DisableTotpResponse"> & {
+};
+
+/**
+ * Describes the message identity.v1.DisableTotpResponse.
+ * Use `create(DisableTotpResponseSchema)` to create a new message.
+ */
+export const DisableTotpResponseSchema: GenMessage<DisableTotpResponse> = /*@__PURE__*/
+  messageDesc(file_identity_v1_identity_service, 31);
+
+/**
+ * Request of RegenerateRecoveryCodes.
+ *
+ * @generated from message identity.v1.RegenerateRecoveryCodesRequest
+ */
+export type RegenerateRecoveryCodesRequest = Message<"identity.v1.RegenerateRecoveryCodesRequest"> & {
+};
+
+/**
+ * Describes the message identity.v1.RegenerateRecoveryCodesRequest.
+ * Use `create(RegenerateRecoveryCodesRequestSchema)` to create a new message.
+ */
+export const RegenerateRecoveryCodesRequestSchema: GenMessage<RegenerateRecoveryCodesRequest> = /*@__PURE__*/
+  messageDesc(file_identity_v1_identity_service, 32);
+
+/**
+ * Response of RegenerateRecoveryCodes.
+ *
+ * @generated from message identity.v1.RegenerateRecoveryCodesResponse
+ */
+export type RegenerateRecoveryCodesResponse = Message<"identity.v1.RegenerateRecoveryCodesResponse"> & {
+  /**
+   * Ten new single-use recovery codes; the previous ones no longer work.
+   *
+   * @generated from field: repeated string recovery_codes = 1;
+   */
+  recoveryCodes: string[];
+};
+
+/**
+ * Describes the message identity.v1.RegenerateRecoveryCodesResponse.
+ * Use `create(RegenerateRecoveryCodesResponseSchema)` to create a new message.
+ */
+export const RegenerateRecoveryCodesResponseSchema: GenMessage<RegenerateRecoveryCodesResponse> = /*@__PURE__*/
+  messageDesc(file_identity_v1_identity_service, 33);
+
+/**
+ * Request of GetMfaStatus.
+ *
+ * @generated from message identity.v1.GetMfaStatusRequest
+ */
+export type GetMfaStatusRequest = Message<"identity.v1.GetMfaStatusRequest"> & {
+};
+
+/**
+ * Describes the message identity.v1.GetMfaStatusRequest.
+ * Use `create(GetMfaStatusRequestSchema)` to create a new message.
+ */
+export const GetMfaStatusRequestSchema: GenMessage<GetMfaStatusRequest> = /*@__PURE__*/
+  messageDesc(file_identity_v1_identity_service, 34);
+
+/**
+ * Response of GetMfaStatus.
+ *
+ * @generated from message identity.v1.GetMfaStatusResponse
+ */
+export type GetMfaStatusResponse = Message<"identity.v1.GetMfaStatusResponse"> & {
+  /**
+   * Whether TOTP is confirmed and required at login.
+   *
+   * @generated from field: bool totp_enabled = 1;
+   */
+  totpEnabled: boolean;
+
+  /**
+   * Unused recovery codes left.
+   *
+   * @generated from field: int32 recovery_codes_remaining = 2;
+   */
+  recoveryCodesRemaining: number;
+};
+
+/**
+ * Describes the message identity.v1.GetMfaStatusResponse.
+ * Use `create(GetMfaStatusResponseSchema)` to create a new message.
+ */
+export const GetMfaStatusResponseSchema: GenMessage<GetMfaStatusResponse> = /*@__PURE__*/
+  messageDesc(file_identity_v1_identity_service, 35);
+
+/**
+ * Request of CompleteMfaLogin. Exactly one of `mfa_code` and
+ * `recovery_code` is given.
+ *
+ * @generated from message identity.v1.CompleteMfaLoginRequest
+ */
+export type CompleteMfaLoginRequest = Message<"identity.v1.CompleteMfaLoginRequest"> & {
+  /**
+   * The `mfa_challenge` metadata of the MFA_REQUIRED error.
+   *
+   * @generated from field: string mfa_challenge = 1;
+   */
+  mfaChallenge: string;
+
+  /**
+   * A current TOTP code.
+   *
+   * @generated from field: optional string mfa_code = 2;
+   */
+  mfaCode?: string | undefined;
+
+  /**
+   * One of the account's recovery codes.
+   *
+   * @generated from field: optional string recovery_code = 3;
+   */
+  recoveryCode?: string | undefined;
+};
+
+/**
+ * Describes the message identity.v1.CompleteMfaLoginRequest.
+ * Use `create(CompleteMfaLoginRequestSchema)` to create a new message.
+ */
+export const CompleteMfaLoginRequestSchema: GenMessage<CompleteMfaLoginRequest> = /*@__PURE__*/
+  messageDesc(file_identity_v1_identity_service, 36);
+
+/**
+ * Response of CompleteMfaLogin: the same tokens a Login returns.
+ *
+ * @generated from message identity.v1.CompleteMfaLoginResponse
+ */
+export type CompleteMfaLoginResponse = Message<"identity.v1.CompleteMfaLoginResponse"> & {
+  /**
+   * Signed JWT (typ at+jwt) for the `authorization: Bearer` header.
+   *
+   * @generated from field: string access_token = 1;
+   */
+  accessToken: string;
+
+  /**
+   * Opaque refresh token for RefreshToken.
+   *
+   * @generated from field: string refresh_token = 2;
+   */
+  refreshToken: string;
+
+  /**
+   * Always "Bearer".
+   *
+   * @generated from field: string token_type = 3;
+   */
+  tokenType: string;
+
+  /**
+   * Seconds until the access token expires.
+   *
+   * @generated from field: int64 expires_in = 4;
+   */
+  expiresIn: bigint;
+
+  /**
+   * When the refresh token expires if unused.
+   *
+   * @generated from field: google.protobuf.Timestamp refresh_token_expire_time = 5;
+   */
+  refreshTokenExpireTime?: Timestamp | undefined;
+
+  /**
+   * The new session's id.
+   *
+   * @generated from field: string session_id = 6;
+   */
+  sessionId: string;
+
+  /**
+   * The user's id.
+   *
+   * @generated from field: string user_id = 7;
+   */
+  userId: string;
+};
+
+/**
+ * Describes the message identity.v1.CompleteMfaLoginResponse.
+ * Use `create(CompleteMfaLoginResponseSchema)` to create a new message.
+ */
+export const CompleteMfaLoginResponseSchema: GenMessage<CompleteMfaLoginResponse> = /*@__PURE__*/
+  messageDesc(file_identity_v1_identity_service, 37);
+
+/**
+ * Request of Reauthenticate.
+ *
+ * @generated from message identity.v1.ReauthenticateRequest
+ */
+export type ReauthenticateRequest = Message<"identity.v1.ReauthenticateRequest"> & {
+  /**
+   * The account's password.
+   *
+   * @generated from field: string password = 1;
+   */
+  password: string;
+
+  /**
+   * A current TOTP code, required when TOTP is on (or use `recovery_code`).
+   *
+   * @generated from field: optional string mfa_code = 2;
+   */
+  mfaCode?: string | undefined;
+
+  /**
+   * A recovery code instead of `mfa_code`.
+   *
+   * @generated from field: optional string recovery_code = 3;
+   */
+  recoveryCode?: string | undefined;
+};
+
+/**
+ * Describes the message identity.v1.ReauthenticateRequest.
+ * Use `create(ReauthenticateRequestSchema)` to create a new message.
+ */
+export const ReauthenticateRequestSchema: GenMessage<ReauthenticateRequest> = /*@__PURE__*/
+  messageDesc(file_identity_v1_identity_service, 38);
+
+/**
+ * Response of Reauthenticate.
+ *
+ * @generated from message identity.v1.ReauthenticateResponse
+ */
+export type ReauthenticateResponse = Message<"identity.v1.ReauthenticateResponse"> & {
+  /**
+   * A new access token for the same session, with a fresh `auth_time`.
+   *
+   * @generated from field: string access_token = 1;
+   */
+  accessToken: string;
+
+  /**
+   * Always "Bearer".
+   *
+   * @generated from field: string token_type = 2;
+   */
+  tokenType: string;
+
+  /**
+   * Seconds until the access token expires.
+   *
+   * @generated from field: int64 expires_in = 3;
+   */
+  expiresIn: bigint;
+};
+
+/**
+ * Describes the message identity.v1.ReauthenticateResponse.
+ * Use `create(ReauthenticateResponseSchema)` to create a new message.
+ */
+export const ReauthenticateResponseSchema: GenMessage<ReauthenticateResponse> = /*@__PURE__*/
+  messageDesc(file_identity_v1_identity_service, 39);
+
+/**
  * A user's privilege level. It selects the lifetimes of the user's access
  * tokens and sessions; operators assign it (there is no RPC for it).
  *
@@ -989,6 +1411,85 @@ export const IdentityService: GenService<{
     methodKind: "unary";
     input: typeof VerifyTokenRequestSchema;
     output: typeof VerifyTokenResponseSchema;
+  },
+  /**
+   * Starts (or restarts) TOTP enrolment: returns a new secret as an
+   * otpauth:// URI and a QR code. The secret is shown only here; MFA is not
+   * on until ConfirmTotpEnrollment proves the authenticator has it.
+   *
+   * @generated from rpc identity.v1.IdentityService.StartTotpEnrollment
+   */
+  startTotpEnrollment: {
+    methodKind: "unary";
+    input: typeof StartTotpEnrollmentRequestSchema;
+    output: typeof StartTotpEnrollmentResponseSchema;
+  },
+  /**
+   * Turns TOTP on with a code from the new authenticator and returns ten
+   * single-use recovery codes (shown only here).
+   *
+   * @generated from rpc identity.v1.IdentityService.ConfirmTotpEnrollment
+   */
+  confirmTotpEnrollment: {
+    methodKind: "unary";
+    input: typeof ConfirmTotpEnrollmentRequestSchema;
+    output: typeof ConfirmTotpEnrollmentResponseSchema;
+  },
+  /**
+   * Turns TOTP off; needs the password, a current code and a recent login.
+   * Administrators cannot turn it off.
+   *
+   * @generated from rpc identity.v1.IdentityService.DisableTotp
+   */
+  disableTotp: {
+    methodKind: "unary";
+    input: typeof DisableTotpRequestSchema;
+    output: typeof DisableTotpResponseSchema;
+  },
+  /**
+   * Replaces the recovery codes with ten new ones; the old set stops working.
+   * Needs a recent login.
+   *
+   * @generated from rpc identity.v1.IdentityService.RegenerateRecoveryCodes
+   */
+  regenerateRecoveryCodes: {
+    methodKind: "unary";
+    input: typeof RegenerateRecoveryCodesRequestSchema;
+    output: typeof RegenerateRecoveryCodesResponseSchema;
+  },
+  /**
+   * Says whether TOTP is on and how many recovery codes are left.
+   *
+   * @generated from rpc identity.v1.IdentityService.GetMfaStatus
+   */
+  getMfaStatus: {
+    methodKind: "unary";
+    input: typeof GetMfaStatusRequestSchema;
+    output: typeof GetMfaStatusResponseSchema;
+  },
+  /**
+   * Completes a login that answered MFA_REQUIRED: the challenge from that
+   * error's metadata plus a TOTP or recovery code. The challenge is single
+   * use, short-lived and good for nothing else.
+   *
+   * @generated from rpc identity.v1.IdentityService.CompleteMfaLogin
+   */
+  completeMfaLogin: {
+    methodKind: "unary";
+    input: typeof CompleteMfaLoginRequestSchema;
+    output: typeof CompleteMfaLoginResponseSchema;
+  },
+  /**
+   * Proves the caller's identity again (password, plus a code when MFA is
+   * on) and returns a fresh access token for the same session, so that
+   * sensitive operations that need a recent login can proceed.
+   *
+   * @generated from rpc identity.v1.IdentityService.Reauthenticate
+   */
+  reauthenticate: {
+    methodKind: "unary";
+    input: typeof ReauthenticateRequestSchema;
+    output: typeof ReauthenticateResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_identity_v1_identity_service, 0);

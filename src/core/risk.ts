@@ -1,0 +1,91 @@
+import { createHmac } from "node:crypto";
+import { assessRisk, travel, type RiskAssessment, type RiskSignals, type RiskThresholds } from "../risk/engine.js";
+import { networkPrefix, type GeoLocator, type GeoPoint } from "../risk/geo.js";
+
+// Login risk: signals from the account's history (devices, networks,
+// countries, the last located login) and the abuse defences, scored by the
+// pure engine in risk/engine.ts. History is written only after a complete
+// successful login, so a failed or abandoned attempt never makes a device
+// or network "known".
+
+export interface LoginHistory {
+  /** Any successful login on record. */
+  hasHistory: boolean;
+  /** The presented device, when it logged in before; `mfaAt` when it passed MFA. */
+  device?: { mfaAt?: Date | undefined } | undefined;
+  networkKnown: boolean;
+  countries: readonly string[];
+  last?: { at: Date; point?: GeoPoint | undefined } | undefined;
+}
+
+export interface LoginHistoryStore {
+  lookup(userId: string, deviceHash: Uint8Array | undefined, network: string | undefined): Promise<LoginHistory>;
+  record(input: {
+    userId: string;
+    deviceHash?: Uint8Array | undefined;
+    network?: string | undefined;
+    point?: GeoPoint | undefined;
+    at: Date;
+    mfa: boolean;
+  }): Promise<void>;
+}
+
+export interface RiskContext {
+  userId: string;
+  deviceHash?: Uint8Array | undefined;
+  network?: string | undefined;
+  point?: GeoPoint | undefined;
+  history: LoginHistory;
+  signals: RiskSignals;
+  assessment: RiskAssessment;
+}
+
+export interface RiskDeps {
+  history: LoginHistoryStore;
+  geo: GeoLocator;
+  thresholds: RiskThresholds;
+  /** Key of device-id hashes (a shared server secret). */
+  hashKey: Uint8Array;
+  sourceFlagged(ip: string | undefined): Promise<boolean>;
+}
+
+export interface RiskAssessor {
+  deviceHash(deviceId: string | undefined): Uint8Array | undefined;
+  assess(input: { userId: string; deviceId?: string | undefined; ip?: string | undefined; failuresBefore: number; now: Date }): Promise<RiskContext>;
+  /** After a complete successful login: the device, network and place become known. */
+  remember(context: RiskContext, at: Date, mfa: boolean): Promise<void>;
+}
+
+export function createRiskAssessor(deps: RiskDeps): RiskAssessor {
+  const deviceHash = (deviceId: string | undefined) =>
+    deviceId === undefined || deviceId === "" ? undefined : createHmac("sha256", deps.hashKey).update("device\0").update(deviceId).digest();
+
+  return {
+    deviceHash,
+
+    async assess(input) {
+      const device = deviceHash(input.deviceId);
+      const network = input.ip === undefined ? undefined : networkPrefix(input.ip);
+      const point = input.ip === undefined ? undefined : deps.geo.locate(input.ip);
+      const [history, flaggedSource] = await Promise.all([
+        deps.history.lookup(input.userId, device, network),
+        deps.sourceFlagged(input.ip),
+      ]);
+      const last = history.last;
+      const signals: RiskSignals = {
+        newDevice: history.device === undefined,
+        newNetwork: network !== undefined && !history.networkKnown,
+        newCountry: point?.country !== undefined && !history.countries.includes(point.country),
+        impossibleTravel:
+          last?.point && point ? travel({ point: last.point, at: last.at }, { point, at: input.now }, deps.thresholds.maxTravelSpeedKmh) : undefined,
+        recentFailures: input.failuresBefore,
+        flaggedSource,
+        firstLogin: !history.hasHistory,
+      };
+      return { userId: input.userId, deviceHash: device, network, point, history, signals, assessment: assessRisk(signals, deps.thresholds) };
+    },
+
+    remember: (context, at, mfa) =>
+      deps.history.record({ userId: context.userId, deviceHash: context.deviceHash, network: context.network, point: context.point, at, mfa }),
+  };
+}

@@ -1,0 +1,83 @@
+import { createMemoryCounters } from "../../src/abuse/counters.js";
+import { createMemoryRateLimiter } from "../../src/abuse/rate-limiter.js";
+import {
+  createLoginDefence,
+  throttleDelayMs,
+  type AttemptClaim,
+  type LoginAttemptStore,
+  type LoginDefence,
+  type LoginDefenceDeps,
+  type SecurityAlert,
+  type ThrottlePolicy,
+} from "../../src/core/login-defence.js";
+import type { AuditEvent, Clock } from "../../src/core/ports.js";
+
+// In-memory stand-ins for domain unit tests: the same semantics as the
+// PostgreSQL attempt store (the contract suite checks that one).
+
+export function createMemoryAttemptStore(): LoginAttemptStore & { size(): number } {
+  const rows = new Map<string, { failures: number; last: number; locked: boolean }>();
+  const id = (k: Uint8Array) => Buffer.from(k).toString("hex");
+  return {
+    async claim(key, now, policy: ThrottlePolicy): Promise<AttemptClaim> {
+      const t = now.getTime();
+      const row = rows.get(id(key));
+      if (!row) {
+        rows.set(id(key), { failures: 1, last: t, locked: false });
+        return { kind: "claimed", failuresBefore: 0 };
+      }
+      if (row.failures >= policy.lockoutThreshold) return { kind: "locked", failures: row.failures };
+      const forgotten = policy.resetAfterMs > 0 && row.last <= t - policy.resetAfterMs;
+      const due = row.last + throttleDelayMs(row.failures, policy);
+      if (!forgotten && row.failures >= policy.freeAttempts && due > t) {
+        return { kind: "throttled", failures: row.failures, retryAfterMs: Math.max(1, due - t) };
+      }
+      const before = forgotten ? 0 : row.failures;
+      row.failures = before + 1;
+      row.last = t;
+      row.locked = row.failures >= policy.lockoutThreshold;
+      return { kind: "claimed", failuresBefore: before };
+    },
+    async clear(key) {
+      rows.delete(id(key));
+    },
+    async unlock(key) {
+      const row = rows.get(id(key));
+      rows.delete(id(key));
+      return { clearedFailures: row?.failures ?? 0, wasLocked: row?.locked ?? false };
+    },
+    size: () => rows.size,
+  };
+}
+
+export const testThrottle: ThrottlePolicy = {
+  freeAttempts: 5,
+  baseDelayMs: 1_000,
+  maxDelayMs: 15 * 60_000,
+  lockoutThreshold: 100,
+  resetAfterMs: 24 * 3_600_000,
+};
+
+/** A login defence on memory stores with a recorder of its audit events and alerts. */
+export function createTestDefence(
+  clock: Clock,
+  overrides: Partial<LoginDefenceDeps> = {},
+): { defence: LoginDefence; events: AuditEvent[]; alerts: SecurityAlert[]; attempts: ReturnType<typeof createMemoryAttemptStore> } {
+  const events: AuditEvent[] = [];
+  const alerts: SecurityAlert[] = [];
+  const attempts = createMemoryAttemptStore();
+  const now = () => clock.now().getTime();
+  const defence = createLoginDefence({
+    attempts,
+    counters: createMemoryCounters({ now }),
+    flags: createMemoryRateLimiter({ now }),
+    alerts: { notify: (a) => void alerts.push(a) },
+    record: async (e) => void events.push({ ...e, at: clock.now() }),
+    clock,
+    hashKey: new Uint8Array(32).fill(7),
+    throttle: testThrottle,
+    spray: { windowMs: 15 * 60_000, sourceAccounts: 20, passwordAccounts: 10, blockMs: 30 * 60_000, surgeFailuresPerMinute: 1_000, surgeMs: 15 * 60_000 },
+    ...overrides,
+  });
+  return { defence, events, alerts, attempts };
+}
