@@ -14,6 +14,13 @@ import { createDisposableEmailPolicy } from "./abuse/disposable-email.js";
 import { createMemoryRateLimiter, createRedisRateLimiter, type RateLimiter } from "./abuse/rate-limiter.js";
 import { createAdminService } from "./core/admin.js";
 import { createLoginDefence } from "./core/login-defence.js";
+import { createMfaService } from "./core/mfa.js";
+import { createRiskAssessor } from "./core/risk.js";
+import { createSecretBox, parseSecretBoxKeys } from "./mfa/secret-box.js";
+import { createTotp } from "./mfa/totp.js";
+import { defaultRiskThresholds } from "./risk/engine.js";
+import { createGeoIpLocator, type GeoLocator } from "./risk/geo.js";
+import { createLoginHistoryStore, createMfaStore } from "./storage/mfa-store.js";
 import { createWebhookNotifier, nullNotifier, type Notifier } from "./notify/webhook.js";
 import { adminHandlers } from "./rpc/admin-handlers.js";
 import { parseLimits, rateLimitInterceptors } from "./rpc/rate-limit.js";
@@ -22,7 +29,7 @@ import { Health } from "../gen/grpc/health/v1/health_pb.js";
 import { longestAccessTokenTtlMs, type Config } from "./config.js";
 import { createIdentityService, type IdentityService } from "./core/identity.js";
 import { createPasswordPolicy } from "./core/password-policy.js";
-import { systemClock, type Clock, type PasswordHasher } from "./core/ports.js";
+import { systemClock, type AuditEvent, type Clock, type PasswordHasher } from "./core/ports.js";
 import { createRestGateway } from "./gateway.js";
 import { listenGrpcJs, type GrpcJsServer } from "./grpc-server.js";
 import { createArgon2Hasher } from "./hashing/argon2.js";
@@ -52,6 +59,8 @@ import { createJwtService, type JwtService } from "./tokens/jwt.js";
 
 export interface AppOverrides {
   clock?: Clock;
+  /** IP geolocation for the risk engine (tests use a fixed table). */
+  geo?: GeoLocator;
   hasher?: PasswordHasher;
   database?: Database;
 }
@@ -76,6 +85,8 @@ const PUBLIC_METHODS: ReadonlySet<DescMethod> = new Set([
   IdentityServiceDesc.method.refreshToken,
   // Introspection answers for the token in its body, not the caller's.
   IdentityServiceDesc.method.verifyToken,
+  // The MFA challenge in its body is the credential.
+  IdentityServiceDesc.method.completeMfaLogin,
 ]);
 
 export async function createApp(config: Config, logger: Logger, overrides: AppOverrides = {}): Promise<App> {
@@ -131,13 +142,14 @@ export async function createApp(config: Config, logger: Logger, overrides: AppOv
     ? createWebhookNotifier({ url: config.webhook.url, secret: config.webhook.secret, logger })
     : nullNotifier;
   const audit = createAuditLog(db);
+  const record = (event: Omit<AuditEvent, "at">) => audit.record({ ...event, at: clock.now() });
   const users = createUserStore(db);
   const defence = createLoginDefence({
     attempts: createLoginAttemptStore(db),
     counters,
     flags: limiter,
     alerts: notifier,
-    record: (event) => audit.record({ ...event, at: clock.now() }),
+    record,
     clock,
     hashKey,
     throttle: config.bruteForce,
@@ -155,7 +167,41 @@ export async function createApp(config: Config, logger: Logger, overrides: AppOv
     },
     onError: (err) => logger.warn({ err }, "abuse detection failed"),
   });
+  let secretBoxKeys = config.mfa.encryptionKeys ? parseSecretBoxKeys(config.mfa.encryptionKeys) : undefined;
+  if (!secretBoxKeys) {
+    // Zero-setup default: a key kept in the database beside the secrets it
+    // seals protects a stolen backup of one table, not of the database.
+    logger.warn("MFA_ENCRYPTION_KEYS is not set: TOTP secrets are sealed with a key stored in the database; set it in production");
+    secretBoxKeys = [{ id: "db", key: await sharedSecret(db, "mfa_secret_box_key") }];
+  }
+  const mfa = createMfaService({
+    store: createMfaStore(db),
+    box: createSecretBox(secretBoxKeys),
+    totp: createTotp(),
+    clock,
+    recoveryKey: await sharedSecret(db, "recovery_code_key"),
+    issuer: config.mfa.issuer,
+    record,
+    enrolmentTtlMs: config.mfa.enrolmentTtlMs,
+    challengeTtlMs: config.mfa.challengeTtlMs,
+  });
+  const risk = createRiskAssessor({
+    history: createLoginHistoryStore(db),
+    geo: overrides.geo ?? (config.risk.geoip ? createGeoIpLocator() : { locate: () => undefined }),
+    thresholds: {
+      ...defaultRiskThresholds,
+      requireMfaAt: config.risk.requireMfaAt,
+      requireCaptchaAt: config.risk.requireCaptchaAt,
+      denyAt: config.risk.denyAt,
+      maxTravelSpeedKmh: config.risk.maxTravelKmh,
+    },
+    hashKey,
+    sourceFlagged: (ip) => defence.sourceFlagged(ip),
+  });
   const identity = createIdentityService({
+    mfa,
+    risk,
+    recentAuthMaxAgeMs: config.mfa.recentAuthMaxAgeMs,
     users,
     sessions: sessionCache.store,
     revocations: feed ? combineListeners(sessionCache, feed) : sessionCache,

@@ -2,6 +2,7 @@ import { availableParallelism } from "node:os";
 import { isIP } from "node:net";
 import { z } from "zod";
 import type { RoleLifetimes } from "./core/ports.js";
+import { parseSecretBoxKeys } from "./mfa/secret-box.js";
 
 // The only reader of process.env. Parsed once, validated, frozen; a bad
 // value stops the boot with a message naming the variable.
@@ -138,6 +139,19 @@ const EnvSchema = z.object({
   DISPOSABLE_EMAIL_CHECK: bool.default(true),
   EMAIL_DOMAIN_ALLOW: z.string().default(""),
   EMAIL_DOMAIN_DENY: z.string().default(""),
+  // "k2:BASE64,k1:BASE64": AES-256 keys sealing TOTP secrets, the first
+  // seals (rotation: put the new key first, keep the old ones).
+  MFA_ENCRYPTION_KEYS: z.string().optional(),
+  MFA_ISSUER: z.string().min(1).max(64).default("Identity"),
+  MFA_CHALLENGE_TTL: duration.default(5 * 60_000),
+  MFA_ENROLMENT_TTL: duration.default(15 * 60_000),
+  RECENT_AUTH_MAX_AGE: duration.default(10 * 60_000),
+  // Offline GeoIP (geoip-lite, ~160 MB of memory) for country and travel signals.
+  GEOIP: bool.default(true),
+  RISK_REQUIRE_MFA_AT: int(1, 1_000).default(40),
+  RISK_REQUIRE_CAPTCHA_AT: int(1, 1_000).default(70),
+  RISK_DENY_AT: int(1, 1_000).default(110),
+  RISK_MAX_TRAVEL_KMH: int(100, 100_000).default(1_000),
   WEBHOOK_URL: z.string().url().optional(),
   WEBHOOK_SECRET: z.string().min(16).optional(),
 });
@@ -204,6 +218,8 @@ export type Config = Readonly<{
     | undefined;
   emailDomains: { disposableCheck: boolean; allow: readonly string[]; deny: readonly string[] };
   webhook: { url: string; secret: string } | undefined;
+  mfa: { encryptionKeys: string | undefined; issuer: string; challengeTtlMs: number; enrolmentTtlMs: number; recentAuthMaxAgeMs: number };
+  risk: { geoip: boolean; requireMfaAt: number; requireCaptchaAt: number; denyAt: number; maxTravelKmh: number };
 }>;
 
 export class ConfigError extends Error {
@@ -256,6 +272,16 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
   }
   if ((e.WEBHOOK_URL === undefined) !== (e.WEBHOOK_SECRET === undefined)) {
     throw new ConfigError("invalid configuration:\n  WEBHOOK_URL and WEBHOOK_SECRET: set both or neither");
+  }
+  if (!(e.RISK_REQUIRE_MFA_AT <= e.RISK_REQUIRE_CAPTCHA_AT && e.RISK_REQUIRE_CAPTCHA_AT <= e.RISK_DENY_AT)) {
+    throw new ConfigError("invalid configuration:\n  RISK_*_AT: need RISK_REQUIRE_MFA_AT <= RISK_REQUIRE_CAPTCHA_AT <= RISK_DENY_AT");
+  }
+  if (e.MFA_ENCRYPTION_KEYS !== undefined) {
+    try {
+      parseSecretBoxKeys(e.MFA_ENCRYPTION_KEYS);
+    } catch (err) {
+      throw new ConfigError(`invalid configuration:\n  MFA_ENCRYPTION_KEYS: ${(err as Error).message}`);
+    }
   }
   if (e.BRUTE_FORCE_BASE_DELAY > e.BRUTE_FORCE_MAX_DELAY) {
     throw new ConfigError("invalid configuration:\n  BRUTE_FORCE_BASE_DELAY: must not exceed BRUTE_FORCE_MAX_DELAY");
@@ -338,6 +364,20 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       deny: list(e.EMAIL_DOMAIN_DENY),
     },
     webhook: e.WEBHOOK_URL && e.WEBHOOK_SECRET ? { url: e.WEBHOOK_URL, secret: e.WEBHOOK_SECRET } : undefined,
+    mfa: {
+      encryptionKeys: e.MFA_ENCRYPTION_KEYS,
+      issuer: e.MFA_ISSUER,
+      challengeTtlMs: e.MFA_CHALLENGE_TTL,
+      enrolmentTtlMs: e.MFA_ENROLMENT_TTL,
+      recentAuthMaxAgeMs: e.RECENT_AUTH_MAX_AGE,
+    },
+    risk: {
+      geoip: e.GEOIP,
+      requireMfaAt: e.RISK_REQUIRE_MFA_AT,
+      requireCaptchaAt: e.RISK_REQUIRE_CAPTCHA_AT,
+      denyAt: e.RISK_DENY_AT,
+      maxTravelKmh: e.RISK_MAX_TRAVEL_KMH,
+    },
   }) as Config;
 }
 

@@ -3,10 +3,11 @@ import { ConfigError, loadConfig } from "../config.js";
 import { normalizeEmailForLookup } from "../core/email.js";
 import { isRole, roles } from "../core/ports.js";
 import { openDatabase } from "../storage/db.js";
+import { createMfaStore } from "../storage/mfa-store.js";
 import { createAuditLog, createUserStore } from "../storage/stores.js";
 
 // `npm run set-role -- <email> <role>`: how an operator makes (or unmakes)
-// an admin. There is deliberately no RPC for it, so no stolen token can
+// an admin (who must have TOTP on). There is deliberately no RPC for it, so no stolen token can
 // grant itself privileges. The new role takes effect at the user's next
 // login or refresh (lifetimes and the `role` claim); it reads the same
 // DATABASE_URL / DATA_DIR as the service.
@@ -32,7 +33,17 @@ export async function setRole(
   const database = await openDatabase(config.database);
   try {
     const now = new Date();
-    const userId = await createUserStore(database.db).setRole(email, role, now);
+    const userStore = createUserStore(database.db);
+    if (role === "admin") {
+      // Administrators must use MFA: promote only an account whose TOTP is on.
+      const credential = await userStore.findCredentialByEmail(email);
+      if (!credential) return { exitCode: 1, message: `no account with the e-mail ${email}` };
+      const totp = await createMfaStore(database.db).getTotp(credential.userId);
+      if (!totp?.confirmedAt) {
+        return { exitCode: 1, message: `${email} has no TOTP: administrators must use MFA; the user enrols first (POST /user/mfa/totp)` };
+      }
+    }
+    const userId = await userStore.setRole(email, role, now);
     if (!userId) return { exitCode: 1, message: `no account with the e-mail ${email}` };
     // A privilege change belongs in the trail like any login.
     await createAuditLog(database.db).record({ type: "role_change", outcome: "success", reason: role, userId, client: {}, at: now });

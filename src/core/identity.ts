@@ -1,7 +1,9 @@
 import { createHash, randomBytes } from "node:crypto";
 import { normalizeEmail, normalizeEmailForLookup } from "./email.js";
 import { DomainError, invalidCredentials, isDomainError } from "./errors.js";
-import type { AlertSink, LoginDefence } from "./login-defence.js";
+import type { Admission, AlertSink, LoginDefence } from "./login-defence.js";
+import type { MfaService, SecondFactor } from "./mfa.js";
+import type { RiskAssessor } from "./risk.js";
 import { decodePageToken, encodePageToken } from "./page-token.js";
 import { normalizePassword, type PasswordPolicy } from "./password-policy.js";
 import type {
@@ -47,8 +49,12 @@ export interface IdentityDeps {
   refreshReuseGraceMs: number;
   /** Brute-force, spray and CAPTCHA defences of logins and registrations. */
   defence: LoginDefence;
-  /** Security alerts (refresh-token reuse). */
+  /** Security alerts (refresh-token reuse, new-device logins). */
   alerts: AlertSink;
+  mfa: MfaService;
+  risk: RiskAssessor;
+  /** Sensitive operations need a login or re-authentication at most this old. */
+  recentAuthMaxAgeMs: number;
   /** Refuses registrations from disposable-mail domains; undefined = any domain. */
   emailDomains?: { isDisposable(email: string): boolean } | undefined;
   /** Called after a password was re-hashed with the configured cost (logging). */
@@ -59,6 +65,9 @@ export interface IdentityDeps {
 export interface Principal {
   userId: string;
   sessionId: string;
+  /** When the user last proved who they are on this session (auth_time). */
+  authTime?: Date | undefined;
+  amr?: readonly string[] | undefined;
 }
 
 /** Per-call facts the domain records (audit) but never trusts for decisions. */
@@ -83,10 +92,16 @@ export interface RegisterInput {
   captchaToken?: string | undefined;
 }
 
-export interface LoginInput {
+export interface SecondFactorInput {
+  mfaCode?: string | undefined;
+  recoveryCode?: string | undefined;
+}
+
+export interface LoginInput extends SecondFactorInput {
   email: string;
   password: string;
   captchaToken?: string | undefined;
+  deviceId?: string | undefined;
 }
 
 /** One of the user's sessions in a list; `current` marks the caller's own. */
@@ -100,6 +115,19 @@ export type TokenIntrospection = { active: false } | ({ active: true } & AccessC
 export interface IdentityService {
   register(input: RegisterInput, call: CallInfo): Promise<User>;
   login(input: LoginInput, call: CallInfo): Promise<TokenPair>;
+  /** The second step of a login that answered MFA_REQUIRED. */
+  completeMfaLogin(input: SecondFactorInput & { challenge: string }, call: CallInfo): Promise<TokenPair>;
+  /** A fresh proof of identity on the caller's session: a new access token with a new auth_time. */
+  reauthenticate(
+    principal: Principal,
+    input: SecondFactorInput & { password: string },
+    call: CallInfo,
+  ): Promise<{ accessToken: string; accessTokenExpiresAt: Date }>;
+  startTotpEnrollment(principal: Principal, call: CallInfo): Promise<{ uri: string; qrDataUrl: string; secret: string; expiresAt: Date }>;
+  confirmTotpEnrollment(principal: Principal, code: string, call: CallInfo): Promise<string[]>;
+  disableTotp(principal: Principal, input: { password: string; code: string }, call: CallInfo): Promise<void>;
+  regenerateRecoveryCodes(principal: Principal, call: CallInfo): Promise<string[]>;
+  mfaStatus(principal: Principal): Promise<{ totpEnabled: boolean; recoveryCodesRemaining: number }>;
   refresh(refreshToken: string, call: CallInfo): Promise<TokenPair>;
   logout(principal: Principal, call: CallInfo): Promise<void>;
   /** Verifies an access token and that its session is still active. */
@@ -157,8 +185,25 @@ function sessionNotFound(): DomainError {
   return new DomainError("not_found", "SESSION_NOT_FOUND", "no active session with that id belongs to you");
 }
 
+function amrOf(factor: SecondFactor | undefined): string[] {
+  // RFC 8176: "otp" for TOTP; a recovery code is a one-time look-up secret.
+  if (factor === "totp") return ["pwd", "otp", "mfa"];
+  if (factor === "recovery_code") return ["pwd", "kba", "mfa"];
+  return ["pwd"];
+}
+
+function recentAuthRequired(maxAgeMs: number): DomainError {
+  return new DomainError("unauthenticated", "RECENT_AUTH_REQUIRED", "this operation needs a recent login; call Reauthenticate first", {
+    max_age_seconds: String(Math.round(maxAgeMs / 1000)),
+  });
+}
+
+function mfaEnrollmentRequired(): DomainError {
+  return new DomainError("permission_denied", "MFA_ENROLLMENT_REQUIRED", "administrators must have TOTP on");
+}
+
 export function createIdentityService(deps: IdentityDeps): IdentityService {
-  const { users, sessions, audit, hasher, tokens, policy, clock, revocations, defence } = deps;
+  const { users, sessions, audit, hasher, tokens, policy, clock, revocations, defence, mfa } = deps;
 
   async function record(event: Omit<AuditEvent, "at" | "client" | "requestId">, call: CallInfo): Promise<void> {
     await audit.record({ ...event, client: call.client, requestId: call.requestId, at: clock.now() });
@@ -195,7 +240,103 @@ export function createIdentityService(deps: IdentityDeps): IdentityService {
     return claims;
   }
 
-  async function startSession(userId: string, role: Role, call: CallInfo): Promise<TokenPair> {
+  function requireRecentAuth(principal: Principal): void {
+    const at = principal.authTime?.getTime();
+    if (at === undefined || clock.now().getTime() - at > deps.recentAuthMaxAgeMs) throw recentAuthRequired(deps.recentAuthMaxAgeMs);
+  }
+
+  async function account(userId: string): Promise<{ user: User; passwordHash: string; role: Role }> {
+    const [user, credential] = await Promise.all([users.get(userId), users.findCredentialByUserId(userId)]);
+    if (!user || !credential) throw new DomainError("not_found", "ACCOUNT_NOT_FOUND", "account no longer exists");
+    return { user, passwordHash: credential.passwordHash, role: credential.role };
+  }
+
+  // A password check that counts with the account's failed logins.
+  async function checkPassword(user: User, passwordHash: string, password: string, call: CallInfo): Promise<Admission> {
+    policy.checkSize(password);
+    const admission = await defence.admit({ canonicalEmail: user.email, knownDevice: true }, call);
+    if (!(await hasher.verify(passwordHash, normalizePassword(password)))) {
+      await defence.failed(admission, { userId: user.id, factor: "password" }, call);
+      throw invalidCredentials();
+    }
+    return admission;
+  }
+
+  // A second factor whose failure counts with the account's failed logins.
+  async function checkSecondFactor(userId: string, admission: Admission, input: SecondFactorInput, call: CallInfo): Promise<SecondFactor> {
+    try {
+      return await mfa.verify(userId, input, call);
+    } catch (err) {
+      await defence.failed(admission, { userId, factor: "mfa" }, call);
+      throw err;
+    }
+  }
+
+  // After the password: risk, the admin rule, the second factor, then the session.
+  async function completeLogin(
+    input: { userId: string; role: Role; admission: Admission; deviceId?: string | undefined; captchaToken?: string | undefined } & SecondFactorInput,
+    call: CallInfo,
+  ): Promise<TokenPair> {
+    const { userId, role, admission } = input;
+    const now = clock.now();
+    const [risk, mfaOn] = await Promise.all([
+      deps.risk.assess({ userId, deviceId: input.deviceId, ip: call.client.ip, failuresBefore: admission.failuresBefore, now }),
+      mfa.enabled(userId),
+    ]);
+    const { assessment } = risk;
+    const details = {
+      score: assessment.score,
+      decision: assessment.decision,
+      reasons: [...assessment.reasons],
+      mfa_enabled: mfaOn,
+      ...(risk.point?.country ? { country: risk.point.country } : {}),
+      ...(risk.signals.impossibleTravel ? { travel_kmh: Math.round(Math.min(risk.signals.impossibleTravel.speedKmh, 1e6)) } : {}),
+    };
+    const decide = (outcome: "success" | "failure", reason: string) =>
+      record({ type: "risk_decision", outcome, reason, userId, details }, call);
+    if (role === "admin" && !mfaOn) {
+      await defence.succeeded(admission);
+      await decide("failure", "MFA_ENROLLMENT_REQUIRED");
+      throw mfaEnrollmentRequired();
+    }
+    if (assessment.decision === "deny") {
+      await decide("failure", "deny");
+      await defence.failed(admission, { userId, factor: "password" }, call);
+      // The same answer as a wrong password: nothing to learn from.
+      throw invalidCredentials();
+    }
+    let stepUp = assessment.decision !== "allow";
+    if (assessment.decision === "require_captcha") {
+      // Without a CAPTCHA provider the second factor is the step-up.
+      stepUp = !(await defence.challengeCaptcha(input.captchaToken, call));
+    }
+    // A device that passed MFA before skips it unless the risk says otherwise.
+    const needMfa = mfaOn && (stepUp || risk.history.device?.mfaAt === undefined);
+    let factor: SecondFactor | undefined;
+    if (needMfa) {
+      if ((input.mfaCode ?? "") === "" && (input.recoveryCode ?? "") === "") {
+        const challenge = await mfa.issueChallenge(userId, risk.deviceHash);
+        await decide("success", "mfa_required");
+        await record({ type: "mfa_challenge", outcome: "success", userId }, call);
+        // The attempt stays counted until the second step succeeds.
+        throw new DomainError("unauthenticated", "MFA_REQUIRED", "the account has MFA on: send a TOTP or recovery code", {
+          mfa_challenge: challenge.token,
+          methods: "totp,recovery_code",
+          expires_in_seconds: String(Math.round((challenge.expiresAt.getTime() - now.getTime()) / 1000)),
+        });
+      }
+      factor = await checkSecondFactor(userId, admission, input, call);
+    }
+    await defence.succeeded(admission);
+    await decide("success", needMfa ? "mfa_passed" : stepUp && !mfaOn ? "allow_no_second_factor" : "allow");
+    await deps.risk.remember({ userId, deviceHash: risk.deviceHash, ip: call.client.ip, at: now, mfa: factor !== undefined });
+    if (risk.signals.newDevice && !risk.signals.firstLogin) {
+      deps.alerts.notify({ type: "new_device_login", at: now, userId, details: { ip: call.client.ip ?? "", reasons: [...assessment.reasons] } });
+    }
+    return startSession(userId, role, call, { authTime: now, amr: amrOf(factor) });
+  }
+
+  async function startSession(userId: string, role: Role, call: CallInfo, auth: { authTime: Date; amr: string[] }): Promise<TokenPair> {
     const now = clock.now();
     const lifetime = deps.lifetimes[role];
     const sessionId = uuidv7(now);
@@ -210,13 +351,15 @@ export function createIdentityService(deps: IdentityDeps): IdentityService {
       expiresAt,
       absoluteExpiresAt,
       client: call.client,
+      authTime: auth.authTime,
+      amr: auth.amr,
       maxActiveSessions: deps.maxSessionsPerUser,
     });
     if (evictedSessionIds.length > 0) {
       revocations.sessionsRevoked(evictedSessionIds.map((id) => ({ id, userId })));
       await recordRevocations(userId, evictedSessionIds, "session_limit", call);
     }
-    const access = await tokens.issueAccessToken({ userId, sessionId, now, role, ttlMs: lifetime.accessTokenTtlMs });
+    const access = await tokens.issueAccessToken({ userId, sessionId, now, role, ttlMs: lifetime.accessTokenTtlMs, ...auth });
     return {
       accessToken: access.token,
       accessTokenExpiresAt: access.expiresAt,
@@ -280,9 +423,8 @@ export function createIdentityService(deps: IdentityDeps): IdentityService {
           throw invalidCredentials();
         }
         userId = credential.userId;
-        await defence.succeeded(admission);
         await maybeRehash(credential.userId, credential.passwordHash, password);
-        const pair = await startSession(credential.userId, credential.role, call);
+        const pair = await completeLogin({ ...input, userId, role: credential.role, admission }, call);
         await record({ type: "login", outcome: "success", userId, sessionId: pair.sessionId }, call);
         return pair;
       } catch (err) {
@@ -343,6 +485,8 @@ export function createIdentityService(deps: IdentityDeps): IdentityService {
           now,
           role: session.role,
           ttlMs: deps.lifetimes[session.role].accessTokenTtlMs,
+          authTime: session.authTime,
+          amr: session.amr,
         });
         await record({ type: "refresh", outcome: "success", ...ids }, call);
         return {
@@ -373,7 +517,7 @@ export function createIdentityService(deps: IdentityDeps): IdentityService {
     async authenticate(accessToken) {
       const claims = await activeClaims(accessToken, clock.now());
       if (!claims) throw tokenInvalid();
-      return { userId: claims.userId, sessionId: claims.sessionId };
+      return { userId: claims.userId, sessionId: claims.sessionId, authTime: claims.authTime, amr: claims.amr };
     },
 
     async verifyToken(accessToken) {
@@ -420,6 +564,7 @@ export function createIdentityService(deps: IdentityDeps): IdentityService {
 
     async revokeOtherSessions(principal, call) {
       try {
+        requireRecentAuth(principal);
         const revoked = await sessions.revokeOthersOfUser({
           userId: principal.userId,
           keepSessionId: principal.sessionId,
@@ -433,6 +578,107 @@ export function createIdentityService(deps: IdentityDeps): IdentityService {
         return failed("session_revoke", err, call, { userId: principal.userId, sessionId: principal.sessionId });
       }
     },
+
+    async completeMfaLogin(input, call) {
+      let userId: string | undefined;
+      try {
+        const challenge = await mfa.openChallenge(input.challenge);
+        userId = challenge.userId;
+        const { user, role } = await account(challenge.userId);
+        const admission = await defence.admit({ canonicalEmail: user.email, knownDevice: true }, call);
+        let factor: SecondFactor;
+        try {
+          factor = await checkSecondFactor(user.id, admission, input, call);
+        } catch (err) {
+          await mfa.failChallenge(challenge.tokenHash);
+          throw err;
+        }
+        // Single use: of two concurrent completions only one gets here.
+        await mfa.consumeChallenge(challenge.tokenHash);
+        await defence.succeeded(admission);
+        const now = clock.now();
+        await deps.risk.remember({ userId: user.id, deviceHash: challenge.deviceHash, ip: call.client.ip, at: now, mfa: true });
+        const pair = await startSession(user.id, role, call, { authTime: now, amr: amrOf(factor) });
+        await record({ type: "login", outcome: "success", reason: "mfa_challenge", userId, sessionId: pair.sessionId }, call);
+        return pair;
+      } catch (err) {
+        return failed("login", err, call, { userId });
+      }
+    },
+
+    async reauthenticate(principal, input, call) {
+      const ids = { userId: principal.userId, sessionId: principal.sessionId };
+      try {
+        const { user, passwordHash, role } = await account(principal.userId);
+        const admission = await checkPassword(user, passwordHash, input.password, call);
+        let factor: SecondFactor | undefined;
+        if (await mfa.enabled(user.id)) {
+          if ((input.mfaCode ?? "") === "" && (input.recoveryCode ?? "") === "") {
+            throw new DomainError("unauthenticated", "MFA_REQUIRED", "the account has MFA on: send a TOTP or recovery code", {
+              methods: "totp,recovery_code",
+            });
+          }
+          factor = await checkSecondFactor(user.id, admission, input, call);
+        }
+        await defence.succeeded(admission);
+        const now = clock.now();
+        const amr = amrOf(factor);
+        if (!(await sessions.reauthenticate({ sessionId: principal.sessionId, userId: user.id, authTime: now, amr }))) throw tokenInvalid();
+        const access = await tokens.issueAccessToken({
+          userId: user.id,
+          sessionId: principal.sessionId,
+          now,
+          role,
+          ttlMs: deps.lifetimes[role].accessTokenTtlMs,
+          authTime: now,
+          amr,
+        });
+        await record({ type: "login", outcome: "success", reason: "reauthenticate", ...ids }, call);
+        return { accessToken: access.token, accessTokenExpiresAt: access.expiresAt };
+      } catch (err) {
+        return failed("login", err, call, ids);
+      }
+    },
+
+    async startTotpEnrollment(principal, call) {
+      // A stolen token must not be able to tie the account to the thief's
+      // authenticator: enrolment needs a recent login too.
+      requireRecentAuth(principal);
+      const user = await users.get(principal.userId);
+      if (!user) throw new DomainError("not_found", "ACCOUNT_NOT_FOUND", "account no longer exists");
+      return mfa.startEnrolment(user.id, user.email, call);
+    },
+
+    async confirmTotpEnrollment(principal, code, call) {
+      requireRecentAuth(principal);
+      return mfa.confirmEnrolment(principal.userId, code, call);
+    },
+
+    async disableTotp(principal, input, call) {
+      const ids = { userId: principal.userId, sessionId: principal.sessionId };
+      try {
+        requireRecentAuth(principal);
+        const { user, passwordHash, role } = await account(principal.userId);
+        if (role === "admin") throw mfaEnrollmentRequired();
+        const admission = await checkPassword(user, passwordHash, input.password, call);
+        try {
+          await mfa.disable(user.id, input.code, call);
+        } catch (err) {
+          await defence.failed(admission, { userId: user.id, factor: "mfa" }, call);
+          throw err;
+        }
+        await defence.succeeded(admission);
+      } catch (err) {
+        return failed("mfa_disable", err, call, ids);
+      }
+    },
+
+    async regenerateRecoveryCodes(principal, call) {
+      requireRecentAuth(principal);
+      return mfa.regenerateRecoveryCodes(principal.userId, call);
+    },
+
+    mfaStatus: (principal) => mfa.status(principal.userId),
 
     async getProfile(principal) {
       const user = await users.get(principal.userId);
@@ -449,6 +695,7 @@ export function createIdentityService(deps: IdentityDeps): IdentityService {
     async changePassword(principal, input, call) {
       const ids = { userId: principal.userId, sessionId: principal.sessionId };
       try {
+        requireRecentAuth(principal);
         policy.checkSize(input.oldPassword);
         const user = await users.get(principal.userId);
         const credential = await users.findCredentialByUserId(principal.userId);

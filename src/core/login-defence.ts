@@ -156,6 +156,8 @@ export interface LoginDefence {
   ): Promise<void>;
   /** A successful login: the account's count starts again. */
   succeeded(admission: Admission): Promise<void>;
+  /** A CAPTCHA demanded by the risk engine: false when none is configured (the caller steps up otherwise); throws when missing or refused. */
+  challengeCaptcha(captchaToken: string | undefined, call: CallContext): Promise<boolean>;
   /** Checks the CAPTCHA a registration must carry (when configured). */
   admitRegistration(captchaToken: string | undefined, call: CallContext): Promise<void>;
   unlock(canonicalEmail: string): Promise<{ clearedFailures: number; wasLocked: boolean }>;
@@ -265,8 +267,13 @@ export function createLoginDefence(deps: LoginDefenceDeps): LoginDefence {
     }
     if (passwordKey && passwordAccounts >= spray.passwordAccounts) {
       const fresh = await raise(`pw-flag:${passwordKey}`, spray.blockMs);
-      await flags.block(sourceBlockKey(ip), spray.blockMs);
+      const newlyBlocked = await raise(sourceBlockKey(ip), spray.blockMs);
       await flags.block(SPRAY_MODE, spray.blockMs);
+      if (newlyBlocked) {
+        const details = { kind: "password_spray", source_ip: ip, block_seconds: Math.round(spray.blockMs / 1000) };
+        await deps.record({ type: "source_blocked", outcome: "success", reason: "password_spray", ...call, details });
+        alerts.notify({ type: "source_blocked", at: now, details });
+      }
       if (fresh) {
         const details = {
           kind: "password_spray",
@@ -330,6 +337,12 @@ export function createLoginDefence(deps: LoginDefenceDeps): LoginDefence {
 
     async succeeded(admission) {
       await attempts.clear(admission.accountKey);
+    },
+
+    async challengeCaptcha(captchaToken, call) {
+      if (!deps.captcha) return false;
+      await demandCaptcha(captchaToken, call, "login");
+      return true;
     },
 
     async admitRegistration(captchaToken, call) {

@@ -95,6 +95,9 @@ export interface NewSession {
   expiresAt: Date;
   absoluteExpiresAt: Date;
   client: ClientInfo;
+  /** When and how (RFC 8176 amr values) the user proved who they are. */
+  authTime: Date;
+  amr: readonly string[];
   /**
    * The cap on the user's active sessions, this one included: the oldest
    * (by last use) beyond it are revoked in the same transaction.
@@ -119,7 +122,7 @@ export interface ActiveSession {
 }
 
 export type RotateResult =
-  | { kind: "rotated"; session: ActiveSession & { role: Role } }
+  | { kind: "rotated"; session: ActiveSession & { role: Role; authTime?: Date | undefined; amr?: readonly string[] | undefined } }
   /** Retired within the grace window and its successor not yet used: a concurrent refresh, not theft. */
   | { kind: "superseded"; sessionId: string; userId: string }
   | { kind: "reused"; sessionId: string; userId: string }
@@ -145,6 +148,8 @@ export interface SessionStore {
     reuseGraceMs: number;
     client: ClientInfo;
   }): Promise<RotateResult>;
+  /** A fresh proof of identity on an active session of the user (Reauthenticate); false when it is not active. */
+  reauthenticate(input: { sessionId: string; userId: string; authTime: Date; amr: readonly string[] }): Promise<boolean>;
   /** Revokes an active session; false when it was not active. */
   revoke(sessionId: string, now: Date, reason: string): Promise<boolean>;
   /** The user's active sessions, newest first, at most `limit`, only those older than `before` when given. */
@@ -274,6 +279,12 @@ export interface AccessClaims {
   expiresAt: Date;
   /** The `role` claim; absent in tokens issued before roles existed. */
   role?: Role | undefined;
+  /** `auth_time`: when the user last proved who they are on this session. */
+  authTime?: Date | undefined;
+  /** `amr` (RFC 8176): how, e.g. ["pwd"] or ["pwd", "otp", "mfa"]. */
+  amr?: readonly string[] | undefined;
+  /** `acr`: "aal1" (one factor) or "aal2" (two), after NIST SP 800-63B. */
+  acr?: string | undefined;
 }
 
 export interface TokenIssuer {
@@ -284,6 +295,8 @@ export interface TokenIssuer {
     now: Date;
     role?: Role | undefined;
     ttlMs?: number | undefined;
+    authTime?: Date | undefined;
+    amr?: readonly string[] | undefined;
   }): Promise<{ token: string; expiresAt: Date }>;
   /** Claims of a valid token (signature, alg, iss, aud, typ, exp), or undefined. */
   verifyAccessToken(token: string, now: Date): Promise<AccessClaims | undefined>;

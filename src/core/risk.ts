@@ -53,7 +53,7 @@ export interface RiskAssessor {
   deviceHash(deviceId: string | undefined): Uint8Array | undefined;
   assess(input: { userId: string; deviceId?: string | undefined; ip?: string | undefined; failuresBefore: number; now: Date }): Promise<RiskContext>;
   /** After a complete successful login: the device, network and place become known. */
-  remember(context: RiskContext, at: Date, mfa: boolean): Promise<void>;
+  remember(input: { userId: string; deviceHash?: Uint8Array | undefined; ip?: string | undefined; at: Date; mfa: boolean }): Promise<void>;
 }
 
 export function createRiskAssessor(deps: RiskDeps): RiskAssessor {
@@ -85,7 +85,14 @@ export function createRiskAssessor(deps: RiskDeps): RiskAssessor {
       return { userId: input.userId, deviceHash: device, network, point, history, signals, assessment: assessRisk(signals, deps.thresholds) };
     },
 
-    remember: (context, at, mfa) =>
-      deps.history.record({ userId: context.userId, deviceHash: context.deviceHash, network: context.network, point: context.point, at, mfa }),
+    remember: ({ userId, deviceHash: device, ip, at, mfa }) =>
+      deps.history.record({
+        userId,
+        deviceHash: device,
+        network: ip === undefined ? undefined : networkPrefix(ip),
+        point: ip === undefined ? undefined : deps.geo.locate(ip),
+        at,
+        mfa,
+      }),
   };
 }

@@ -32,7 +32,7 @@ function tokenFields(pair: TokenPair, clock: Clock) {
   };
 }
 
-export function identityHandlers(identity: IdentityService, clock: Clock): Partial<ServiceImpl<typeof IdentityServiceDesc>> {
+export function identityHandlers(identity: IdentityService, clock: Clock): ServiceImpl<typeof IdentityServiceDesc> {
   return {
     async register(req, ctx) {
       const account = req.account;
@@ -50,7 +50,17 @@ export function identityHandlers(identity: IdentityService, clock: Clock): Parti
     },
 
     async login(req, ctx) {
-      const pair = await identity.login({ email: req.email, password: req.password, captchaToken: req.captchaToken }, call(ctx));
+      const pair = await identity.login(
+        {
+          email: req.email,
+          password: req.password,
+          captchaToken: req.captchaToken,
+          mfaCode: req.mfaCode,
+          recoveryCode: req.recoveryCode,
+          deviceId: req.deviceId,
+        },
+        call(ctx),
+      );
       return { ...tokenFields(pair, clock), userId: pair.userId };
     },
 
@@ -95,6 +105,49 @@ export function identityHandlers(identity: IdentityService, clock: Clock): Parti
     async revokeOtherSessions(_req, ctx) {
       const result = await identity.revokeOtherSessions(principal(ctx), call(ctx));
       return { revokedSessionCount: result.revokedSessions };
+    },
+
+    async completeMfaLogin(req, ctx) {
+      const pair = await identity.completeMfaLogin(
+        { challenge: req.mfaChallenge, mfaCode: req.mfaCode, recoveryCode: req.recoveryCode },
+        call(ctx),
+      );
+      return { ...tokenFields(pair, clock), userId: pair.userId };
+    },
+
+    async reauthenticate(req, ctx) {
+      const r = await identity.reauthenticate(
+        principal(ctx),
+        { password: req.password, mfaCode: req.mfaCode, recoveryCode: req.recoveryCode },
+        call(ctx),
+      );
+      return {
+        accessToken: r.accessToken,
+        tokenType: "Bearer",
+        expiresIn: Math.max(0, Math.round((r.accessTokenExpiresAt.getTime() - clock.now().getTime()) / 1000)),
+      };
+    },
+
+    async startTotpEnrollment(_req, ctx) {
+      const r = await identity.startTotpEnrollment(principal(ctx), call(ctx));
+      return { otpauthUri: r.uri, qrCodePngDataUrl: r.qrDataUrl, secret: r.secret, expireTime: timestampFromDate(r.expiresAt) };
+    },
+
+    async confirmTotpEnrollment(req, ctx) {
+      return { recoveryCodes: await identity.confirmTotpEnrollment(principal(ctx), req.code, call(ctx)) };
+    },
+
+    async disableTotp(req, ctx) {
+      await identity.disableTotp(principal(ctx), { password: req.password, code: req.code }, call(ctx));
+      return {};
+    },
+
+    async regenerateRecoveryCodes(_req, ctx) {
+      return { recoveryCodes: await identity.regenerateRecoveryCodes(principal(ctx), call(ctx)) };
+    },
+
+    async getMfaStatus(_req, ctx) {
+      return await identity.mfaStatus(principal(ctx));
     },
 
     async verifyToken(req) {

@@ -6,11 +6,12 @@ import {
   check,
   customType,
   date,
+  doublePrecision,
   index,
   integer,
   jsonb,
   pgTable,
-
+  primaryKey,
   text,
   timestamp,
   uniqueIndex,
@@ -81,6 +82,11 @@ export const sessions = pgTable(
     revokeReason: text("revoke_reason"),
     ip: text("ip"),
     userAgent: text("user_agent"),
+    // When the user last proved who they are (login or re-authentication)
+    // and how (RFC 8176 amr values, comma-separated): the auth_time and amr
+    // claims of the session's access tokens.
+    authTime: ts("auth_time"),
+    amr: text("amr"),
   },
   (t) => [index("sessions_user_id_idx").on(t.userId)],
 );
@@ -201,6 +207,95 @@ export const serverSecrets = pgTable("server_secrets", {
   createdAt: ts("created_at").notNull(),
 });
 
+// TOTP (RFC 6238). The secret is sealed with AES-256-GCM (mfa/secret-box.ts)
+// under a key from configuration, bound to the user id. A row without
+// confirmed_at is an enrolment in progress.
+export const mfaTotp = pgTable("mfa_totp", {
+  userId: uuid("user_id")
+    .primaryKey()
+    .references(() => users.id, { onDelete: "cascade" }),
+  sealedSecret: bytea("sealed_secret").notNull(),
+  createdAt: ts("created_at").notNull(),
+  pendingExpiresAt: ts("pending_expires_at"),
+  confirmedAt: ts("confirmed_at"),
+  // Replay protection: codes of this time step or earlier are refused.
+  lastUsedStep: bigint("last_used_step", { mode: "number" }),
+});
+
+// Single-use recovery codes, as keyed hashes.
+export const recoveryCodes = pgTable(
+  "recovery_codes",
+  {
+    userId: uuid("user_id")
+      .notNull()
+      .references(() => users.id, { onDelete: "cascade" }),
+    codeHash: bytea("code_hash").notNull(),
+    createdAt: ts("created_at").notNull(),
+    usedAt: ts("used_at"),
+  },
+  (t) => [primaryKey({ columns: [t.userId, t.codeHash] })],
+);
+
+// The second step of a two-step login: a random token (stored as SHA-256)
+// that is good for one CompleteMfaLogin and nothing else.
+export const mfaChallenges = pgTable(
+  "mfa_challenges",
+  {
+    tokenHash: bytea("token_hash").primaryKey(),
+    userId: uuid("user_id")
+      .notNull()
+      .references(() => users.id, { onDelete: "cascade" }),
+    deviceHash: bytea("device_hash"),
+    createdAt: ts("created_at").notNull(),
+    expiresAt: ts("expires_at").notNull(),
+    attempts: integer("attempts").notNull().default(0),
+    consumedAt: ts("consumed_at"),
+  },
+  (t) => [index("mfa_challenges_expires_at_idx").on(t.expiresAt)],
+);
+
+// Login history for risk scoring: devices (keyed hashes of device ids) and
+// networks (/24, /48) of past successful logins, and the last located login.
+export const knownDevices = pgTable(
+  "known_devices",
+  {
+    userId: uuid("user_id")
+      .notNull()
+      .references(() => users.id, { onDelete: "cascade" }),
+    deviceHash: bytea("device_hash").notNull(),
+    firstSeenAt: ts("first_seen_at").notNull(),
+    lastSeenAt: ts("last_seen_at").notNull(),
+    // The last login from this device that passed MFA.
+    mfaAt: ts("mfa_at"),
+  },
+  (t) => [primaryKey({ columns: [t.userId, t.deviceHash] })],
+);
+
+export const knownNetworks = pgTable(
+  "known_networks",
+  {
+    userId: uuid("user_id")
+      .notNull()
+      .references(() => users.id, { onDelete: "cascade" }),
+    network: text("network").notNull(),
+    country: text("country"),
+    firstSeenAt: ts("first_seen_at").notNull(),
+    lastSeenAt: ts("last_seen_at").notNull(),
+  },
+  (t) => [primaryKey({ columns: [t.userId, t.network] })],
+);
+
+export const lastLogins = pgTable("last_logins", {
+  userId: uuid("user_id")
+    .primaryKey()
+    .references(() => users.id, { onDelete: "cascade" }),
+  at: ts("at").notNull(),
+  country: text("country"),
+  lat: doublePrecision("lat"),
+  lon: doublePrecision("lon"),
+  accuracyKm: doublePrecision("accuracy_km"),
+});
+
 export const schema = {
   users,
   profiles,
@@ -212,6 +307,12 @@ export const schema = {
   signingKeys,
   loginThrottle,
   serverSecrets,
+  mfaTotp,
+  recoveryCodes,
+  mfaChallenges,
+  knownDevices,
+  knownNetworks,
+  lastLogins,
 };
 export type Schema = typeof schema;
 

@@ -202,9 +202,10 @@ export function createSessionStore(db: Db): SessionStore {
       // session as it is created: the cap keeps the most recent, as it says.
       await db.execute(sql`
         with s as (
-          insert into ${sessions} (id, user_id, created_at, last_used_at, expires_at, absolute_expires_at, ip, user_agent)
+          insert into ${sessions} (id, user_id, created_at, last_used_at, expires_at, absolute_expires_at, ip, user_agent, auth_time, amr)
           values (${s.id}, ${s.userId}, ${s.now.toISOString()}, ${s.now.toISOString()}, ${s.expiresAt.toISOString()},
-                  ${s.absoluteExpiresAt.toISOString()}, ${s.client.ip ?? null}, ${s.client.userAgent ?? null})
+                  ${s.absoluteExpiresAt.toISOString()}, ${s.client.ip ?? null}, ${s.client.userAgent ?? null},
+                  ${s.authTime.toISOString()}, ${s.amr.join(",")})
           returning id
         )
         insert into ${refreshTokens} (token_hash, session_id, issued_at)
@@ -246,6 +247,8 @@ export function createSessionStore(db: Db): SessionStore {
             createdAt: sessions.createdAt,
             expiresAt: sessions.expiresAt,
             absoluteExpiresAt: sessions.absoluteExpiresAt,
+            authTime: sessions.authTime,
+            amr: sessions.amr,
             role: users.role,
           })
           .from(refreshTokens)
@@ -302,8 +305,27 @@ export function createSessionStore(db: Db): SessionStore {
             ...(client.userAgent !== undefined ? { userAgent: client.userAgent } : {}),
           })
           .where(eq(sessions.id, row.sessionId));
-        return { kind: "rotated", session: { id: row.sessionId, userId: row.userId, expiresAt, role } } as const;
+        return {
+          kind: "rotated",
+          session: {
+            id: row.sessionId,
+            userId: row.userId,
+            expiresAt,
+            role,
+            authTime: row.authTime ?? undefined,
+            amr: row.amr ? row.amr.split(",") : undefined,
+          },
+        } as const;
       });
+    },
+
+    async reauthenticate({ sessionId, userId, authTime, amr }) {
+      const rows = await db
+        .update(sessions)
+        .set({ authTime, amr: amr.join(",") })
+        .where(and(eq(sessions.id, sessionId), eq(sessions.userId, userId), isNull(sessions.revokedAt)))
+        .returning({ id: sessions.id });
+      return rows.length === 1;
     },
 
     async revoke(sessionId, now, reason) {

@@ -249,11 +249,18 @@ export function createJwtService(opts: JwtServiceOptions): JwtService {
       refreshTimer = undefined;
     },
 
-    async issueAccessToken({ userId, sessionId, now: at, role, ttlMs }) {
+    async issueAccessToken({ userId, sessionId, now: at, role, ttlMs, authTime, amr }) {
       const key = signingKey(at);
       const iat = Math.floor(at.getTime() / 1000);
       const exp = iat + Math.floor((ttlMs ?? opts.accessTokenTtlMs) / 1000);
-      const token = await new SignJWT(role ? { sid: sessionId, role } : { sid: sessionId })
+      const claims: Record<string, unknown> = { sid: sessionId };
+      if (role) claims.role = role;
+      if (authTime) claims.auth_time = Math.floor(authTime.getTime() / 1000);
+      if (amr && amr.length > 0) {
+        claims.amr = [...amr];
+        claims.acr = amr.includes("mfa") ? "aal2" : "aal1";
+      }
+      const token = await new SignJWT(claims)
         .setProtectedHeader({ alg: ACCESS_TOKEN_ALG, kid: key.kid, typ: ACCESS_TOKEN_TYP })
         .setIssuer(opts.issuer)
         .setAudience(opts.audience)
@@ -292,6 +299,9 @@ export function createJwtService(opts: JwtServiceOptions): JwtService {
         if (iat * 1000 > at.getTime() + CLOCK_TOLERANCE_S * 1000) return undefined;
         const claims: AccessClaims = { userId: sub, sessionId: sid, tokenId: jti, issuedAt: new Date(iat * 1000), expiresAt: new Date(exp * 1000) };
         if (isRole(payload.role)) claims.role = payload.role;
+        if (typeof payload.auth_time === "number" && Number.isFinite(payload.auth_time)) claims.authTime = new Date(payload.auth_time * 1000);
+        if (Array.isArray(payload.amr) && payload.amr.every((v) => typeof v === "string")) claims.amr = payload.amr as string[];
+        if (typeof payload.acr === "string") claims.acr = payload.acr;
         verified.set(token, { claims, kid: protectedHeader.kid! });
         return claims;
       } catch (err) {

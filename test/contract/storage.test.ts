@@ -56,6 +56,8 @@ function aSession(userId: string, overrides: Partial<NewSession> = {}): NewSessi
     expiresAt: at(HOUR),
     absoluteExpiresAt: at(DAY),
     client: { ip: "203.0.113.7", userAgent: "contract-test/1.0" },
+    authTime: T0,
+    amr: ["pwd"],
     maxActiveSessions: 100,
     ...overrides,
   };
@@ -441,7 +443,7 @@ for (const backend of backends) {
           const { userId, sessionId, first } = await sessionWithToken();
           const second = aRefreshToken();
           const result = await rotate(first.hash, second.hash, at(10 * MINUTE));
-          expect(result).toEqual({ kind: "rotated", session: { id: sessionId, userId, expiresAt: at(70 * MINUTE), role: "customer" } });
+          expect(result).toEqual({ kind: "rotated", session: { id: sessionId, userId, expiresAt: at(70 * MINUTE), role: "customer", authTime: T0, amr: ["pwd"] } });
           await expect(sessions.findActive(sessionId, at(65 * MINUTE))).resolves.toMatchObject({ expiresAt: at(70 * MINUTE) });
           // The new token rotates in turn.
           const third = aRefreshToken();
@@ -570,7 +572,7 @@ for (const backend of backends) {
               reuseGraceMs: 0,
               client: {},
             });
-            expect(r).toEqual({ kind: "rotated", session: { id: sessionId, userId, role: "admin", expiresAt: at(90 * MINUTE) } });
+            expect(r).toEqual({ kind: "rotated", session: { id: sessionId, userId, role: "admin", expiresAt: at(90 * MINUTE), authTime: T0, amr: ["pwd"] } });
             // 12 h after the login the admin session is over, whatever its stored absolute expiry said.
             const third = aRefreshToken();
             const late = await sessions.rotate({

@@ -5,6 +5,7 @@ import type * as grpc from "@grpc/grpc-js";
 import { ConnectError } from "@connectrpc/connect";
 import { expect } from "vitest";
 import { ErrorInfoSchema } from "../../gen/google/rpc/error_details_pb.js";
+import { createTotp } from "../../src/mfa/totp.js";
 import { grpcJsReason, rest, restReason, STRONG_PASSWORD, uniqueEmail, type RestResponse } from "../support/clients.js";
 import type { TestServer } from "../support/server.js";
 
@@ -157,4 +158,22 @@ export function accessTokenCookie(headers: Headers): { value: string; attrs: Map
     attrs.set((eq < 0 ? p : p.slice(0, eq)).toLowerCase(), eq < 0 ? "" : p.slice(eq + 1));
   }
   return { value: first!.slice("access_token=".length), attrs };
+}
+
+/** A TOTP code of `secret` at `at` (the server's clock in tests that control it). */
+export async function totpCode(secret: string, at: Date = new Date()): Promise<string> {
+  return createTotp().generate({ secret, now: at });
+}
+
+/**
+ * Turns TOTP on for the caller over REST (start, then confirm with the
+ * current code) and returns the secret and the ten recovery codes.
+ */
+export async function enrolTotp(s: TestServer, accessToken: string, at: Date = new Date()): Promise<{ secret: string; recoveryCodes: string[] }> {
+  const started = await rest(s.baseUrl, "POST", "/user/mfa/totp", { token: accessToken, body: {} });
+  expect(started.status, started.text).toBe(201);
+  const secret = started.body.secret as string;
+  const confirmed = await rest(s.baseUrl, "POST", "/user/mfa/totp/confirm", { token: accessToken, body: { code: await totpCode(secret, at) } });
+  expect(confirmed.status, confirmed.text).toBe(200);
+  return { secret, recoveryCodes: confirmed.body.recovery_codes as string[] };
 }

@@ -304,13 +304,15 @@ for (const backend of backends) {
             grpcRid,
           ]),
         );
-        const byRid = (requestId: string) => {
-          const found = rows.filter((r) => r.requestId === requestId);
+        // One row of the attempt's own type per request (a login also
+        // records its risk decision under the same request id).
+        const byRid = (requestId: string, eventType: string | undefined) => {
+          const found = rows.filter((r) => r.requestId === requestId && r.eventType === eventType);
           expect(found, requestId).toHaveLength(1);
           return found[0]!;
         };
         const expectRow = (requestId: string, want: Partial<(typeof rows)[number]>) => {
-          const row = byRid(requestId);
+          const row = byRid(requestId, want.eventType);
           expect(row).toMatchObject(want);
           expect(row.ip).toBe("127.0.0.1");
           expect(Math.abs(row.occurredAt.getTime() - Date.now())).toBeLessThan(120_000);

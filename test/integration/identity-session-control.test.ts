@@ -18,6 +18,7 @@ import {
   grpcFailure,
   registerUser,
   type SeededUser,
+  enrolTotp,
 } from "./identity-helpers.js";
 
 // Issue 3, items 1–3 and VerifyToken: the refresh grace window, the user's
@@ -39,8 +40,17 @@ interface Pair {
   refresh_token_expire_time: string;
 }
 
-/** Makes the user an admin the way an operator does: the set-role command (PostgreSQL) or the store it calls (PGlite, single-process). */
-async function makeAdmin(s: TestServer, email: string): Promise<void> {
+/**
+ * Makes the user an admin the way an operator does: the user turns TOTP on,
+ * then the set-role command (PostgreSQL) or the store it calls (PGlite,
+ * single-process) promotes them. Returns the recovery codes, which the
+ * tests log in with (a TOTP code would depend on the time step).
+ */
+async function makeAdmin(s: TestServer, user: SeededUser, at: Date = new Date()): Promise<string[]> {
+  const email = user.email;
+  const r = await rest(s.baseUrl, "POST", "/login", { body: { email, password: user.password } });
+  expect(r.status, r.text).toBe(201);
+  const { recoveryCodes } = await enrolTotp(s, r.body.access_token, at);
   const db = s.config.database;
   if (db.kind === "postgres") {
     const result = await setRole([email, "admin"], { DATABASE_URL: db.url, LOG_LEVEL: "silent" });
@@ -48,6 +58,7 @@ async function makeAdmin(s: TestServer, email: string): Promise<void> {
   } else {
     expect(await createUserStore(s.app.database.db).setRole(email, "admin", new Date())).toBeTruthy();
   }
+  return recoveryCodes;
 }
 
 for (const backend of backends) {
@@ -69,9 +80,9 @@ for (const backend of backends) {
       await s?.destroy();
     });
 
-    const loginAs = async (srv: TestServer, user: SeededUser, userAgent = "session-control-test/1.0"): Promise<Pair> => {
+    const loginAs = async (srv: TestServer, user: SeededUser, userAgent = "session-control-test/1.0", recoveryCode?: string): Promise<Pair> => {
       const r = await rest(srv.baseUrl, "POST", "/login", {
-        body: { email: user.email, password: user.password },
+        body: { email: user.email, password: user.password, ...(recoveryCode ? { recovery_code: recoveryCode } : {}) },
         headers: { "user-agent": userAgent },
       });
       expect(r.status, r.text).toBe(201);
@@ -367,7 +378,9 @@ for (const backend of backends) {
 
       beforeAll(async () => {
         cs = await startTestServer(backend.name, {
-          env: { SESSION_CACHE_TTL: "0", MAX_SESSIONS_PER_USER: "3" },
+          // Six logins of one account at once: more than the free attempts
+          // of the brute-force defence, which counts attempts in flight.
+          env: { SESSION_CACHE_TTL: "0", MAX_SESSIONS_PER_USER: "3", BRUTE_FORCE_FREE_ATTEMPTS: "10" },
           overrides: { clock },
         });
       });
@@ -447,8 +460,8 @@ for (const backend of backends) {
 
         it("admins: 5-minute access tokens (login and refresh) with role admin; VerifyToken reports the role", async () => {
           const user = await registerUser(cs);
-          await makeAdmin(cs, user.email);
-          const a = await loginAs(cs, user);
+          const [code] = await makeAdmin(cs, user, clock.now());
+          const a = await loginAs(cs, user, undefined, code);
           const claims = decodeJwt(a.access_token);
           expect(claims.exp! - claims.iat!).toBe(300);
           expect(claims.role).toBe("admin");
@@ -470,8 +483,8 @@ for (const backend of backends) {
 
         it("admins: the session idles out after 30 minutes without a refresh", async () => {
           const user = await registerUser(cs);
-          await makeAdmin(cs, user.email);
-          const a = await loginAs(cs, user);
+          const [code] = await makeAdmin(cs, user, clock.now());
+          const a = await loginAs(cs, user, undefined, code);
           advance(29 * MINUTE);
           const r = await refresh(cs, a.refresh_token);
           expect(r.status, r.text).toBe(200);
@@ -485,8 +498,8 @@ for (const backend of backends) {
 
         it("admins: the session ends 12 hours after the login however often it is refreshed", async () => {
           const user = await registerUser(cs);
-          await makeAdmin(cs, user.email);
-          const a = await loginAs(cs, user);
+          const [code] = await makeAdmin(cs, user, clock.now());
+          const a = await loginAs(cs, user, undefined, code);
           const loginAt = t;
           let token = a.refresh_token;
           let last: Pair | undefined;

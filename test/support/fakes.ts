@@ -10,7 +10,10 @@ import {
   type SecurityAlert,
   type ThrottlePolicy,
 } from "../../src/core/login-defence.js";
+import type { MfaService } from "../../src/core/mfa.js";
 import type { AuditEvent, Clock } from "../../src/core/ports.js";
+import { createRiskAssessor, type RiskAssessor } from "../../src/core/risk.js";
+import { defaultRiskThresholds } from "../../src/risk/engine.js";
 
 // In-memory stand-ins for domain unit tests: the same semantics as the
 // PostgreSQL attempt store (the contract suite checks that one).
@@ -80,4 +83,33 @@ export function createTestDefence(
     ...overrides,
   });
   return { defence, events, alerts, attempts };
+}
+
+/** No account has MFA (unit tests of flows that do not involve it). */
+export const noMfa: MfaService = {
+  enabled: async () => false,
+  startEnrolment: () => Promise.reject(new Error("not in this test")),
+  confirmEnrolment: () => Promise.reject(new Error("not in this test")),
+  verify: () => Promise.reject(new Error("not in this test")),
+  disable: () => Promise.reject(new Error("not in this test")),
+  regenerateRecoveryCodes: () => Promise.reject(new Error("not in this test")),
+  status: async () => ({ totpEnabled: false, recoveryCodesRemaining: 0 }),
+  issueChallenge: () => Promise.reject(new Error("not in this test")),
+  openChallenge: () => Promise.reject(new Error("not in this test")),
+  failChallenge: async () => {},
+  consumeChallenge: async () => {},
+};
+
+/** A risk assessor over an empty in-memory history that never finds anything. */
+export function quietRisk(): RiskAssessor {
+  return createRiskAssessor({
+    history: {
+      lookup: async () => ({ hasHistory: false, networkKnown: false, countries: [] }),
+      record: async () => {},
+    },
+    geo: { locate: () => undefined },
+    thresholds: defaultRiskThresholds,
+    hashKey: new Uint8Array(32),
+    sourceFlagged: async () => false,
+  });
 }

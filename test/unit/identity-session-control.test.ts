@@ -1,4 +1,5 @@
-import { createTestDefence } from "../support/fakes.js";
+import type { MfaService } from "../../src/core/mfa.js";
+import { createTestDefence, noMfa, quietRisk } from "../support/fakes.js";
 import { describe, expect, it } from "vitest";
 import { DomainError } from "../../src/core/errors.js";
 import { createIdentityService, MAX_SESSIONS_PAGE_SIZE, type IdentityDeps } from "../../src/core/identity.js";
@@ -30,7 +31,9 @@ const USER = uuidv7(T0);
 const OTHER_USER = uuidv7(T0);
 const REFRESH = "r".repeat(43);
 
-function setup(opts: { role?: "customer" | "admin"; rotate?: RotateResult; evict?: string[]; sessions?: SessionInfo[] } = {}) {
+function setup(
+  opts: { role?: "customer" | "admin"; rotate?: RotateResult; evict?: string[]; sessions?: SessionInfo[]; mfa?: MfaService } = {},
+) {
   const log: string[] = [];
   const audit: AuditEvent[] = [];
   const issued: Parameters<TokenIssuer["issueAccessToken"]>[0][] = [];
@@ -48,6 +51,7 @@ function setup(opts: { role?: "customer" | "admin"; rotate?: RotateResult; evict
       const userId = owned.get(id);
       return userId ? { id, userId, expiresAt: new Date(T0.getTime() + MINUTE) } : undefined;
     },
+    reauthenticate: async () => false,
     async rotate() {
       log.push("store.rotate");
       return opts.rotate ?? { kind: "invalid" };
@@ -102,6 +106,9 @@ function setup(opts: { role?: "customer" | "admin"; rotate?: RotateResult; evict
     refreshReuseGraceMs: 5_000,
     defence: createTestDefence({ now: () => T0 }).defence,
     alerts: { notify: () => {} },
+    mfa: opts.mfa ?? noMfa,
+    risk: quietRisk(),
+    recentAuthMaxAgeMs: 10 * 60_000,
   };
   const identity = createIdentityService(deps);
   return {
@@ -153,9 +160,16 @@ describe("login: lifetimes by role and the session cap", () => {
     expect(pair.refreshTokenExpiresAt).toEqual(new Date(T0.getTime() + LIFETIMES.customer.idleTtlMs));
   });
 
-  it("gives admins 5-minute tokens, 30 minutes idle and 12 hours in all", async () => {
+  it("refuses an admin session to an admin without TOTP (MFA_ENROLLMENT_REQUIRED), before any session exists", async () => {
     const t = setup({ role: "admin" });
-    const pair = await t.identity.login({ email: "a@example.com", password: "long enough" }, call);
+    const err = await domainError(t.identity.login({ email: "a@example.com", password: "long enough" }, call));
+    expect([err.kind, err.reason]).toEqual(["permission_denied", "MFA_ENROLLMENT_REQUIRED"]);
+    expect(t.created).toHaveLength(0);
+  });
+
+  it("gives admins 5-minute tokens, 30 minutes idle and 12 hours in all", async () => {
+    const t = setup({ role: "admin", mfa: { ...noMfa, enabled: async () => true, verify: async () => "totp" } });
+    const pair = await t.identity.login({ email: "a@example.com", password: "long enough", mfaCode: "123456" }, call);
     expect(t.issued[0]).toMatchObject({ role: "admin", ttlMs: 5 * MINUTE });
     expect(pair.accessTokenExpiresAt).toEqual(new Date(T0.getTime() + 5 * MINUTE));
     expect(t.created[0]).toMatchObject({
@@ -204,7 +218,7 @@ describe("refresh", () => {
 
 describe("session control", () => {
   const current = uuidv7(T0);
-  const principal = { userId: USER, sessionId: current };
+  const principal = { userId: USER, sessionId: current, authTime: T0 };
 
   it("revokeSession: store first, then the listener, then the audit row; the current session may go too", async () => {
     const t = setup();

@@ -7,6 +7,7 @@ function fakeStore(active: Map<string, ActiveSession>): SessionStore & { reads: 
     reads: 0,
     create: async () => ({ evictedSessionIds: [] }),
     listActive: async () => [],
+    reauthenticate: async () => false,
     revokeOfUser: async () => false,
     revokeOthersOfUser: async () => [],
     async findActive(id: string) {
