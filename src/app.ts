@@ -20,11 +20,11 @@ import { createSecretBox, parseSecretBoxKeys } from "./mfa/secret-box.js";
 import { createTotp } from "./mfa/totp.js";
 import { defaultRiskThresholds } from "./risk/engine.js";
 import { createGeoIpLocator, type GeoLocator } from "./risk/geo.js";
-import { createLoginHistoryStore, createMfaStore } from "./storage/mfa-store.js";
+import { createLoginHistoryStore, createMfaStore, pruneExpiredChallenges } from "./storage/mfa-store.js";
 import { createWebhookNotifier, nullNotifier, type Notifier } from "./notify/webhook.js";
 import { adminHandlers } from "./rpc/admin-handlers.js";
 import { parseLimits, rateLimitInterceptors } from "./rpc/rate-limit.js";
-import { createLoginAttemptStore, sharedSecret } from "./storage/throttle-store.js";
+import { createLoginAttemptStore, pruneLoginThrottle, sharedSecret } from "./storage/throttle-store.js";
 import { Health } from "../gen/grpc/health/v1/health_pb.js";
 import { longestAccessTokenTtlMs, type Config } from "./config.js";
 import { createIdentityService, type IdentityService } from "./core/identity.js";
@@ -226,6 +226,20 @@ export async function createApp(config: Config, logger: Logger, overrides: AppOv
 
   const admin = createAdminService({ users, audit, defence, clock });
 
+  // Housekeeping: forgotten failure counts and spent MFA challenges. Every
+  // instance may run it; the deletes are idempotent.
+  const prune = () => {
+    const now = clock.now();
+    Promise.all([pruneLoginThrottle(db, now, config.bruteForce), pruneExpiredChallenges(db, now)]).then(
+      ([throttles, challenges]) => {
+        if (throttles + challenges > 0) logger.info({ throttles, challenges }, "pruned expired abuse-defence rows");
+      },
+      (err: unknown) => logger.warn({ err }, "pruning expired abuse-defence rows failed"),
+    );
+  };
+  const pruneTimer = setInterval(prune, PRUNE_INTERVAL_MS);
+  pruneTimer.unref();
+
   const health = createHealth();
   const services = new Set([IdentityServiceDesc.typeName, AdminServiceDesc.typeName]);
   const limitTable = parseLimits(config.rateLimits);
@@ -375,12 +389,15 @@ export async function createApp(config: Config, logger: Logger, overrides: AppOv
     beginShutdown: () => health.shutdown(),
     dispose: async () => {
       health.shutdown();
+      clearInterval(pruneTimer);
       tokens.close();
       await Promise.all([feed?.close(), limiter.close(), counters.close(), notifier.close()]);
       if (!overrides.database) await database.close();
     },
   };
 }
+
+const PRUNE_INTERVAL_MS = 3_600_000;
 
 function transportMaxBytes(config: Config): number {
   return Math.max(4 * 1_048_576, config.maxRequestBytes);

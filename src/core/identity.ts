@@ -412,7 +412,14 @@ export function createIdentityService(deps: IdentityDeps): IdentityService {
         // Attempts on an address that cannot exist are counted too, under
         // its plain lower-cased spelling.
         const admission = await defence.admit(
-          { canonicalEmail: email ?? input.email.trim().toLowerCase(), captchaToken: input.captchaToken, knownDevice: false },
+          {
+            canonicalEmail: email ?? input.email.trim().toLowerCase(),
+            captchaToken: input.captchaToken,
+            knownDevice: async () => {
+              const known = email === undefined ? undefined : await users.findCredentialByEmail(email);
+              return known !== undefined && (await deps.risk.isKnownDevice(known.userId, input.deviceId));
+            },
+          },
           call,
         );
         const credential = email === undefined ? undefined : await users.findCredentialByEmail(email);

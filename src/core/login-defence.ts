@@ -147,7 +147,10 @@ export interface LoginDefence {
    * account's attempt claim. Throws the wrong-password error when the
    * account must wait or is locked.
    */
-  admit(input: { canonicalEmail: string; captchaToken?: string | undefined; knownDevice: boolean }, call: CallContext): Promise<Admission>;
+  admit(
+    input: { canonicalEmail: string; captchaToken?: string | undefined; knownDevice: boolean | (() => Promise<boolean>) },
+    call: CallContext,
+  ): Promise<Admission>;
   /** A wrong password or second factor: the lockout event and the spray/stuffing detectors. */
   failed(
     admission: Admission,
@@ -301,10 +304,11 @@ export function createLoginDefence(deps: LoginDefenceDeps): LoginDefence {
     accountKey,
 
     async admit(input, call) {
-      if (deps.captcha?.onRiskyLogin && !input.knownDevice && (input.captchaToken !== undefined || (await underAttack()))) {
-        // A token sent unasked is checked too: a client that solved one
-        // should not be turned away for it.
-        await demandCaptcha(input.captchaToken, call, "login");
+      if (deps.captcha?.onRiskyLogin && (input.captchaToken !== undefined || (await underAttack()))) {
+        // Only unknown devices are asked (looked up only now, under attack);
+        // a token sent unasked is checked too.
+        const known = typeof input.knownDevice === "function" ? await input.knownDevice() : input.knownDevice;
+        if (!known || input.captchaToken !== undefined) await demandCaptcha(input.captchaToken, call, "login");
       }
       const key = accountKey(input.canonicalEmail);
       const claim = await attempts.claim(key, clock.now(), throttle);

@@ -51,6 +51,8 @@ export interface RiskDeps {
 
 export interface RiskAssessor {
   deviceHash(deviceId: string | undefined): Uint8Array | undefined;
+  /** Whether the device logged in to the account before. */
+  isKnownDevice(userId: string, deviceId: string | undefined): Promise<boolean>;
   assess(input: { userId: string; deviceId?: string | undefined; ip?: string | undefined; failuresBefore: number; now: Date }): Promise<RiskContext>;
   /** After a complete successful login: the device, network and place become known. */
   remember(input: { userId: string; deviceHash?: Uint8Array | undefined; ip?: string | undefined; at: Date; mfa: boolean }): Promise<void>;
@@ -62,6 +64,12 @@ export function createRiskAssessor(deps: RiskDeps): RiskAssessor {
 
   return {
     deviceHash,
+
+    async isKnownDevice(userId, deviceId) {
+      const device = deviceHash(deviceId);
+      if (!device) return false;
+      return (await deps.history.lookup(userId, device, undefined)).device !== undefined;
+    },
 
     async assess(input) {
       const device = deviceHash(input.deviceId);

@@ -74,5 +74,8 @@ export function introspectionToProto(t: TokenIntrospection): VerifyTokenResponse
     expireTime: timestampFromDate(t.expiresAt),
     issueTime: timestampFromDate(t.issuedAt),
     tokenId: t.tokenId,
+    authTime: t.authTime ? timestampFromDate(t.authTime) : undefined,
+    amr: t.amr ? [...t.amr] : [],
+    acr: t.acr ?? "",
   });
 }

@@ -1,5 +1,5 @@
 import { randomBytes } from "node:crypto";
-import { eq, sql } from "drizzle-orm";
+import { and, eq, isNull, lt, sql } from "drizzle-orm";
 import { throttleDelayMs, type AttemptClaim, type LoginAttemptStore, type ThrottlePolicy } from "../core/login-defence.js";
 import type { Db } from "./db.js";
 import { loginThrottle, serverSecrets } from "./schema.js";
@@ -67,6 +67,19 @@ export function createLoginAttemptStore(db: Db): LoginAttemptStore {
       return { clearedFailures: row?.failures ?? 0, wasLocked: row?.lockedAt != null };
     },
   };
+}
+
+/**
+ * Deletes counts that no longer matter: forgotten (older than the reset
+ * period) and not locked. Keeps the table to recent attempts only.
+ */
+export async function pruneLoginThrottle(db: Db, now: Date, policy: ThrottlePolicy): Promise<number> {
+  if (policy.resetAfterMs <= 0) return 0;
+  const rows = await db
+    .delete(loginThrottle)
+    .where(and(isNull(loginThrottle.lockedAt), lt(loginThrottle.lastFailureAt, new Date(now.getTime() - policy.resetAfterMs))))
+    .returning({ key: loginThrottle.accountKey });
+  return rows.length;
 }
 
 /**

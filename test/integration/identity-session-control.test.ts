@@ -331,6 +331,9 @@ for (const backend of backends) {
           expire_time: new Date(claims.exp! * 1000).toISOString().replace(".000Z", "Z"),
           issue_time: new Date(claims.iat! * 1000).toISOString().replace(".000Z", "Z"),
           token_id: claims.jti,
+          auth_time: new Date((claims.auth_time as number) * 1000).toISOString().replace(".000Z", "Z"),
+          amr: ["pwd"],
+          acr: "aal1",
         });
         expect(r.headers.get("cache-control")).toBe("no-store");
         // A broken Authorization header of the caller does not matter: the token under test is in the body.
