@@ -1,6 +1,7 @@
 import { availableParallelism } from "node:os";
 import { isIP } from "node:net";
 import { z } from "zod";
+import type { SprayPolicy, ThrottlePolicy } from "./core/login-defence.js";
 import type { RoleLifetimes } from "./core/ports.js";
 import { parseSecretBoxKeys } from "./mfa/secret-box.js";
 
@@ -190,21 +191,8 @@ export type Config = Readonly<{
   migrateOnStart: boolean;
   /** Overrides of the default rate limits ("" = defaults), or "off". */
   rateLimits: string;
-  bruteForce: {
-    freeAttempts: number;
-    baseDelayMs: number;
-    maxDelayMs: number;
-    lockoutThreshold: number;
-    resetAfterMs: number;
-  };
-  spray: {
-    windowMs: number;
-    sourceAccounts: number;
-    passwordAccounts: number;
-    blockMs: number;
-    surgeFailuresPerMinute: number;
-    surgeMs: number;
-  };
+  bruteForce: ThrottlePolicy;
+  spray: SprayPolicy;
   captcha:
     | {
         provider: "turnstile" | "hcaptcha" | "recaptcha";

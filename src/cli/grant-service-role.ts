@@ -1,5 +1,5 @@
-import { pathToFileURL } from "node:url";
 import { sql } from "drizzle-orm";
+import { runIfMain } from "./run.js";
 import { ConfigError, loadConfig } from "../config.js";
 import { openDatabase, type Db } from "../storage/db.js";
 
@@ -152,8 +152,4 @@ export async function grantServiceRoleCommand(
   }
 }
 
-if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
-  const { exitCode, message } = await grantServiceRoleCommand(process.argv.slice(2));
-  (exitCode === 0 ? process.stdout : process.stderr).write(`${message}\n`);
-  process.exitCode = exitCode;
-}
+await runIfMain(import.meta.url, (args) => grantServiceRoleCommand(args));

@@ -1,4 +1,4 @@
-import { pathToFileURL } from "node:url";
+import { runIfMain } from "./run.js";
 import { ConfigError, loadConfig } from "../config.js";
 import { normalizeEmailForLookup } from "../core/email.js";
 import { isRole, roles } from "../core/ports.js";
@@ -53,8 +53,4 @@ export async function setRole(
   }
 }
 
-if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
-  const { exitCode, message } = await setRole(process.argv.slice(2));
-  (exitCode === 0 ? process.stdout : process.stderr).write(`${message}\n`);
-  process.exitCode = exitCode;
-}
+await runIfMain(import.meta.url, (args) => setRole(args));

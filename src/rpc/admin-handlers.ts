@@ -1,24 +1,13 @@
 import { create, type JsonObject } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
-import type { HandlerContext, ServiceImpl } from "@connectrpc/connect";
+import type { ServiceImpl } from "@connectrpc/connect";
 import { AuditEventSchema, type AdminService as AdminServiceDesc } from "../../gen/identity/v1/admin_service_pb.js";
 import type { AdminService } from "../core/admin.js";
-import { DomainError } from "../core/errors.js";
-import type { CallInfo, Principal } from "../core/identity.js";
 import type { StoredAuditEvent } from "../core/ports.js";
-import { kClient, kPrincipal, kRequestId } from "./context.js";
+import { callInfo as call, requirePrincipal as principal } from "./context.js";
 
 // Thin handlers for the operator RPCs: decode, one core call, encode.
 
-function call(ctx: HandlerContext): CallInfo {
-  return { client: ctx.values.get(kClient), requestId: ctx.values.get(kRequestId) || undefined };
-}
-
-function principal(ctx: HandlerContext): Principal {
-  const p = ctx.values.get(kPrincipal);
-  if (!p) throw new DomainError("unauthenticated", "TOKEN_MISSING", "an access token is required");
-  return p;
-}
 
 export function auditEventToProto(e: StoredAuditEvent) {
   return create(AuditEventSchema, {

@@ -1,5 +1,6 @@
-import { createContextKey } from "@connectrpc/connect";
-import type { Principal } from "../core/identity.js";
+import { createContextKey, type HandlerContext } from "@connectrpc/connect";
+import { DomainError } from "../core/errors.js";
+import type { CallInfo, Principal } from "../core/identity.js";
 import type { ClientInfo } from "../core/ports.js";
 
 // Typed values that travel with a call. The server (or the REST gateway)
@@ -8,3 +9,15 @@ import type { ClientInfo } from "../core/ports.js";
 export const kClient = createContextKey<ClientInfo>({}, { description: "client address and user agent" });
 export const kRequestId = createContextKey<string>("", { description: "request id" });
 export const kPrincipal = createContextKey<Principal | undefined>(undefined, { description: "authenticated caller" });
+
+/** The facts of the call the domain records (client, request id). */
+export function callInfo(ctx: HandlerContext): CallInfo {
+  return { client: ctx.values.get(kClient), requestId: ctx.values.get(kRequestId) || undefined };
+}
+
+/** The authenticated caller; the auth interceptor guarantees one, and this fails closed if it ever does not. */
+export function requirePrincipal(ctx: HandlerContext): Principal {
+  const p = ctx.values.get(kPrincipal);
+  if (!p) throw new DomainError("unauthenticated", "TOKEN_MISSING", "an access token is required");
+  return p;
+}

@@ -1,25 +1,15 @@
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
-import type { HandlerContext, ServiceImpl } from "@connectrpc/connect";
+import type { ServiceImpl } from "@connectrpc/connect";
 import { type IdentityService as IdentityServiceDesc } from "../../gen/identity/v1/identity_service_pb.js";
 import { DomainError } from "../core/errors.js";
-import type { CallInfo, IdentityService, Principal, TokenPair } from "../core/identity.js";
+import type { IdentityService, TokenPair } from "../core/identity.js";
 import type { Clock } from "../core/ports.js";
 import { toProfile, toProfilePatch } from "../core/profile.js";
-import { kClient, kPrincipal, kRequestId } from "./context.js";
+import { callInfo as call, requirePrincipal as principal } from "./context.js";
 import { introspectionToProto, profileInputFromProto, sessionToProto, userToProto } from "./convert.js";
 
 // Thin handlers: decode, one core call, encode.
 
-function call(ctx: HandlerContext): CallInfo {
-  return { client: ctx.values.get(kClient), requestId: ctx.values.get(kRequestId) || undefined };
-}
-
-function principal(ctx: HandlerContext): Principal {
-  const p = ctx.values.get(kPrincipal);
-  // The auth interceptor guarantees this; failing closed if it ever doesn't.
-  if (!p) throw new DomainError("unauthenticated", "TOKEN_MISSING", "an access token is required");
-  return p;
-}
 
 function tokenFields(pair: TokenPair, clock: Clock) {
   return {
