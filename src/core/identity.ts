@@ -425,13 +425,14 @@ export function createIdentityService(deps: IdentityDeps): IdentityService {
         const credential = email === undefined ? undefined : await users.findCredentialByEmail(email);
         // Same work whether or not the account exists: no timing oracle.
         const ok = await hasher.verify(credential?.passwordHash ?? deps.dummyHash, password);
+        // The trail names the account even when the password was wrong.
+        userId = credential?.userId;
         if (!credential || !ok) {
           await defence.failed(admission, { password, userId: credential?.userId, factor: "password" }, call);
           throw invalidCredentials();
         }
-        userId = credential.userId;
         await maybeRehash(credential.userId, credential.passwordHash, password);
-        const pair = await completeLogin({ ...input, userId, role: credential.role, admission }, call);
+        const pair = await completeLogin({ ...input, userId: credential.userId, role: credential.role, admission }, call);
         await record({ type: "login", outcome: "success", userId, sessionId: pair.sessionId }, call);
         return pair;
       } catch (err) {

@@ -51,7 +51,8 @@ export async function startPrivateRedis(): Promise<{ url: string; stop(): Promis
   }
   async function stop(): Promise<void> {
     const c = child;
-    if (!c || c.exitCode !== null) return;
+    // A killed process keeps exitCode null: signalCode says it is gone too.
+    if (!c || c.exitCode !== null || c.signalCode !== null) return;
     await new Promise<void>((resolve) => {
       c.once("exit", () => resolve());
       c.kill("SIGKILL");

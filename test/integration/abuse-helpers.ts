@@ -1,0 +1,304 @@
+// Builders and probes shared by the abuse-*.test.ts suites: the one place
+// that makes an administrator, a Standard Webhooks receiver, a local CAPTCHA
+// siteverify endpoint, spoofed client addresses, and decoders of the
+// RATE_LIMITED error on every protocol.
+import { randomInt } from "node:crypto";
+import { createServer, request, type IncomingHttpHeaders, type IncomingMessage, type Server } from "node:http";
+import type { AddressInfo } from "node:net";
+import type * as grpc from "@grpc/grpc-js";
+import { fromBinary } from "@bufbuild/protobuf";
+import type { ConnectError } from "@connectrpc/connect";
+import { and, asc, eq } from "drizzle-orm";
+import { expect } from "vitest";
+import { ErrorInfoSchema, RetryInfoSchema } from "../../gen/google/rpc/error_details_pb.js";
+import { StatusSchema } from "../../gen/google/rpc/status_pb.js";
+import { verifyWebhookSignature } from "../../src/notify/webhook.js";
+import { auditEvents } from "../../src/storage/schema.js";
+import { createUserStore } from "../../src/storage/stores.js";
+import { rest, STRONG_PASSWORD, uniqueEmail, type RestResponse } from "../support/clients.js";
+import type { TestServer } from "../support/server.js";
+import { enrolTotp } from "./identity-helpers.js";
+
+/**
+ * Makes a new administrator and returns an access token of theirs.
+ * Administrators must have TOTP on: the user enrols, is promoted in the
+ * database (as `npm run set-role` does), and logs in again with a recovery
+ * code as the second factor. The one place to adapt when the admin rules change.
+ */
+export async function makeAdmin(s: TestServer, opts: { now?: Date; headers?: Record<string, string> } = {}): Promise<string> {
+  const email = uniqueEmail("admin");
+  const headers = opts.headers ?? {};
+  const registered = await rest(s.baseUrl, "POST", "/register", { body: { account: { email, password: STRONG_PASSWORD } }, headers });
+  expect(registered.status, registered.text).toBe(201);
+  const first = await rest(s.baseUrl, "POST", "/login", { body: { email, password: STRONG_PASSWORD }, headers });
+  expect(first.status, first.text).toBe(201);
+  const { recoveryCodes } = await enrolTotp(s, first.body.access_token, opts.now);
+  expect(await createUserStore(s.app.database.db).setRole(email, "admin", opts.now ?? new Date())).toBeTruthy();
+  const again = await rest(s.baseUrl, "POST", "/login", {
+    body: { email, password: STRONG_PASSWORD, recovery_code: recoveryCodes[0] },
+    headers,
+  });
+  expect(again.status, again.text).toBe(201);
+  return again.body.access_token as string;
+}
+
+const usedIps = new Set<string>();
+/**
+ * A client address no other test (or concurrent run sharing a Redis) uses:
+ * a random address of the IPv6 documentation prefix, all groups non-zero
+ * (so it is already in its canonical spelling).
+ */
+export function uniqueIp(): string {
+  for (;;) {
+    const groups = Array.from({ length: 6 }, () => randomInt(1, 0x10000).toString(16));
+    const ip = `2001:db8:${groups.join(":")}`;
+    if (!usedIps.has(ip)) {
+      usedIps.add(ip);
+      return ip;
+    }
+  }
+}
+
+/** The header a trusted proxy adds (believed only from a configured proxy). */
+export const xff = (ip: string): Record<string, string> => ({ "x-forwarded-for": ip });
+
+export interface RateLimitedInfo {
+  reason: string | undefined;
+  scope: string | undefined;
+  retryAfterSeconds: string | undefined;
+  /** google.rpc.RetryInfo.retry_delay in whole seconds. */
+  retryDelaySeconds: number | undefined;
+}
+
+/** ErrorInfo and RetryInfo of a grpc-js error, decoded from grpc-status-details-bin. */
+export function grpcJsDetails(err: grpc.ServiceError): RateLimitedInfo & { raw: Buffer | undefined } {
+  const raw = err.metadata?.get("grpc-status-details-bin")[0] as Buffer | undefined;
+  const out: RateLimitedInfo & { raw: Buffer | undefined } = {
+    reason: undefined,
+    scope: undefined,
+    retryAfterSeconds: undefined,
+    retryDelaySeconds: undefined,
+    raw,
+  };
+  if (!raw) return out;
+  for (const any of fromBinary(StatusSchema, raw).details) {
+    if (any.typeUrl.endsWith("/google.rpc.ErrorInfo")) {
+      const info = fromBinary(ErrorInfoSchema, any.value);
+      out.reason = info.reason;
+      out.scope = info.metadata.scope;
+      out.retryAfterSeconds = info.metadata.retry_after_seconds;
+    } else if (any.typeUrl.endsWith("/google.rpc.RetryInfo")) {
+      const delay = fromBinary(RetryInfoSchema, any.value).retryDelay;
+      out.retryDelaySeconds = delay ? Number(delay.seconds) + delay.nanos / 1e9 : undefined;
+    }
+  }
+  return out;
+}
+
+/** ErrorInfo and RetryInfo of a REST/Connect JSON error body. */
+export function restDetails(body: any): RateLimitedInfo {
+  const details: any[] = body?.details ?? [];
+  const info = details.find((d) => d.type === "google.rpc.ErrorInfo")?.debug;
+  const retry = details.find((d) => d.type === "google.rpc.RetryInfo")?.debug;
+  const delay = typeof retry?.retry_delay === "string" ? Number.parseFloat(retry.retry_delay) : undefined;
+  return { reason: info?.reason, scope: info?.metadata?.scope, retryAfterSeconds: info?.metadata?.retry_after_seconds, retryDelaySeconds: delay };
+}
+
+/** ErrorInfo and RetryInfo of a Connect client error. */
+export function connectDetails(err: ConnectError): RateLimitedInfo {
+  const info = err.findDetails(ErrorInfoSchema)[0];
+  const delay = err.findDetails(RetryInfoSchema)[0]?.retryDelay;
+  return {
+    reason: info?.reason,
+    scope: info?.metadata.scope,
+    retryAfterSeconds: info?.metadata.retry_after_seconds,
+    retryDelaySeconds: delay ? Number(delay.seconds) + delay.nanos / 1e9 : undefined,
+  };
+}
+
+/** A REST 429: RATE_LIMITED of `scope`, Retry-After in whole seconds (>= 1) agreeing with the body. */
+export function expectRest429(r: RestResponse, scope: string): number {
+  expect({ status: r.status, ...restDetails(r.body) }, r.text).toMatchObject({ status: 429, reason: "RATE_LIMITED", scope });
+  const header = r.headers.get("retry-after");
+  expect(header, "Retry-After").toMatch(/^[1-9][0-9]*$/);
+  const d = restDetails(r.body);
+  expect(d.retryAfterSeconds).toBe(header);
+  expect(d.retryDelaySeconds).toBe(Number(header));
+  return Number(header);
+}
+
+/** A grpc-js RESOURCE_EXHAUSTED: RATE_LIMITED of `scope` with a RetryInfo detail and a retry-after header. */
+export function expectGrpc429(err: grpc.ServiceError, scope: string): number {
+  const d = grpcJsDetails(err);
+  expect({ code: err.code, reason: d.reason, scope: d.scope }, err.details).toEqual({ code: 8, reason: "RATE_LIMITED", scope });
+  expect(d.retryDelaySeconds).toBeGreaterThanOrEqual(1);
+  expect(Number.isInteger(d.retryDelaySeconds)).toBe(true);
+  expect(err.metadata.get("retry-after")).toEqual([String(d.retryDelaySeconds)]);
+  expect(d.retryAfterSeconds).toBe(String(d.retryDelaySeconds));
+  return d.retryDelaySeconds!;
+}
+
+/** A grpc-js call's error, or undefined when it succeeded. */
+export async function grpcOutcome(call: Promise<unknown>): Promise<grpc.ServiceError | undefined> {
+  try {
+    await call;
+    return undefined;
+  } catch (err) {
+    return err as grpc.ServiceError;
+  }
+}
+
+/** POST over node:http from a chosen local address (127.0.0.x): a client the server sees as another peer. */
+export function postFrom(
+  localAddress: string,
+  port: number,
+  path: string,
+  body: unknown,
+  headers: Record<string, string> = {},
+): Promise<{ status: number; headers: IncomingHttpHeaders; body: any; text: string }> {
+  const payload = JSON.stringify(body);
+  return new Promise((resolve, reject) => {
+    const req = request(
+      { host: "127.0.0.1", port, path, method: "POST", localAddress, agent: false, headers: { "content-type": "application/json", ...headers } },
+      (res) => {
+        let text = "";
+        res.setEncoding("utf8");
+        res.on("data", (c: string) => (text += c));
+        res.on("end", () => {
+          let parsed: any;
+          try {
+            parsed = JSON.parse(text);
+          } catch {
+            parsed = undefined;
+          }
+          resolve({ status: res.statusCode ?? 0, headers: res.headers, body: parsed, text });
+        });
+      },
+    );
+    req.on("error", reject);
+    req.end(payload);
+  });
+}
+
+export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+
+/** Polls until `check` holds (bounded). */
+export async function until(check: () => Promise<boolean> | boolean, timeoutMs = 2_000, what = "condition"): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    if (await check()) return;
+    await sleep(20);
+  }
+  throw new Error(`${what} not met within ${timeoutMs} ms`);
+}
+
+async function listen(server: Server): Promise<string> {
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  return `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+}
+
+function close(server: Server): Promise<void> {
+  server.closeAllConnections();
+  return new Promise((resolve) => server.close(() => resolve()));
+}
+
+function readBody(req: IncomingMessage): Promise<string> {
+  return new Promise((resolve, reject) => {
+    let text = "";
+    req.setEncoding("utf8");
+    req.on("data", (c: string) => (text += c));
+    req.on("end", () => resolve(text));
+    req.on("error", reject);
+  });
+}
+
+export const WEBHOOK_SECRET = "test-webhook-secret-9f8e7d6c5b4a";
+
+export interface ReceivedWebhook {
+  id: string;
+  timestamp: string;
+  signature: string;
+  body: string;
+  /** The parsed body: { type, timestamp, data }. */
+  json: { type: string; timestamp: string; data: Record<string, unknown> };
+  /** Whether the Standard Webhooks signature verifies with WEBHOOK_SECRET. */
+  verified: boolean;
+}
+
+/** A receiver of the service's security webhooks; answers 204. */
+export async function startWebhookReceiver() {
+  const received: ReceivedWebhook[] = [];
+  const server = createServer((req, res) => {
+    readBody(req).then((body) => {
+      const id = String(req.headers["webhook-id"] ?? "");
+      const timestamp = String(req.headers["webhook-timestamp"] ?? "");
+      const signature = String(req.headers["webhook-signature"] ?? "");
+      let json: ReceivedWebhook["json"];
+      try {
+        json = JSON.parse(body);
+      } catch {
+        json = { type: "<unparsable>", timestamp: "", data: {} };
+      }
+      received.push({ id, timestamp, signature, body, json, verified: verifyWebhookSignature({ secret: WEBHOOK_SECRET, id, timestamp, signature, body }) });
+      res.writeHead(204).end();
+    }, () => res.writeHead(400).end());
+  });
+  const url = await listen(server);
+  return {
+    url,
+    env: { WEBHOOK_URL: `${url}/hooks`, WEBHOOK_SECRET } as Record<string, string>,
+    received,
+    ofType: (type: string) => received.filter((w) => w.json.type === type),
+    /** Waits until at least `count` alerts of `type` arrived; returns them. */
+    async waitFor(type: string, count = 1, timeoutMs = 2_000): Promise<ReceivedWebhook[]> {
+      await until(() => received.filter((w) => w.json.type === type).length >= count, timeoutMs, `${count} webhook(s) of type ${type}`);
+      return received.filter((w) => w.json.type === type);
+    },
+    close: () => close(server),
+  };
+}
+
+export const CAPTCHA_SECRET = "captcha-test-secret-0001";
+
+/**
+ * A local siteverify endpoint (Turnstile, hCaptcha and reCAPTCHA share the
+ * protocol): tokens starting with "pass" succeed (with a reCAPTCHA v3 score
+ * of 0.9, or 0.1 when the token contains "lowscore"), others are refused;
+ * `down()` makes it answer 503 until `up()`.
+ */
+export async function startSiteverify() {
+  const requests: Record<string, string>[] = [];
+  let down = false;
+  const server = createServer((req, res) => {
+    readBody(req).then((text) => {
+      const form = Object.fromEntries(new URLSearchParams(text));
+      requests.push(form);
+      if (down) return void res.writeHead(503).end();
+      const ok = form.secret === CAPTCHA_SECRET && (form.response ?? "").startsWith("pass");
+      const answer = ok
+        ? { success: true, hostname: "localhost", challenge_ts: new Date().toISOString(), score: form.response!.includes("lowscore") ? 0.1 : 0.9 }
+        : { success: false, "error-codes": [form.secret === CAPTCHA_SECRET ? "invalid-input-response" : "invalid-input-secret"] };
+      res.writeHead(200, { "content-type": "application/json" }).end(JSON.stringify(answer));
+    }, () => res.writeHead(400).end());
+  });
+  const url = await listen(server);
+  return {
+    url: `${url}/siteverify`,
+    requests,
+    down: () => void (down = true),
+    up: () => void (down = false),
+    close: () => close(server),
+  };
+}
+
+export type AuditRow = typeof auditEvents.$inferSelect;
+
+/** Audit rows of a type, oldest first (grey-box read of the server's database). */
+export async function auditRows(s: TestServer, type: string, where: { ip?: string } = {}): Promise<AuditRow[]> {
+  const conditions = [eq(auditEvents.eventType, type), ...(where.ip ? [eq(auditEvents.ip, where.ip)] : [])];
+  return s.app.database.db
+    .select()
+    .from(auditEvents)
+    .where(and(...conditions))
+    .orderBy(asc(auditEvents.id));
+}
