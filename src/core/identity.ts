@@ -605,7 +605,11 @@ export function createIdentityService(deps: IdentityDeps): IdentityService {
         await mfa.consumeChallenge(challenge.tokenHash);
         await defence.succeeded(admission);
         const now = clock.now();
+        const novelty = await deps.risk.novelty(user.id, challenge.deviceHash);
         await deps.risk.remember({ userId: user.id, deviceHash: challenge.deviceHash, ip: call.client.ip, at: now, mfa: true });
+        if (novelty.newDevice && !novelty.firstLogin) {
+          deps.alerts.notify({ type: "new_device_login", at: now, userId: user.id, details: { ip: call.client.ip ?? "", reasons: ["new_device"] } });
+        }
         const pair = await startSession(user.id, role, call, { authTime: now, amr: amrOf(factor) });
         await record({ type: "login", outcome: "success", reason: "mfa_challenge", userId, sessionId: pair.sessionId }, call);
         return pair;
@@ -668,6 +672,8 @@ export function createIdentityService(deps: IdentityDeps): IdentityService {
         requireRecentAuth(principal);
         const { user, passwordHash, role } = await account(principal.userId);
         if (role === "admin") throw mfaEnrollmentRequired();
+        // Nothing to turn off: say so before a password check that would count.
+        if (!(await mfa.enabled(user.id))) throw new DomainError("failed_precondition", "MFA_NOT_ENABLED", "TOTP is not on");
         const admission = await checkPassword(user, passwordHash, input.password, call);
         try {
           await mfa.disable(user.id, input.code, call);

@@ -53,6 +53,8 @@ export interface RiskAssessor {
   deviceHash(deviceId: string | undefined): Uint8Array | undefined;
   /** Whether the device logged in to the account before. */
   isKnownDevice(userId: string, deviceId: string | undefined): Promise<boolean>;
+  /** Whether a login from this device (by hash) is the account's first, or a new device's. */
+  novelty(userId: string, deviceHash: Uint8Array | undefined): Promise<{ firstLogin: boolean; newDevice: boolean }>;
   assess(input: { userId: string; deviceId?: string | undefined; ip?: string | undefined; failuresBefore: number; now: Date }): Promise<RiskContext>;
   /** After a complete successful login: the device, network and place become known. */
   remember(input: { userId: string; deviceHash?: Uint8Array | undefined; ip?: string | undefined; at: Date; mfa: boolean }): Promise<void>;
@@ -64,6 +66,11 @@ export function createRiskAssessor(deps: RiskDeps): RiskAssessor {
 
   return {
     deviceHash,
+
+    async novelty(userId, device) {
+      const history = await deps.history.lookup(userId, device, undefined);
+      return { firstLogin: !history.hasHistory, newDevice: history.device === undefined };
+    },
 
     async isKnownDevice(userId, deviceId) {
       const device = deviceHash(deviceId);

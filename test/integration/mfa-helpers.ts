@@ -1,0 +1,194 @@
+// Builders and probes shared by mfa.test.ts and risk-step-up.test.ts: a
+// controlled clock aligned on TOTP steps, an enrolled user, the ErrorInfo
+// (reason and metadata) of REST and grpc-js errors, the risk audit trail,
+// and a receiver of the security webhooks.
+import { createServer, type Server } from "node:http";
+import type { AddressInfo } from "node:net";
+import type * as grpc from "@grpc/grpc-js";
+import { fromBinary } from "@bufbuild/protobuf";
+import { and, asc, eq } from "drizzle-orm";
+import { decodeJwt } from "jose";
+import { expect } from "vitest";
+import { ErrorInfoSchema } from "../../gen/google/rpc/error_details_pb.js";
+import { StatusSchema } from "../../gen/google/rpc/status_pb.js";
+import { verifyWebhookSignature } from "../../src/notify/webhook.js";
+import { auditEvents } from "../../src/storage/schema.js";
+import { rest, type RestResponse } from "../support/clients.js";
+import type { TestServer } from "../support/server.js";
+import { enrolTotp, registerUser, totpCode } from "./identity-helpers.js";
+
+export const SECOND = 1_000;
+export const MINUTE = 60 * SECOND;
+/** One TOTP time step. */
+export const STEP = 30 * SECOND;
+
+/**
+ * A clock the test moves by hand, started in the middle of a TOTP step so
+ * that "this step", "the next step" and "two steps back" are exact.
+ */
+export function controlledClock() {
+  let t = Math.floor(Date.now() / STEP) * STEP + STEP / 2;
+  return {
+    clock: { now: () => new Date(t) },
+    now: () => new Date(t),
+    advance: (ms: number) => void (t += ms),
+    /** The TOTP code of `secret` at the current time shifted by `steps` steps. */
+    code: (secret: string, steps = 0) => totpCode(secret, new Date(t + steps * STEP)),
+  };
+}
+export type ControlledClock = ReturnType<typeof controlledClock>;
+
+export interface ErrorInfoView {
+  reason: string | undefined;
+  metadata: Record<string, string>;
+}
+
+/** google.rpc.ErrorInfo of a REST/Connect JSON error body. */
+export function restErrorInfo(body: any): ErrorInfoView {
+  const info = (body?.details ?? []).find((d: any) => d.type === "google.rpc.ErrorInfo")?.debug;
+  return { reason: info?.reason, metadata: info?.metadata ?? {} };
+}
+
+/** google.rpc.ErrorInfo of a grpc-js error, decoded from grpc-status-details-bin. */
+export function grpcJsErrorInfo(err: grpc.ServiceError): ErrorInfoView {
+  const raw = err.metadata?.get("grpc-status-details-bin")[0] as Buffer | undefined;
+  if (!raw) return { reason: undefined, metadata: {} };
+  for (const any of fromBinary(StatusSchema, raw).details) {
+    if (any.typeUrl.endsWith("/google.rpc.ErrorInfo")) {
+      const info = fromBinary(ErrorInfoSchema, any.value);
+      return { reason: info.reason, metadata: { ...info.metadata } };
+    }
+  }
+  return { reason: undefined, metadata: {} };
+}
+
+/** The MFA challenge of a REST 401 MFA_REQUIRED; asserts the error's shape. */
+export function expectMfaRequired(r: RestResponse): string {
+  const info = restErrorInfo(r.body);
+  expect({ status: r.status, reason: info.reason }, r.text).toEqual({ status: 401, reason: "MFA_REQUIRED" });
+  expect(info.metadata, r.text).toMatchObject({ mfa_challenge: expect.stringMatching(/^[A-Za-z0-9_-]{43}$/), methods: "totp,recovery_code" });
+  expect(r.body.access_token).toBeUndefined();
+  return info.metadata.mfa_challenge!;
+}
+
+/** The authentication claims of an access token. */
+export function authClaims(token: string) {
+  const c = decodeJwt(token);
+  return { amr: c.amr, acr: c.acr, auth_time: c.auth_time };
+}
+
+export interface LoginBody {
+  email: string;
+  password: string;
+  mfa_code?: string;
+  recovery_code?: string;
+  device_id?: string;
+}
+
+export const loginRest = (s: TestServer, body: LoginBody, headers: Record<string, string> = {}) =>
+  rest(s.baseUrl, "POST", "/login", { body, headers });
+
+export const completeMfaRest = (
+  s: TestServer,
+  body: { mfa_challenge: string; mfa_code?: string; recovery_code?: string },
+  headers: Record<string, string> = {},
+) => rest(s.baseUrl, "POST", "/login/mfa", { body, headers });
+
+export const mfaStatus = async (s: TestServer, token: string) => {
+  const r = await rest(s.baseUrl, "GET", "/user/mfa", { token });
+  expect(r.status, r.text).toBe(200);
+  // proto3 JSON leaves false and 0 out.
+  return { totp_enabled: r.body.totp_enabled ?? false, recovery_codes_remaining: r.body.recovery_codes_remaining ?? 0 };
+};
+
+/**
+ * A registered user who logged in (first login, no factor yet) and turned
+ * TOTP on at the clock's current step, which is thereby used up.
+ */
+export async function mfaUser(s: TestServer, at: Date, opts: { headers?: Record<string, string>; deviceId?: string } = {}) {
+  const user = await registerUser(s);
+  const first = await loginRest(s, { email: user.email, password: user.password, ...(opts.deviceId ? { device_id: opts.deviceId } : {}) }, opts.headers);
+  expect(first.status, first.text).toBe(201);
+  const { secret, recoveryCodes } = await enrolTotp(s, first.body.access_token, at);
+  return {
+    ...user,
+    accessToken: first.body.access_token as string,
+    refreshToken: first.body.refresh_token as string,
+    sessionId: first.body.session_id as string,
+    secret,
+    recoveryCodes,
+  };
+}
+export type MfaUser = Awaited<ReturnType<typeof mfaUser>>;
+
+export type AuditRow = typeof auditEvents.$inferSelect;
+
+/** A user's audit rows of one type, oldest first (grey-box read). */
+export async function auditOf(s: TestServer, userId: string, type: string): Promise<AuditRow[]> {
+  return s.app.database.db
+    .select()
+    .from(auditEvents)
+    .where(and(eq(auditEvents.userId, userId), eq(auditEvents.eventType, type)))
+    .orderBy(asc(auditEvents.id));
+}
+
+export const WEBHOOK_SECRET = "mfa-risk-webhook-secret-5a4b3c2d";
+
+export interface ReceivedWebhook {
+  type: string;
+  data: Record<string, unknown>;
+  verified: boolean;
+}
+
+/** A local receiver of the security webhooks (answers 204). */
+export async function startWebhookReceiver() {
+  const received: ReceivedWebhook[] = [];
+  const server: Server = createServer((req, res) => {
+    let body = "";
+    req.setEncoding("utf8");
+    req.on("data", (c: string) => (body += c));
+    req.on("end", () => {
+      const header = (name: string) => String(req.headers[name] ?? "");
+      let json: { type?: string; data?: Record<string, unknown> } = {};
+      try {
+        json = JSON.parse(body);
+      } catch {
+        // kept as an unparsable delivery
+      }
+      received.push({
+        type: json.type ?? "<unparsable>",
+        data: json.data ?? {},
+        verified: verifyWebhookSignature({
+          secret: WEBHOOK_SECRET,
+          id: header("webhook-id"),
+          timestamp: header("webhook-timestamp"),
+          signature: header("webhook-signature"),
+          body,
+        }),
+      });
+      res.writeHead(204).end();
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  const matching = (type: string, userId: string) => received.filter((w) => w.type === type && w.data.user_id === userId);
+  return {
+    env: { WEBHOOK_URL: `${url}/hooks`, WEBHOOK_SECRET } as Record<string, string>,
+    received,
+    matching,
+    /** Waits (bounded) until `count` alerts of `type` for `userId` arrived. */
+    async waitFor(type: string, userId: string, count = 1, timeoutMs = 3_000): Promise<ReceivedWebhook[]> {
+      const until = Date.now() + timeoutMs;
+      while (matching(type, userId).length < count) {
+        if (Date.now() > until) throw new Error(`timed out waiting for ${count} ${type} webhook(s) of ${userId}`);
+        await new Promise((r) => setTimeout(r, 20));
+      }
+      return matching(type, userId);
+    },
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.closeAllConnections();
+        server.close(() => resolve());
+      }),
+  };
+}
