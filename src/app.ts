@@ -187,7 +187,7 @@ export async function createApp(config: Config, logger: Logger, overrides: AppOv
   });
   const risk = createRiskAssessor({
     history: createLoginHistoryStore(db),
-    geo: overrides.geo ?? (config.risk.geoip ? createGeoIpLocator() : { locate: () => undefined }),
+    geo: overrides.geo ?? (config.risk.geoip ? warmGeoIp(logger) : { locate: () => undefined }),
     thresholds: {
       ...defaultRiskThresholds,
       requireMfaAt: config.risk.requireMfaAt,
@@ -202,6 +202,7 @@ export async function createApp(config: Config, logger: Logger, overrides: AppOv
     mfa,
     risk,
     recentAuthMaxAgeMs: config.mfa.recentAuthMaxAgeMs,
+    trustedDeviceTtlMs: config.mfa.trustedDeviceTtlMs,
     users,
     sessions: sessionCache.store,
     revocations: feed ? combineListeners(sessionCache, feed) : sessionCache,
@@ -224,7 +225,7 @@ export async function createApp(config: Config, logger: Logger, overrides: AppOv
     onRehashError: (err) => logger.warn({ err }, "password re-hash failed"),
   });
 
-  const admin = createAdminService({ users, audit, defence, clock });
+  const admin = createAdminService({ users, audit, defence, clock, recentAuthMaxAgeMs: config.mfa.recentAuthMaxAgeMs });
 
   // Housekeeping: forgotten failure counts and spent MFA challenges. Every
   // instance may run it; the deletes are idempotent.
@@ -398,6 +399,16 @@ export async function createApp(config: Config, logger: Logger, overrides: AppOv
 }
 
 const PRUNE_INTERVAL_MS = 3_600_000;
+
+// geoip-lite reads ~110 MB synchronously on first use: pay that at boot,
+// not inside the first login from a public address.
+function warmGeoIp(logger: Logger): GeoLocator {
+  const geo = createGeoIpLocator();
+  const started = performance.now();
+  geo.locate("8.8.8.8");
+  logger.info({ ms: Math.round(performance.now() - started) }, "GeoIP data loaded");
+  return geo;
+}
 
 function transportMaxBytes(config: Config): number {
   return Math.max(4 * 1_048_576, config.maxRequestBytes);

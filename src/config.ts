@@ -147,6 +147,8 @@ const EnvSchema = z.object({
   MFA_CHALLENGE_TTL: duration.default(5 * 60_000),
   MFA_ENROLMENT_TTL: duration.default(15 * 60_000),
   RECENT_AUTH_MAX_AGE: duration.default(10 * 60_000),
+  // A device that passed MFA may skip it this long (0 = never skip).
+  TRUSTED_DEVICE_TTL: duration.default(30 * 86_400_000),
   // Offline GeoIP (geoip-lite, ~160 MB of memory) for country and travel signals.
   GEOIP: bool.default(true),
   RISK_REQUIRE_MFA_AT: int(1, 1_000).default(40),
@@ -206,7 +208,14 @@ export type Config = Readonly<{
     | undefined;
   emailDomains: { disposableCheck: boolean; allow: readonly string[]; deny: readonly string[] };
   webhook: { url: string; secret: string } | undefined;
-  mfa: { encryptionKeys: string | undefined; issuer: string; challengeTtlMs: number; enrolmentTtlMs: number; recentAuthMaxAgeMs: number };
+  mfa: {
+    encryptionKeys: string | undefined;
+    issuer: string;
+    challengeTtlMs: number;
+    enrolmentTtlMs: number;
+    recentAuthMaxAgeMs: number;
+    trustedDeviceTtlMs: number;
+  };
   risk: { geoip: boolean; requireMfaAt: number; requireCaptchaAt: number; denyAt: number; maxTravelKmh: number };
 }>;
 
@@ -358,6 +367,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       challengeTtlMs: e.MFA_CHALLENGE_TTL,
       enrolmentTtlMs: e.MFA_ENROLMENT_TTL,
       recentAuthMaxAgeMs: e.RECENT_AUTH_MAX_AGE,
+      trustedDeviceTtlMs: e.TRUSTED_DEVICE_TTL,
     },
     risk: {
       geoip: e.GEOIP,

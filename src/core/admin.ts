@@ -2,7 +2,7 @@ import { createHash } from "node:crypto";
 import { parseAuditFilter } from "./audit-filter.js";
 import { normalizeEmailForLookup } from "./email.js";
 import { DomainError } from "./errors.js";
-import type { CallInfo, Principal } from "./identity.js";
+import { recentAuthRequired, type CallInfo, type Principal } from "./identity.js";
 import type { LoginDefence } from "./login-defence.js";
 import type { AuditChainReport, AuditEvent, AuditLog, Clock, StoredAuditEvent, UserStore } from "./ports.js";
 
@@ -14,6 +14,7 @@ export interface AdminDeps {
   audit: AuditLog;
   defence: Pick<LoginDefence, "unlock">;
   clock: Clock;
+  recentAuthMaxAgeMs: number;
 }
 
 export interface AdminService {
@@ -26,6 +27,7 @@ export interface AdminService {
 }
 
 export const MAX_AUDIT_PAGE_SIZE = 500;
+const MAX_BIGINT = 2n ** 63n - 1n;
 
 function adminRequired(): DomainError {
   return new DomainError("permission_denied", "ADMIN_ROLE_REQUIRED", "this RPC is for administrators");
@@ -50,7 +52,8 @@ function encodeToken(beforeId: string, filter: string): string {
 function decodeToken(token: string, filter: string): string {
   if (!/^[A-Za-z0-9_-]{1,100}$/.test(token)) throw badToken();
   const [id, tag, ...rest] = Buffer.from(token, "base64url").toString().split(".");
-  if (!id || !/^[1-9][0-9]{0,18}$/.test(id) || tag !== filterTag(filter) || rest.length > 0) throw badToken();
+  // A bigint id: anything beyond 2^63 − 1 would overflow the query's cast.
+  if (!id || !/^[1-9][0-9]{0,18}$/.test(id) || BigInt(id) > MAX_BIGINT || tag !== filterTag(filter) || rest.length > 0) throw badToken();
   return id;
 }
 
@@ -60,6 +63,8 @@ export function createAdminService(deps: AdminDeps): AdminService {
   async function requireAdmin(principal: Principal): Promise<void> {
     const credential = await users.findCredentialByUserId(principal.userId);
     if (credential?.role !== "admin") throw adminRequired();
+    // Admin sessions always pass MFA; a token without it is not an admin's.
+    if (!principal.amr?.includes("mfa")) throw recentAuthRequired(deps.recentAuthMaxAgeMs, "aal2");
   }
 
   async function record(event: Omit<AuditEvent, "at" | "client" | "requestId">, call: CallInfo): Promise<void> {
@@ -102,6 +107,7 @@ export function createAdminService(deps: AdminDeps): AdminService {
             checked: report.checked,
             unchained: report.unchained,
             head_seq: report.headSeq,
+            ...(report.headHash ? { head_hash: Buffer.from(report.headHash).toString("hex") } : {}),
             ...(report.firstBrokenSeq ? { first_broken_seq: report.firstBrokenSeq } : {}),
           },
         },

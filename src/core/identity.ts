@@ -55,6 +55,8 @@ export interface IdentityDeps {
   risk: RiskAssessor;
   /** Sensitive operations need a login or re-authentication at most this old. */
   recentAuthMaxAgeMs: number;
+  /** How long after its last MFA login a device may skip the second factor. */
+  trustedDeviceTtlMs: number;
   /** Refuses registrations from disposable-mail domains; undefined = any domain. */
   emailDomains?: { isDisposable(email: string): boolean } | undefined;
   /** Called after a password was re-hashed with the configured cost (logging). */
@@ -83,6 +85,8 @@ export interface TokenPair {
   refreshTokenExpiresAt: Date;
   sessionId: string;
   userId: string;
+  /** The device's token for later logins (see LoginInput.deviceId). */
+  deviceToken?: string | undefined;
 }
 
 export interface RegisterInput {
@@ -192,11 +196,14 @@ function amrOf(factor: SecondFactor | undefined): string[] {
   return ["pwd"];
 }
 
-function recentAuthRequired(maxAgeMs: number): DomainError {
+export function recentAuthRequired(maxAgeMs: number, acr?: "aal2"): DomainError {
   return new DomainError("unauthenticated", "RECENT_AUTH_REQUIRED", "this operation needs a recent login; call Reauthenticate first", {
     max_age_seconds: String(Math.round(maxAgeMs / 1000)),
+    ...(acr ? { acr } : {}),
   });
 }
+
+const NIL_UUID = "00000000-0000-0000-0000-000000000000";
 
 function mfaEnrollmentRequired(): DomainError {
   return new DomainError("permission_denied", "MFA_ENROLLMENT_REQUIRED", "administrators must have TOTP on");
@@ -240,9 +247,28 @@ export function createIdentityService(deps: IdentityDeps): IdentityService {
     return claims;
   }
 
-  function requireRecentAuth(principal: Principal): void {
+  // Credentials changed: no device skips MFA on the strength of the old
+  // ones, and the user hears of it.
+  async function factorChanged(
+    type: "mfa_enabled" | "mfa_disabled" | "recovery_codes_regenerated" | "password_changed",
+    principal: Principal,
+    call: CallInfo,
+  ): Promise<void> {
+    await deps.risk.forgetMfa(principal.userId);
+    deps.alerts.notify({
+      type,
+      at: clock.now(),
+      userId: principal.userId,
+      details: { session_id: principal.sessionId, ip: call.client.ip ?? "" },
+    });
+  }
+
+  // Recent, and with the second factor when the account has one: a device
+  // that skipped MFA at login does not get to change credentials.
+  async function requireRecentAuth(principal: Principal): Promise<void> {
     const at = principal.authTime?.getTime();
     if (at === undefined || clock.now().getTime() - at > deps.recentAuthMaxAgeMs) throw recentAuthRequired(deps.recentAuthMaxAgeMs);
+    if (!principal.amr?.includes("mfa") && (await mfa.enabled(principal.userId))) throw recentAuthRequired(deps.recentAuthMaxAgeMs, "aal2");
   }
 
   async function account(userId: string): Promise<{ user: User; passwordHash: string; role: Role }> {
@@ -307,11 +333,15 @@ export function createIdentityService(deps: IdentityDeps): IdentityService {
     }
     let stepUp = assessment.decision !== "allow";
     if (assessment.decision === "require_captcha") {
-      // Without a CAPTCHA provider the second factor is the step-up.
-      stepUp = !(await defence.challengeCaptcha(input.captchaToken, call));
+      // Solved already at admission, or now; without a CAPTCHA provider the
+      // second factor is the step-up.
+      stepUp = !(admission.captchaPassed || (await defence.challengeCaptcha(input.captchaToken, call)));
     }
-    // A device that passed MFA before skips it unless the risk says otherwise.
-    const needMfa = mfaOn && (stepUp || risk.history.device?.mfaAt === undefined);
+    // A device that passed MFA lately skips it unless the risk says
+    // otherwise; administrators never skip it.
+    const mfaAt = risk.history.device?.mfaAt?.getTime();
+    const trusted = role !== "admin" && mfaAt !== undefined && now.getTime() - mfaAt <= deps.trustedDeviceTtlMs;
+    const needMfa = mfaOn && (stepUp || !trusted);
     let factor: SecondFactor | undefined;
     if (needMfa) {
       if ((input.mfaCode ?? "") === "" && (input.recoveryCode ?? "") === "") {
@@ -327,13 +357,18 @@ export function createIdentityService(deps: IdentityDeps): IdentityService {
       }
       factor = await checkSecondFactor(userId, admission, input, call);
     }
-    await defence.succeeded(admission);
-    await decide("success", needMfa ? "mfa_passed" : stepUp && !mfaOn ? "allow_no_second_factor" : "allow");
-    await deps.risk.remember({ userId, deviceHash: risk.deviceHash, ip: call.client.ip, at: now, mfa: factor !== undefined });
+    // A known device keeps its token; anything else gets a new one.
+    const device = risk.history.device && input.deviceId ? { token: input.deviceId, hash: risk.deviceHash! } : deps.risk.newDeviceToken();
+    // Independent writes: one round trip of latency instead of three.
+    await Promise.all([
+      defence.succeeded(admission),
+      decide("success", needMfa ? "mfa_passed" : stepUp && !mfaOn ? "allow_no_second_factor" : "allow"),
+      deps.risk.remember({ userId, deviceHash: device.hash, ip: call.client.ip, at: now, mfa: factor !== undefined }),
+    ]);
     if (risk.signals.newDevice && !risk.signals.firstLogin) {
       deps.alerts.notify({ type: "new_device_login", at: now, userId, details: { ip: call.client.ip ?? "", reasons: [...assessment.reasons] } });
     }
-    return startSession(userId, role, call, { authTime: now, amr: amrOf(factor) });
+    return { ...(await startSession(userId, role, call, { authTime: now, amr: amrOf(factor) })), deviceToken: device.token };
   }
 
   async function startSession(userId: string, role: Role, call: CallInfo, auth: { authTime: Date; amr: string[] }): Promise<TokenPair> {
@@ -409,20 +444,24 @@ export function createIdentityService(deps: IdentityDeps): IdentityService {
         policy.checkSize(input.password);
         const password = normalizePassword(input.password);
         const email = normalizeEmailForLookup(input.email);
+        const credential = email === undefined ? undefined : await users.findCredentialByEmail(email);
+        // A device token this account issued: looked up the same way whether
+        // or not the account exists (the nil id matches nothing).
+        const knownDevice =
+          input.deviceId !== undefined && input.deviceId !== ""
+            ? await deps.risk.isKnownDevice(credential?.userId ?? NIL_UUID, input.deviceId)
+            : false;
         // Attempts on an address that cannot exist are counted too, under
         // its plain lower-cased spelling.
         const admission = await defence.admit(
           {
             canonicalEmail: email ?? input.email.trim().toLowerCase(),
             captchaToken: input.captchaToken,
-            knownDevice: async () => {
-              const known = email === undefined ? undefined : await users.findCredentialByEmail(email);
-              return known !== undefined && (await deps.risk.isKnownDevice(known.userId, input.deviceId));
-            },
+            knownDevice,
+            trustedDevice: knownDevice ? deps.risk.deviceHash(input.deviceId) : undefined,
           },
           call,
         );
-        const credential = email === undefined ? undefined : await users.findCredentialByEmail(email);
         // Same work whether or not the account exists: no timing oracle.
         const ok = await hasher.verify(credential?.passwordHash ?? deps.dummyHash, password);
         // The trail names the account even when the password was wrong.
@@ -572,7 +611,7 @@ export function createIdentityService(deps: IdentityDeps): IdentityService {
 
     async revokeOtherSessions(principal, call) {
       try {
-        requireRecentAuth(principal);
+        await requireRecentAuth(principal);
         const revoked = await sessions.revokeOthersOfUser({
           userId: principal.userId,
           keepSessionId: principal.sessionId,
@@ -606,13 +645,16 @@ export function createIdentityService(deps: IdentityDeps): IdentityService {
         await defence.succeeded(admission);
         const now = clock.now();
         const novelty = await deps.risk.novelty(user.id, challenge.deviceHash);
-        await deps.risk.remember({ userId: user.id, deviceHash: challenge.deviceHash, ip: call.client.ip, at: now, mfa: true });
+        // The challenge keeps only the presented token's hash: this device
+        // gets a new token, trusted for MFA from now on.
+        const device = deps.risk.newDeviceToken();
+        await deps.risk.remember({ userId: user.id, deviceHash: device.hash, ip: call.client.ip, at: now, mfa: true });
         if (novelty.newDevice && !novelty.firstLogin) {
           deps.alerts.notify({ type: "new_device_login", at: now, userId: user.id, details: { ip: call.client.ip ?? "", reasons: ["new_device"] } });
         }
         const pair = await startSession(user.id, role, call, { authTime: now, amr: amrOf(factor) });
         await record({ type: "login", outcome: "success", reason: "mfa_challenge", userId, sessionId: pair.sessionId }, call);
-        return pair;
+        return { ...pair, deviceToken: device.token };
       } catch (err) {
         return failed("login", err, call, { userId });
       }
@@ -655,21 +697,23 @@ export function createIdentityService(deps: IdentityDeps): IdentityService {
     async startTotpEnrollment(principal, call) {
       // A stolen token must not be able to tie the account to the thief's
       // authenticator: enrolment needs a recent login too.
-      requireRecentAuth(principal);
+      await requireRecentAuth(principal);
       const user = await users.get(principal.userId);
       if (!user) throw new DomainError("not_found", "ACCOUNT_NOT_FOUND", "account no longer exists");
       return mfa.startEnrolment(user.id, user.email, call);
     },
 
     async confirmTotpEnrollment(principal, code, call) {
-      requireRecentAuth(principal);
-      return mfa.confirmEnrolment(principal.userId, code, call);
+      await requireRecentAuth(principal);
+      const codes = await mfa.confirmEnrolment(principal.userId, code, call);
+      await factorChanged("mfa_enabled", principal, call);
+      return codes;
     },
 
     async disableTotp(principal, input, call) {
       const ids = { userId: principal.userId, sessionId: principal.sessionId };
       try {
-        requireRecentAuth(principal);
+        await requireRecentAuth(principal);
         const { user, passwordHash, role } = await account(principal.userId);
         if (role === "admin") throw mfaEnrollmentRequired();
         // Nothing to turn off: say so before a password check that would count.
@@ -682,14 +726,17 @@ export function createIdentityService(deps: IdentityDeps): IdentityService {
           throw err;
         }
         await defence.succeeded(admission);
+        await factorChanged("mfa_disabled", principal, call);
       } catch (err) {
         return failed("mfa_disable", err, call, ids);
       }
     },
 
     async regenerateRecoveryCodes(principal, call) {
-      requireRecentAuth(principal);
-      return mfa.regenerateRecoveryCodes(principal.userId, call);
+      await requireRecentAuth(principal);
+      const codes = await mfa.regenerateRecoveryCodes(principal.userId, call);
+      await factorChanged("recovery_codes_regenerated", principal, call);
+      return codes;
     },
 
     mfaStatus: (principal) => mfa.status(principal.userId),
@@ -709,7 +756,7 @@ export function createIdentityService(deps: IdentityDeps): IdentityService {
     async changePassword(principal, input, call) {
       const ids = { userId: principal.userId, sessionId: principal.sessionId };
       try {
-        requireRecentAuth(principal);
+        await requireRecentAuth(principal);
         policy.checkSize(input.oldPassword);
         const user = await users.get(principal.userId);
         const credential = await users.findCredentialByUserId(principal.userId);
@@ -742,6 +789,7 @@ export function createIdentityService(deps: IdentityDeps): IdentityService {
         if (!result.replaced) throw invalidCredentials();
         revocations.sessionsRevoked(result.revokedSessionIds.map((id) => ({ id, userId: principal.userId })));
         await record({ type: "password_change", outcome: "success", ...ids }, call);
+        await factorChanged("password_changed", principal, call);
         return { revokedSessions: result.revokedSessionIds.length };
       } catch (err) {
         return failed("password_change", err, call, ids);

@@ -1,4 +1,5 @@
 import { createHmac } from "node:crypto";
+import { sourcePrefix } from "../risk/geo.js";
 import { DomainError, invalidCredentials } from "./errors.js";
 import type { AuditEvent, ClientInfo, Clock } from "./ports.js";
 
@@ -81,7 +82,12 @@ export type SecurityAlertType =
   | "source_blocked"
   | "failure_surge"
   | "refresh_token_reuse"
-  | "new_device_login";
+  | "new_device_login"
+  /** The account's second factor changed: the user should hear of it (ASVS 2.5.5). */
+  | "mfa_enabled"
+  | "mfa_disabled"
+  | "recovery_codes_regenerated"
+  | "password_changed";
 
 export interface SecurityAlert {
   type: SecurityAlertType;
@@ -137,6 +143,8 @@ export interface Admission {
   accountKey: Uint8Array;
   /** Consecutive failures before this attempt. */
   failuresBefore: number;
+  /** A CAPTCHA was solved for this attempt (providers accept a token once: never check it again). */
+  captchaPassed: boolean;
 }
 
 export interface LoginDefence {
@@ -148,7 +156,16 @@ export interface LoginDefence {
    * account must wait or is locked.
    */
   admit(
-    input: { canonicalEmail: string; captchaToken?: string | undefined; knownDevice: boolean | (() => Promise<boolean>) },
+    input: {
+      canonicalEmail: string;
+      captchaToken?: string | undefined;
+      knownDevice: boolean | (() => Promise<boolean>);
+      /**
+       * A device the account knows (its token's hash): its attempts are
+       * counted apart, so failures from elsewhere cannot lock it out.
+       */
+      trustedDevice?: Uint8Array | undefined;
+    },
     call: CallContext,
   ): Promise<Admission>;
   /** A wrong password or second factor: the lockout event and the spray/stuffing detectors. */
@@ -173,8 +190,13 @@ const SPRAY_MODE = "mode:spray";
 const SURGE_MODE = "mode:surge";
 const FLEET_FAILURES = "fleet:failures";
 
+/** The key a client address is limited, counted and blocked under (IPv6 by /64). */
+export function sourceOf(ip: string | undefined): string {
+  return (ip === undefined ? undefined : sourcePrefix(ip)) ?? "unknown";
+}
+
 export function sourceBlockKey(ip: string | undefined): string {
-  return SOURCE_BLOCK_PREFIX + (ip ?? "unknown");
+  return SOURCE_BLOCK_PREFIX + sourceOf(ip);
 }
 
 export function createLoginDefence(deps: LoginDefenceDeps): LoginDefence {
@@ -234,11 +256,12 @@ export function createLoginDefence(deps: LoginDefenceDeps): LoginDefence {
 
   async function detect(admission: Admission, password: string | undefined, call: CallContext): Promise<void> {
     const ip = call.client.ip ?? "unknown";
+    const source = sourceOf(call.client.ip);
     const account = Buffer.from(admission.accountKey).toString("base64url").slice(0, 22);
     const passwordKey = password === undefined ? undefined : mac("password", password).toString("base64url").slice(0, 22);
     const [sourceAccounts, sourcePasswords, passwordAccounts, fleet] = await Promise.all([
-      counters.addDistinct(`src-acct:${ip}`, account, spray.windowMs),
-      passwordKey ? counters.addDistinct(`src-pw:${ip}`, passwordKey, spray.windowMs) : Promise.resolve(0),
+      counters.addDistinct(`src-acct:${source}`, account, spray.windowMs),
+      passwordKey ? counters.addDistinct(`src-pw:${source}`, passwordKey, spray.windowMs) : Promise.resolve(0),
       passwordKey ? counters.addDistinct(`pw-acct:${passwordKey}`, account, spray.windowMs) : Promise.resolve(0),
       counters.increment(FLEET_FAILURES, 60_000),
     ]);
@@ -304,15 +327,21 @@ export function createLoginDefence(deps: LoginDefenceDeps): LoginDefence {
     accountKey,
 
     async admit(input, call) {
+      let captchaPassed = false;
       if (deps.captcha?.onRiskyLogin && (input.captchaToken !== undefined || (await underAttack()))) {
         // Only unknown devices are asked (looked up only now, under attack);
         // a token sent unasked is checked too.
         const known = typeof input.knownDevice === "function" ? await input.knownDevice() : input.knownDevice;
-        if (!known || input.captchaToken !== undefined) await demandCaptcha(input.captchaToken, call, "login");
+        if (!known || input.captchaToken !== undefined) {
+          await demandCaptcha(input.captchaToken, call, "login");
+          captchaPassed = true;
+        }
       }
-      const key = accountKey(input.canonicalEmail);
+      const key = input.trustedDevice
+        ? mac("account-device", `${input.canonicalEmail}\0${Buffer.from(input.trustedDevice).toString("hex")}`)
+        : accountKey(input.canonicalEmail);
       const claim = await attempts.claim(key, clock.now(), throttle);
-      if (claim.kind === "claimed") return { accountKey: key, failuresBefore: claim.failuresBefore };
+      if (claim.kind === "claimed") return { accountKey: key, failuresBefore: claim.failuresBefore, captchaPassed };
       await deps.record({
         type: "login_throttled",
         outcome: "failure",

@@ -244,6 +244,8 @@ export interface AuditChainReport {
   unchained: number;
   /** The chain head's seq when the check began (rows appended since are left for the next check). */
   headSeq: string;
+  /** The head's hash when the chain verified: export it (with headSeq) somewhere the database cannot write. */
+  headHash?: Uint8Array | undefined;
   /** The first seq at which the chain breaks (for a gap: the first missing one). */
   firstBrokenSeq?: string | undefined;
   /** With "unchained": the smallest id of a row without a hash. */

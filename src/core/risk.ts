@@ -1,4 +1,4 @@
-import { createHmac } from "node:crypto";
+import { createHmac, randomBytes } from "node:crypto";
 import { assessRisk, travel, type RiskAssessment, type RiskSignals, type RiskThresholds } from "../risk/engine.js";
 import { networkPrefix, type GeoLocator, type GeoPoint } from "../risk/geo.js";
 
@@ -19,6 +19,8 @@ export interface LoginHistory {
 }
 
 export interface LoginHistoryStore {
+  /** No device of the user may skip MFA any more (the factors or the password changed). */
+  forgetMfa(userId: string): Promise<void>;
   lookup(userId: string, deviceHash: Uint8Array | undefined, network: string | undefined): Promise<LoginHistory>;
   record(input: {
     userId: string;
@@ -51,6 +53,9 @@ export interface RiskDeps {
 
 export interface RiskAssessor {
   deviceHash(deviceId: string | undefined): Uint8Array | undefined;
+  /** A new device token: a random secret the client keeps; only its keyed hash is stored. */
+  newDeviceToken(): { token: string; hash: Uint8Array };
+  forgetMfa(userId: string): Promise<void>;
   /** Whether the device logged in to the account before. */
   isKnownDevice(userId: string, deviceId: string | undefined): Promise<boolean>;
   /** Whether a login from this device (by hash) is the account's first, or a new device's. */
@@ -60,12 +65,21 @@ export interface RiskAssessor {
   remember(input: { userId: string; deviceHash?: Uint8Array | undefined; ip?: string | undefined; at: Date; mfa: boolean }): Promise<void>;
 }
 
+const DEVICE_TOKEN_BYTES = 32;
+
 export function createRiskAssessor(deps: RiskDeps): RiskAssessor {
   const deviceHash = (deviceId: string | undefined) =>
     deviceId === undefined || deviceId === "" ? undefined : createHmac("sha256", deps.hashKey).update("device\0").update(deviceId).digest();
 
   return {
     deviceHash,
+
+    newDeviceToken() {
+      const token = randomBytes(DEVICE_TOKEN_BYTES).toString("base64url");
+      return { token, hash: deviceHash(token)! };
+    },
+
+    forgetMfa: (userId) => deps.history.forgetMfa(userId),
 
     async novelty(userId, device) {
       const history = await deps.history.lookup(userId, device, undefined);

@@ -79,6 +79,21 @@ export function networkPrefix(ip: string): string | undefined {
   return `${formatV6(net)}/48`;
 }
 
+/**
+ * The key of a client for per-source limits and blocks: the IPv4 address
+ * itself, or the /64 of an IPv6 one (a subscriber usually holds a whole /64,
+ * so keying by the full address would let one client rotate through 2^64
+ * identities). Undefined when not an IP.
+ */
+export function sourcePrefix(ip: string): string | undefined {
+  const addr = parseIp(ip);
+  if (addr === undefined) return undefined;
+  if (isMappedV4(addr)) return `${addr[12]}.${addr[13]}.${addr[14]}.${addr[15]}`;
+  const net = new Uint8Array(16);
+  net.set(addr.subarray(0, 8));
+  return `${formatV6(net)}/64`;
+}
+
 // Addresses are held as 16 bytes; IPv4 becomes ::ffff:a.b.c.d, so mapped and
 // plain forms of the same address compare equal and one matcher serves both.
 type Address = Uint8Array;

@@ -44,6 +44,7 @@ export function adminHandlers(admin: AdminService): ServiceImpl<typeof AdminServ
         headSeq: r.headSeq,
         firstBrokenSeq: r.firstBrokenSeq ?? "",
         problem: r.problem ?? "",
+        headHash: r.headHash ? Buffer.from(r.headHash).toString("hex") : "",
       };
     },
 

@@ -51,7 +51,7 @@ export function identityHandlers(identity: IdentityService, clock: Clock): Servi
         },
         call(ctx),
       );
-      return { ...tokenFields(pair, clock), userId: pair.userId };
+      return { ...tokenFields(pair, clock), userId: pair.userId, deviceToken: pair.deviceToken ?? "" };
     },
 
     async logout(_req, ctx) {
@@ -102,7 +102,7 @@ export function identityHandlers(identity: IdentityService, clock: Clock): Servi
         { challenge: req.mfaChallenge, mfaCode: req.mfaCode, recoveryCode: req.recoveryCode },
         call(ctx),
       );
-      return { ...tokenFields(pair, clock), userId: pair.userId };
+      return { ...tokenFields(pair, clock), userId: pair.userId, deviceToken: pair.deviceToken ?? "" };
     },
 
     async reauthenticate(req, ctx) {

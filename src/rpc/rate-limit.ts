@@ -4,7 +4,7 @@ import { create } from "@bufbuild/protobuf";
 import { Code, ConnectError, type Interceptor } from "@connectrpc/connect";
 import { RetryInfoSchema } from "../../gen/google/rpc/error_details_pb.js";
 import { normalizeEmailForLookup } from "../core/email.js";
-import { sourceBlockKey } from "../core/login-defence.js";
+import { sourceBlockKey, sourceOf } from "../core/login-defence.js";
 import type { LimitCheck, Rate, RateLimiter } from "../abuse/rate-limiter.js";
 import { errorInfo } from "./errors.js";
 import { kClient, kPrincipal } from "./context.js";
@@ -42,6 +42,9 @@ export const defaultLimits: LimitTable = {
   // Calls refused for a missing or bad token, per address (token guessing).
   auth_failure: { ip: per(300, MINUTE, 100) },
 };
+
+/** The RPCs a blocked source may not call. */
+const BLOCKABLE: ReadonlySet<string> = new Set(["login", "register", "complete_mfa_login"]);
 
 const SPEC = /^([a-z_]+)\.(ip|account|ip_account|global)=(\d+)\/(\d+)(ms|s|m|h)(?::(\d+))?$/;
 const UNIT = { ms: 1, s: 1_000, m: MINUTE, h: HOUR } as const;
@@ -131,7 +134,7 @@ export function rateLimitInterceptors(opts: RateLimitOptions): { beforeAuth: Int
   const beforeAuth: Interceptor = (next) => async (req) => {
     if (!opts.services.has(req.service.typeName)) return next(req);
     const ip = req.contextValues.get(kClient).ip;
-    const source = ip ?? "unknown";
+    const source = sourceOf(ip);
     if (!opts.publicMethods.has(req.method)) {
       try {
         return await next(req);
@@ -152,7 +155,9 @@ export function rateLimitInterceptors(opts: RateLimitOptions): { beforeAuth: Int
     const limits = table[rpc] ?? {};
     const checks: LimitCheck[] = [];
     const scopes: string[] = [];
-    add(checks, scopes, "source_blocked", sourceBlockKey(source), blockRate, 0);
+    // Blocks of spraying sources apply to the RPCs they abuse; a shared
+    // address keeps refreshing and introspecting tokens.
+    if (BLOCKABLE.has(rpc)) add(checks, scopes, "source_blocked", sourceBlockKey(ip), blockRate, 0);
     add(checks, scopes, "ip", `${rpc}:ip:${source}`, limits.ip);
     const email = limits.account || limits.ip_account ? emailOf(req.message) : undefined;
     if (email !== undefined) {
@@ -172,7 +177,7 @@ export function rateLimitInterceptors(opts: RateLimitOptions): { beforeAuth: Int
     const limits = table.authenticated ?? {};
     const checks: LimitCheck[] = [];
     const scopes: string[] = [];
-    add(checks, scopes, "ip", `auth:ip:${ip ?? "unknown"}`, limits.ip);
+    add(checks, scopes, "ip", `auth:ip:${sourceOf(ip)}`, limits.ip);
     add(checks, scopes, "account", `auth:user:${principal.userId}`, limits.account);
     await enforce(snake(req.method.name), checks, scopes, ip);
     return next(req);

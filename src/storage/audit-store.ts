@@ -312,7 +312,7 @@ export function createAuditLog(db: Db): AuditLog {
     if (expected - 1n !== headSeq) return broken("head_mismatch", expected);
     if (!sameBytes(prev, head.hash)) return broken("head_mismatch", headSeq);
     if (unchained > 0) return { ...broken("unchained"), firstUnchainedId: outside?.first ?? undefined };
-    return { ok: true, checked, unchained, headSeq: String(headSeq) };
+    return { ok: true, checked, unchained, headSeq: String(headSeq), headHash: prev };
   }
 
   return {

@@ -248,6 +248,10 @@ export function createLoginHistoryStore(db: Db): LoginHistoryStore {
     .prepare("login_history_lookup");
 
   return {
+    async forgetMfa(userId) {
+      await db.update(knownDevices).set({ mfaAt: null }).where(eq(knownDevices.userId, userId));
+    },
+
     async lookup(userId, deviceHash, network): Promise<LoginHistory> {
       const [row] = await lookup.execute({
         userId,

@@ -262,22 +262,29 @@ export const CAPTCHA_SECRET = "captcha-test-secret-0001";
 
 /**
  * A local siteverify endpoint (Turnstile, hCaptcha and reCAPTCHA share the
- * protocol): tokens starting with "pass" succeed (with a reCAPTCHA v3 score
+ * protocol): tokens starting with "pass" succeed once (with a reCAPTCHA v3 score
  * of 0.9, or 0.1 when the token contains "lowscore"), others are refused;
  * `down()` makes it answer 503 until `up()`.
  */
 export async function startSiteverify() {
   const requests: Record<string, string>[] = [];
+  const used = new Set<string>();
   let down = false;
   const server = createServer((req, res) => {
     readBody(req).then((text) => {
       const form = Object.fromEntries(new URLSearchParams(text));
       requests.push(form);
       if (down) return void res.writeHead(503).end();
-      const ok = form.secret === CAPTCHA_SECRET && (form.response ?? "").startsWith("pass");
+      // Like the real providers, a token is good once.
+      const reused = used.has(form.response ?? "");
+      used.add(form.response ?? "");
+      const ok = form.secret === CAPTCHA_SECRET && (form.response ?? "").startsWith("pass") && !reused;
       const answer = ok
         ? { success: true, hostname: "localhost", challenge_ts: new Date().toISOString(), score: form.response!.includes("lowscore") ? 0.1 : 0.9 }
-        : { success: false, "error-codes": [form.secret === CAPTCHA_SECRET ? "invalid-input-response" : "invalid-input-secret"] };
+        : {
+            success: false,
+            "error-codes": [form.secret !== CAPTCHA_SECRET ? "invalid-input-secret" : reused ? "timeout-or-duplicate" : "invalid-input-response"],
+          };
       res.writeHead(200, { "content-type": "application/json" }).end(JSON.stringify(answer));
     }, () => res.writeHead(400).end());
   });

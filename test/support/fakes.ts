@@ -105,6 +105,7 @@ export function quietRisk(): RiskAssessor {
   return createRiskAssessor({
     history: {
       lookup: async () => ({ hasHistory: false, networkKnown: false, countries: [] }),
+      forgetMfa: async () => {},
       record: async () => {},
     },
     geo: { locate: () => undefined },

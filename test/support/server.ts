@@ -21,6 +21,9 @@ export const TEST_ENV: Record<string, string> = {
   // Suites share 127.0.0.1 for thousands of calls; the abuse-defence suite
   // turns the limits on with its own values.
   RATE_LIMITS: "off",
+  // Risk suites inject a fixed location table; the GeoIP data itself has a
+  // unit test (loading it in every test server would cost 160 MB each).
+  GEOIP: "false",
 };
 
 export interface TestServer {

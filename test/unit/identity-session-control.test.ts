@@ -109,6 +109,7 @@ function setup(
     mfa: opts.mfa ?? noMfa,
     risk: quietRisk(),
     recentAuthMaxAgeMs: 10 * 60_000,
+    trustedDeviceTtlMs: 30 * 86_400_000,
   };
   const identity = createIdentityService(deps);
   return {
