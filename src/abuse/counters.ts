@@ -1,3 +1,4 @@
+import { LRUCache } from "lru-cache";
 import { createFailoverRedis, type BackendMode } from "./redis-failover.js";
 
 // Sliding-window counters for password-spray and credential-stuffing
@@ -44,16 +45,16 @@ export function createMemoryCounters(opts: MemoryCountersOptions = {}): WindowCo
   const clock = opts.now ?? Date.now;
   // "d:" entries map member → newest bucket it was seen in; re-inserting on
   // every sighting keeps them ordered by bucket, so expired members are
-  // pruned from the front. "n:" entries map bucket → count. A Map iterates
-  // in insertion order: re-inserting on use keeps the least recently used
-  // entry first, where eviction takes it.
-  const entries = new Map<string, Map<unknown, number>>();
+  // pruned from the front. "n:" entries map bucket → count. The keys live
+  // in an LRU (a Map evicted from its front slows down as it fills).
+  const entries = new LRUCache<string, Map<unknown, number>>({ max: maxKeys });
 
   function touch<K>(key: string): Map<K, number> {
-    const value = entries.get(key) ?? new Map<unknown, number>();
-    entries.delete(key);
-    entries.set(key, value);
-    while (entries.size > maxKeys) entries.delete(entries.keys().next().value!);
+    let value = entries.get(key);
+    if (!value) {
+      value = new Map<unknown, number>();
+      entries.set(key, value);
+    }
     return value as Map<K, number>;
   }
 
