@@ -335,12 +335,17 @@ export function createIdentityService(deps: IdentityDeps): IdentityService {
     if (assessment.decision === "require_captcha") {
       // Solved already at admission, or now; without a CAPTCHA provider the
       // second factor is the step-up.
-      stepUp = !(admission.captchaPassed || (await defence.challengeCaptcha(input.captchaToken, call)));
+      try {
+        stepUp = !(admission.captchaPassed || (await defence.challengeCaptcha(input.captchaToken, call)));
+      } catch (err) {
+        await decide("failure", isDomainError(err) ? err.reason : "INTERNAL_ERROR");
+        throw err;
+      }
     }
     // A device that passed MFA lately skips it unless the risk says
     // otherwise; administrators never skip it.
     const mfaAt = risk.history.device?.mfaAt?.getTime();
-    const trusted = role !== "admin" && mfaAt !== undefined && now.getTime() - mfaAt <= deps.trustedDeviceTtlMs;
+    const trusted = role !== "admin" && mfaAt !== undefined && now.getTime() - mfaAt < deps.trustedDeviceTtlMs;
     const needMfa = mfaOn && (stepUp || !trusted);
     let factor: SecondFactor | undefined;
     if (needMfa) {
@@ -459,6 +464,7 @@ export function createIdentityService(deps: IdentityDeps): IdentityService {
             captchaToken: input.captchaToken,
             knownDevice,
             trustedDevice: knownDevice ? deps.risk.deviceHash(input.deviceId) : undefined,
+            userId: credential?.userId,
           },
           call,
         );
@@ -632,7 +638,12 @@ export function createIdentityService(deps: IdentityDeps): IdentityService {
         const challenge = await mfa.openChallenge(input.challenge);
         userId = challenge.userId;
         const { user, role } = await account(challenge.userId);
-        const admission = await defence.admit({ canonicalEmail: user.email, knownDevice: true }, call);
+        // The device's own counter when the first step came with its token.
+        const known = challenge.deviceHash !== undefined && !(await deps.risk.novelty(user.id, challenge.deviceHash)).newDevice;
+        const admission = await defence.admit(
+          { canonicalEmail: user.email, knownDevice: true, trustedDevice: known ? challenge.deviceHash : undefined, userId: user.id },
+          call,
+        );
         let factor: SecondFactor;
         try {
           factor = await checkSecondFactor(user.id, admission, input, call);

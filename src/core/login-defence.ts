@@ -165,6 +165,8 @@ export interface LoginDefence {
        * counted apart, so failures from elsewhere cannot lock it out.
        */
       trustedDevice?: Uint8Array | undefined;
+      /** The account's id when known, for the audit trail only. */
+      userId?: string | undefined;
     },
     call: CallContext,
   ): Promise<Admission>;
@@ -346,6 +348,7 @@ export function createLoginDefence(deps: LoginDefenceDeps): LoginDefence {
         type: "login_throttled",
         outcome: "failure",
         reason: claim.kind === "locked" ? "account_locked" : "progressive_delay",
+        userId: input.userId,
         ...call,
         details:
           claim.kind === "locked"

@@ -69,7 +69,7 @@ const DEVICE_TOKEN_BYTES = 32;
 
 export function createRiskAssessor(deps: RiskDeps): RiskAssessor {
   const deviceHash = (deviceId: string | undefined) =>
-    deviceId === undefined || deviceId === "" ? undefined : createHmac("sha256", deps.hashKey).update("device\0").update(deviceId).digest();
+    deviceId === undefined || deviceId === "" ? undefined : createHmac("sha256", deps.hashKey).update("device-token\0").update(deviceId).digest();
 
   return {
     deviceHash,

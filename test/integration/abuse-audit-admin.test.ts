@@ -1,20 +1,29 @@
+import { createHash } from "node:crypto";
 import { connect as tcpConnect } from "node:net";
-import { sql } from "drizzle-orm";
+import { eq, sql } from "drizzle-orm";
+import { decodeJwt } from "jose";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { AdminService } from "../../gen/identity/v1/admin_service_pb.js";
+import { auditEvents } from "../../src/storage/schema.js";
+import { createUserStore } from "../../src/storage/stores.js";
 import { grpcJsClient, rest, uniqueEmail } from "../support/clients.js";
 import { backends } from "../support/databases.js";
 import { startTestServer, type TestServer } from "../support/server.js";
 import { auditRows, makeAdmin, uniqueIp, xff } from "./abuse-helpers.js";
-import { bearerMd, expectGrpcError, expectRestError, GRPC, login, registerUser } from "./identity-helpers.js";
+import { bearerMd, enrolTotp, expectGrpcError, expectRestError, grpcFailure, GRPC, login, registerUser } from "./identity-helpers.js";
 
 // The audit trail as administrators see it: ListAuditEvents (filter and
-// pagination, REST and gRPC), VerifyAuditChain (healthy, then a row edited
-// behind the triggers' back), the admin-only rule, and user-controlled text
-// coming back without control characters.
+// pagination, REST and gRPC), VerifyAuditChain (healthy with the head's hash,
+// then a row edited behind the triggers' back), the admin-only rule (role
+// and a session that passed MFA), and user-controlled text coming back
+// without control characters.
 
 const PERMISSION_DENIED = 7;
 const CONTROL = /\p{Cc}/u;
+
+/** A page token as the service makes them: base64url("<before id>.<tag of the filter>"). */
+const pageToken = (beforeId: string, filter: string) =>
+  Buffer.from(`${beforeId}.${createHash("sha256").update(filter).digest("base64url").slice(0, 8)}`).toString("base64url");
 
 let wrongCount = 0;
 const wrong = () => `audit wrong ${process.pid}.${++wrongCount}`;
@@ -134,6 +143,64 @@ for (const backend of backends) {
       expect((await list({ filter, page_size: 2, page_token: token })).status).toBe(200);
     });
 
+    it("a page token with an id beyond 2^63 − 1 is 400 / INVALID_ARGUMENT VALIDATION_FAILED (not a 500); 2^63 − 1 itself is a page", async () => {
+      const filter = `event_type = "login"`;
+      // The token format is what the service itself makes: a real token decodes to it.
+      const user = await registerUser(s);
+      for (let i = 0; i < 2; i++) await login(s, user.email, user.password);
+      const real = (await list({ filter: `user_id = "${user.userId}" AND ${filter}`, page_size: 1 })).body.next_page_token as string;
+      expect(Buffer.from(real, "base64url").toString()).toMatch(/^[1-9][0-9]*\.[A-Za-z0-9_-]{8}$/);
+      expect(pageToken(Buffer.from(real, "base64url").toString().split(".")[0]!, `user_id = "${user.userId}" AND ${filter}`)).toBe(real);
+
+      for (const id of ["9223372036854775808", "9999999999999999999"]) {
+        expectRestError(await list({ filter, page_size: 2, page_token: pageToken(id, filter) }), 400, "VALIDATION_FAILED");
+        await expectGrpcError(g.listAuditEvents({ filter, pageSize: 2, pageToken: pageToken(id, filter) }, bearerMd(adminToken)), GRPC.INVALID_ARGUMENT, "VALIDATION_FAILED");
+      }
+      const max = await list({ filter, page_size: 2, page_token: pageToken("9223372036854775807", filter) });
+      expect(max.status, max.text).toBe(200);
+      expect(max.body.audit_events).toHaveLength(2); // the two newest logins
+    });
+
+    it("admin RPCs need a session that passed MFA: an admin's token without amr mfa gets 401 RECENT_AUTH_REQUIRED (acr aal2) until Reauthenticate with a second factor", async () => {
+      // Admin logins always pass MFA (the admin tokens here carry it)...
+      expect(decodeJwt(adminToken).amr).toEqual(["pwd", "kba", "mfa"]);
+      // ...but a session that began before the promotion did not: a customer logs in
+      // (password only), turns TOTP on with that session, and is promoted.
+      const user = await registerUser(s);
+      const early = await login(s, user.email, user.password);
+      const { recoveryCodes } = await enrolTotp(s, early.accessToken);
+      expect(await createUserStore(s.app.database.db).setRole(user.email, "admin", new Date())).toBeTruthy();
+      // Its refresh now carries the admin role, still without the second factor.
+      const refreshed = await rest(s.baseUrl, "POST", "/token/refresh", { body: { refresh_token: early.refreshToken } });
+      expect(refreshed.status, refreshed.text).toBe(200);
+      const token = refreshed.body.access_token as string;
+      expect(decodeJwt(token)).toMatchObject({ role: "admin", amr: ["pwd"], acr: "aal1" });
+
+      for (const t of [early.accessToken, token]) {
+        for (const r of [
+          await list({ filter: "" }, t),
+          await rest(s.baseUrl, "POST", "/admin/audit-events:verifyChain", { token: t, body: {} }),
+          await rest(s.baseUrl, "POST", "/admin/accounts:unlock", { token: t, body: { email: user.email } }),
+        ]) {
+          const info = r.body?.details?.find((d: { type: string }) => d.type === "google.rpc.ErrorInfo")?.debug;
+          expect({ status: r.status, reason: info?.reason, acr: info?.metadata?.acr }, r.text).toEqual({ status: 401, reason: "RECENT_AUTH_REQUIRED", acr: "aal2" });
+        }
+        for (const call of [() => g.listAuditEvents({}, bearerMd(t)), () => g.verifyAuditChain({}, bearerMd(t))]) {
+          const err = await grpcFailure(call());
+          expect({ code: err.code }).toEqual({ code: GRPC.UNAUTHENTICATED });
+        }
+      }
+      expect((await auditRows(s, "audit_verify")).filter((e) => e.userId === user.userId)).toEqual([]);
+
+      // Re-authenticated with a second factor, the same session may.
+      const reauth = await rest(s.baseUrl, "POST", "/user/reauthenticate", { token, body: { password: user.password, recovery_code: recoveryCodes[0] } });
+      expect(reauth.status, reauth.text).toBe(200);
+      const aal2 = reauth.body.access_token as string;
+      expect(decodeJwt(aal2)).toMatchObject({ role: "admin", sid: early.sessionId, amr: ["pwd", "kba", "mfa"] });
+      expect((await list({ filter: `user_id = "${user.userId}"` }, aal2)).status).toBe(200);
+      expect((await g.listAuditEvents({ filter: `user_id = "${user.userId}"` }, bearerMd(aal2))).auditEvents.length).toBeGreaterThan(0);
+    });
+
     it("only administrators: a customer gets 403 / PERMISSION_DENIED ADMIN_ROLE_REQUIRED on every admin RPC; no token is 401", async () => {
       const customer = await registerUser(s);
       const token = (await login(s, customer.email, customer.password)).accessToken;
@@ -202,8 +269,16 @@ for (const backend of backends) {
       expect(Number(healthy.body.checked_count)).toBeGreaterThan(5);
       expect(healthy.body.problem ?? "").toBe("");
       expect(healthy.body.first_broken_seq ?? "").toBe("");
+      // The head's hash, to be kept where the database cannot write: the stored hash of the row at head_seq.
+      expect(healthy.body.head_hash).toMatch(/^[0-9a-f]{64}$/);
+      const [head] = await s.app.database.db.select().from(auditEvents).where(eq(auditEvents.seq, Number(healthy.body.head_seq)));
+      expect(Buffer.from(head!.hash!).toString("hex")).toBe(healthy.body.head_hash);
       const viaGrpc = await g.verifyAuditChain({}, bearerMd(adminToken));
       expect(viaGrpc.ok).toBe(true);
+      // Later rows (the verification itself is one) move the head on.
+      expect(Number(viaGrpc.headSeq)).toBeGreaterThan(Number(healthy.body.head_seq));
+      const [grpcHead] = await s.app.database.db.select().from(auditEvents).where(eq(auditEvents.seq, Number(viaGrpc.headSeq)));
+      expect(viaGrpc.headHash).toBe(Buffer.from(grpcHead!.hash!).toString("hex"));
 
       // A superuser edits the user's registration, with the append-only guard off.
       const [target] = (await auditRows(s, "register")).filter((r) => r.userId === user.userId);
@@ -217,16 +292,18 @@ for (const backend of backends) {
       const broken = await rest(s.baseUrl, "POST", "/admin/audit-events:verifyChain", { token: adminToken, body: {} });
       expect(broken.status, broken.text).toBe(200);
       // proto3 JSON leaves out a false `ok`.
-      expect({ ok: broken.body.ok ?? false, seq: broken.body.first_broken_seq, problem: broken.body.problem }).toEqual({
+      expect({ ok: broken.body.ok ?? false, seq: broken.body.first_broken_seq, problem: broken.body.problem, head_hash: broken.body.head_hash }).toEqual({
         ok: false,
         seq: String(target!.seq),
         problem: "hash_mismatch",
+        head_hash: undefined, // no head hash vouched for when the chain does not verify
       });
       const brokenGrpc = await g.verifyAuditChain({}, bearerMd(adminToken));
-      expect({ ok: brokenGrpc.ok, seq: brokenGrpc.firstBrokenSeq, problem: brokenGrpc.problem }).toEqual({
+      expect({ ok: brokenGrpc.ok, seq: brokenGrpc.firstBrokenSeq, problem: brokenGrpc.problem, headHash: brokenGrpc.headHash }).toEqual({
         ok: false,
         seq: String(target!.seq),
         problem: "hash_mismatch",
+        headHash: "",
       });
       // Every verification is itself in the trail.
       const verifications = await auditRows(s, "audit_verify");

@@ -42,21 +42,29 @@ export async function makeAdmin(s: TestServer, opts: { now?: Date; headers?: Rec
   return again.body.access_token as string;
 }
 
-const usedIps = new Set<string>();
+/** The /48s of 2001:db8::/32 (third group) handed out; 1 is kept for tests that spell addresses out (2001:db8:1:…). */
+const usedNetworks = new Set<string>(["1"]);
 /**
  * A client address no other test (or concurrent run sharing a Redis) uses:
  * a random address of the IPv6 documentation prefix, all groups non-zero
- * (so it is already in its canonical spelling).
+ * (so it is already in its canonical spelling), in a /48 of its own in this
+ * process. Sources are limited, counted and blocked by /64, and the risk
+ * checks compare /48 networks: two calls never share either.
  */
 export function uniqueIp(): string {
   for (;;) {
     const groups = Array.from({ length: 6 }, () => randomInt(1, 0x10000).toString(16));
-    const ip = `2001:db8:${groups.join(":")}`;
-    if (!usedIps.has(ip)) {
-      usedIps.add(ip);
-      return ip;
+    if (!usedNetworks.has(groups[0]!)) {
+      usedNetworks.add(groups[0]!);
+      return `2001:db8:${groups.join(":")}`;
     }
   }
+}
+
+/** Another address in the /64 of `ip` (a uniqueIp()): the same source to the limits and blocks. `interfaceId`: four groups. */
+export function sameSource(ip: string, interfaceId = "ffff:ffff:ffff:ffff"): string {
+  if (interfaceId.split(":").length !== 4) throw new Error(`interface id of four groups expected: ${interfaceId}`);
+  return `${ip.split(":").slice(0, 4).join(":")}:${interfaceId}`;
 }
 
 /** The header a trusted proxy adds (believed only from a configured proxy). */

@@ -12,6 +12,7 @@ import {
   expectRest429,
   grpcOutcome,
   postFrom,
+  sameSource,
   sleep,
   uniqueIp,
   xff,
@@ -19,10 +20,11 @@ import {
 import { connectFailure, expectConnectError, expectGrpcError, expectRestError, GRPC } from "./identity-helpers.js";
 
 // Rate limits end to end: REST 429 + Retry-After, gRPC and Connect
-// RESOURCE_EXHAUSTED with RetryInfo; per address, per account, per address
-// and account, fleet-wide; refill; X-Forwarded-For believed only from the
-// trusted proxy; shared by instances through Redis, per instance without it.
-// Every test uses client addresses and e-mails of its own.
+// RESOURCE_EXHAUSTED with RetryInfo; per address (IPv6 by /64), per account,
+// per address and account, fleet-wide; refill; X-Forwarded-For believed only
+// from the trusted proxy; source blocks only on the RPCs sprayers abuse;
+// shared by instances through Redis, per instance without it. Every test
+// uses client addresses and e-mails of its own.
 
 if (!redisServerBinary && process.env.CI) throw new Error("CI must run the Redis-down abuse suite: redis-server is needed");
 
@@ -30,6 +32,9 @@ if (!redisServerBinary && process.env.CI) throw new Error("CI must run the Redis
 // accounts is a password spray, and the detector would block the source.
 let wrongCount = 0;
 const wrong = () => `not the password ${process.pid}.${++wrongCount}`;
+
+const restLoginOn = (s: TestServer, email: string, ip: string, password = wrong()) =>
+  rest(s.baseUrl, "POST", "/login", { body: { email, password }, headers: xff(ip) });
 
 type Grpc = ReturnType<typeof grpcJsClient<typeof IdentityService>>;
 
@@ -102,6 +107,27 @@ for (const backend of backends) {
         await expectGrpcError(grpcInternal.login({ email: uniqueEmail(), password: wrong() }, xff(ip)), GRPC.UNAUTHENTICATED, "INVALID_CREDENTIALS");
         await expectConnectError(connect.login({ email: uniqueEmail(), password: wrong() }, { headers: xff(ip) }), Code.Unauthenticated, "INVALID_CREDENTIALS");
         expectGrpc429((await grpcOutcome(grpcMain.login({ email: uniqueEmail(), password: wrong() }, xff(ip))))!, "ip");
+      });
+
+      it("IPv6 is keyed by /64: two addresses of one /64 (any spelling) share a budget, the next /64 has its own", async () => {
+        // Fixed addresses (uniqueIp() keeps clear of 2001:db8:1::/48); a fresh server per backend.
+        const [a, b, other] = ["2001:db8:1:2::1", "2001:db8:1:2::ffff", "2001:db8:1:3::1"];
+        expectRestError(await restLogin(uniqueEmail(), a), 401, "INVALID_CREDENTIALS");
+        expectRestError(await restLogin(uniqueEmail(), b), 401, "INVALID_CREDENTIALS");
+        await expectGrpcError(grpcInternal.login({ email: uniqueEmail(), password: wrong() }, xff("2001:0DB8:0001:0002:0:0:0:abcd")), GRPC.UNAUTHENTICATED, "INVALID_CREDENTIALS");
+        expectRest429(await restLogin(uniqueEmail(), a), "ip");
+        expectRest429(await restLogin(uniqueEmail(), b), "ip");
+        for (let i = 0; i < 3; i++) expectRestError(await restLogin(uniqueEmail(), other), 401, "INVALID_CREDENTIALS");
+        expectRest429(await restLogin(uniqueEmail(), other), "ip");
+        // The trail keeps each full address as received, not the prefix.
+        for (const ip of [a, b, "2001:0DB8:0001:0002:0:0:0:abcd"]) expect((await auditRows(s, "login", { ip })).length, ip).toBeGreaterThan(0);
+      });
+
+      it("IPv4 is keyed by the whole address; an IPv4-mapped IPv6 spelling is the same source", async () => {
+        const [a, mapped, neighbour] = ["198.51.100.77", "::ffff:198.51.100.77", "198.51.100.78"];
+        for (const ip of [a, mapped, a]) expectRestError(await restLogin(uniqueEmail(), ip), 401, "INVALID_CREDENTIALS");
+        expectRest429(await restLogin(uniqueEmail(), mapped), "ip");
+        expectRestError(await restLogin(uniqueEmail(), neighbour), 401, "INVALID_CREDENTIALS");
       });
 
       it("smooth refill: after the emission interval (1 s) exactly one more passes", async () => {
@@ -218,6 +244,63 @@ for (const backend of backends) {
         const other = await rest(s.baseUrl, "POST", "/register", { body: { account: { email: uniqueEmail(), password: STRONG_PASSWORD } }, headers: xff(uniqueIp()) });
         expect(other.status, other.text).toBe(201);
       });
+    });
+  });
+
+  describe.skipIf(backend.skip)(`blocked sources (${backend.name})`, () => {
+    let s: TestServer;
+    let g: Grpc;
+    beforeAll(async () => {
+      s = await startTestServer(backend.name, {
+        env: {
+          TRUSTED_PROXIES: "127.0.0.1",
+          RATE_LIMITS: "login.ip=1000/1m:1000,login.account=1000/1m:1000,login.ip_account=1000/1m:1000,register.ip=1000/1m:1000",
+          // Three accounts failing from one source make it a stuffing source (blocked 30 min).
+          SPRAY_SOURCE_ACCOUNTS: "3",
+        },
+      });
+      g = grpcJsClient(IdentityService, s.grpcPort);
+    });
+    afterAll(async () => {
+      g?.close();
+      await s?.destroy();
+    });
+
+    it("a blocked source (its whole /64) is refused login, register and CompleteMfaLogin, but still refreshes and verifies tokens", async () => {
+      const source = uniqueIp();
+      const neighbour = sameSource(source);
+      const email = uniqueEmail();
+      const reg = await rest(s.baseUrl, "POST", "/register", { body: { account: { email, password: STRONG_PASSWORD } }, headers: xff(source) });
+      expect(reg.status, reg.text).toBe(201);
+      const session = await rest(s.baseUrl, "POST", "/login", { body: { email, password: STRONG_PASSWORD }, headers: xff(source) });
+      expect(session.status, session.text).toBe(201);
+
+      // Credential stuffing from the /64, spread over two of its addresses.
+      for (const ip of [source, neighbour, source]) expectRestError(await restLoginOn(s, uniqueEmail(), ip), 401, "INVALID_CREDENTIALS");
+      expect((await auditRows(s, "source_blocked", { ip: source })).map((e) => e.reason)).toEqual(["credential_stuffing"]);
+
+      for (const ip of [source, neighbour, sameSource(source, "0:0:0:1")]) {
+        expectRest429(await rest(s.baseUrl, "POST", "/login", { body: { email, password: STRONG_PASSWORD }, headers: xff(ip) }), "source_blocked");
+        expectRest429(await rest(s.baseUrl, "POST", "/register", { body: { account: { email: uniqueEmail(), password: STRONG_PASSWORD } }, headers: xff(ip) }), "source_blocked");
+        expectRest429(await rest(s.baseUrl, "POST", "/login/mfa", { body: { mfa_challenge: "x".repeat(43), mfa_code: "123456" }, headers: xff(ip) }), "source_blocked");
+      }
+      expectGrpc429((await grpcOutcome(g.login({ email, password: STRONG_PASSWORD }, xff(neighbour))))!, "source_blocked");
+
+      // Tokens keep working from there: refresh (REST and gRPC), verify, authenticated RPCs.
+      const refreshed = await rest(s.baseUrl, "POST", "/token/refresh", { body: { refresh_token: session.body.refresh_token }, headers: xff(source) });
+      expect(refreshed.status, refreshed.text).toBe(200);
+      const again = await g.refreshToken({ refreshToken: refreshed.body.refresh_token }, xff(neighbour));
+      expect(again.accessToken).toEqual(expect.any(String));
+      const verified = await rest(s.baseUrl, "POST", "/token/verify", { body: { access_token: again.accessToken }, headers: xff(source) });
+      expect(verified.status, verified.text).toBe(200);
+      expect(verified.body).toMatchObject({ active: true, user_id: reg.body.user.user_id });
+      await expect(g.verifyToken({ accessToken: again.accessToken }, xff(source))).resolves.toMatchObject({ active: true });
+      const profile = await rest(s.baseUrl, "GET", "/user/profile", { token: again.accessToken, headers: xff(source) });
+      expect(profile.status, profile.text).toBe(200);
+
+      // Another /64 logs in.
+      const elsewhere = await rest(s.baseUrl, "POST", "/login", { body: { email, password: STRONG_PASSWORD }, headers: xff(uniqueIp()) });
+      expect(elsewhere.status, elsewhere.text).toBe(201);
     });
   });
 

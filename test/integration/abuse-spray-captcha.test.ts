@@ -226,10 +226,11 @@ for (const backend of backends) {
       it("logins need no CAPTCHA until a failure surge; then they must solve one (surge audited and alerted)", async () => {
         const email = uniqueEmail();
         expect((await register(email, "pass-token-5")).status).toBe(201);
-        // A login from a device (app install id) before the surge makes that device known.
-        const deviceId = `device-${process.pid}-${Date.now()}`;
-        const before = await rest(s.baseUrl, "POST", "/login", { body: { email, password: STRONG_PASSWORD, device_id: deviceId }, headers: xff(uniqueIp()) });
+        // A login before the surge makes the device known: it keeps the device token it got.
+        const before = await rest(s.baseUrl, "POST", "/login", { body: { email, password: STRONG_PASSWORD }, headers: xff(uniqueIp()) });
         expect(before.status, before.text).toBe(201);
+        const deviceToken = before.body.device_token as string;
+        expect(deviceToken, `no device_token in the login response: ${before.text}`).toMatch(/^[A-Za-z0-9_-]{43}$/);
 
         // Ten failures (SURGE_FAILURES_PER_MINUTE) from ten sources on ten accounts with ten passwords: no spray, a surge.
         for (let i = 0; i < 10; i++) {
@@ -246,18 +247,24 @@ for (const backend of backends) {
         const loginWith = (captcha_token?: string) =>
           rest(s.baseUrl, "POST", "/login", { body: { email, password: STRONG_PASSWORD, ...(captcha_token === undefined ? {} : { captcha_token }) }, headers: xff(uniqueIp()) });
         expectRestError(await loginWith(), 403, "CAPTCHA_REQUIRED");
-        // The known device is not asked; another device of the same account is.
-        const known = await rest(s.baseUrl, "POST", "/login", { body: { email, password: STRONG_PASSWORD, device_id: deviceId }, headers: xff(uniqueIp()) });
+        // The known device is not asked; another device of the same account is, and so
+        // is a device id the service did not issue (a guessed or invented one).
+        const known = await rest(s.baseUrl, "POST", "/login", { body: { email, password: STRONG_PASSWORD, device_id: deviceToken }, headers: xff(uniqueIp()) });
         expect(known.status, known.text).toBe(201);
-        expectRestError(
-          await rest(s.baseUrl, "POST", "/login", { body: { email, password: STRONG_PASSWORD, device_id: `${deviceId}-other` }, headers: xff(uniqueIp()) }),
-          403,
-          "CAPTCHA_REQUIRED",
-        );
+        expect(known.body.device_token).toBe(deviceToken);
+        for (const device_id of [`${deviceToken.slice(0, 42)}${deviceToken.endsWith("A") ? "B" : "A"}`, `device-${process.pid}-${Date.now()}`]) {
+          expectRestError(
+            await rest(s.baseUrl, "POST", "/login", { body: { email, password: STRONG_PASSWORD, device_id }, headers: xff(uniqueIp()) }),
+            403,
+            "CAPTCHA_REQUIRED",
+          );
+        }
         await expectGrpcError(g.login({ email, password: STRONG_PASSWORD }, xff(uniqueIp())), PERMISSION_DENIED, "CAPTCHA_REQUIRED");
         expectRestError(await loginWith("forged-token"), 403, "CAPTCHA_INVALID");
         const ok = await loginWith("pass-token-6");
         expect(ok.status, ok.text).toBe(201);
+        // Tokens are good once (the provider says timeout-or-duplicate).
+        expectRestError(await loginWith("pass-token-6"), 403, "CAPTCHA_INVALID");
         await expect(g.login({ email, password: STRONG_PASSWORD, captchaToken: "pass-token-7" }, xff(uniqueIp()))).resolves.toMatchObject({
           accessToken: expect.any(String),
         });
@@ -273,6 +280,64 @@ for (const backend of backends) {
       });
     });
   }
+
+  describe.skipIf(backend.skip)(`CAPTCHA demanded by the risk score (${backend.name})`, () => {
+    let s: TestServer;
+    let sv: Awaited<ReturnType<typeof startSiteverify>>;
+    beforeAll(async () => {
+      sv = await startSiteverify();
+      s = await startTestServer(backend.name, {
+        // A new device on a new network scores 45 (40 + 5): require_captcha with this threshold.
+        env: { CAPTCHA_PROVIDER: "turnstile", CAPTCHA_SECRET, CAPTCHA_VERIFY_URL: sv.url, TRUSTED_PROXIES: "127.0.0.1", RISK_REQUIRE_CAPTCHA_AT: "45" },
+      });
+    });
+    afterAll(async () => {
+      await s?.destroy();
+      await sv?.close();
+    });
+
+    const login = (email: string, extra: { captcha_token?: string; device_id?: string } = {}) =>
+      rest(s.baseUrl, "POST", "/login", { body: { email, password: STRONG_PASSWORD, ...extra }, headers: xff(uniqueIp()) });
+
+    it("a risky login must solve a CAPTCHA, verified once although admission and risk check both see it; a spent token is refused", async () => {
+      const email = uniqueEmail();
+      const reg = await rest(s.baseUrl, "POST", "/register", { body: { account: { email, password: STRONG_PASSWORD }, captcha_token: "pass-reg-1" }, headers: xff(uniqueIp()) });
+      expect(reg.status, reg.text).toBe(201);
+      const userId = reg.body.user.user_id as string;
+      const decisions = async () => (await auditRows(s, "risk_decision")).filter((e) => e.userId === userId);
+
+      // The first login has nothing to compare with: no CAPTCHA.
+      const first = await login(email);
+      expect(first.status, first.text).toBe(201);
+      const deviceToken = first.body.device_token as string;
+      expect(deviceToken, `no device_token in the login response: ${first.text}`).toMatch(/^[A-Za-z0-9_-]{43}$/);
+
+      // Another device on another network: score 45, a CAPTCHA is due.
+      expectRestError(await login(email), 403, "CAPTCHA_REQUIRED");
+      expect((await auditRows(s, "captcha")).at(-1)).toMatchObject({ outcome: "failure", reason: "CAPTCHA_REQUIRED", details: { context: "login" } });
+      const solved = await login(email, { captcha_token: "pass-risk-1" });
+      expect(solved.status, solved.text).toBe(201);
+      // Checked at admission (a token sent is always checked), not a second time by the risk step:
+      // a provider answers a second check of one token with timeout-or-duplicate.
+      expect(sv.requests.filter((r) => r.response === "pass-risk-1")).toHaveLength(1);
+      // (The refused attempt before stayed counted: one recent failure, 5 more.)
+      expect((await decisions()).at(-1)).toMatchObject({
+        outcome: "success",
+        reason: "allow",
+        details: { decision: "require_captcha", reasons: ["new_device", "new_network", "recent_failures"], score: 50, mfa_enabled: false },
+      });
+
+      // The known device on yet another network scores 5: no CAPTCHA.
+      const known = await login(email, { device_id: deviceToken });
+      expect(known.status, known.text).toBe(201);
+      expect((await decisions()).at(-1)!.details).toMatchObject({ decision: "allow", reasons: ["new_network"], score: 5 });
+
+      // The spent token does not solve the next one.
+      expectRestError(await login(email, { captcha_token: "pass-risk-1" }), 403, "CAPTCHA_INVALID");
+      const refused = (await auditRows(s, "captcha")).at(-1);
+      expect(refused).toMatchObject({ outcome: "failure", reason: "CAPTCHA_INVALID", details: { context: "login", error_codes: ["timeout-or-duplicate"] } });
+    });
+  });
 
   describe.skipIf(backend.skip)(`CAPTCHA fail-open (${backend.name})`, () => {
     let s: TestServer;

@@ -17,6 +17,7 @@ import {
   expectMfaRequired,
   grpcJsErrorInfo,
   loginRest,
+  mfaLogin,
   mfaStatus,
   mfaUser,
   MINUTE,
@@ -123,9 +124,11 @@ for (const backend of backends) {
 
       it("enrolling twice is MFA_ALREADY_ENABLED; confirming or regenerating without TOTP is MFA_NOT_ENABLED (400 / FAILED_PRECONDITION)", async () => {
         const u = await mfaUser(s, c.now());
-        expectRestError(await start(u.accessToken), 400, "MFA_ALREADY_ENABLED");
-        expectRestError(await confirm(u.accessToken, await c.code(u.secret, 1)), 400, "MFA_ALREADY_ENABLED");
-        await expectGrpcError(gi.startTotpEnrollment({}, bearerMd(u.accessToken)), GRPC_FAILED_PRECONDITION, "MFA_ALREADY_ENABLED");
+        // With TOTP on, enrolment needs a session that passed MFA (the enrolment's own did not).
+        const { accessToken: token2fa } = await mfaLogin(s, c, u);
+        expectRestError(await start(token2fa), 400, "MFA_ALREADY_ENABLED");
+        expectRestError(await confirm(token2fa, await c.code(u.secret, 1)), 400, "MFA_ALREADY_ENABLED");
+        await expectGrpcError(gi.startTotpEnrollment({}, bearerMd(token2fa)), GRPC_FAILED_PRECONDITION, "MFA_ALREADY_ENABLED");
         // The confirmed authenticator was not replaced by the attempts.
         expect(await mfaStatus(s, u.accessToken)).toEqual({ totp_enabled: true, recovery_codes_remaining: 10 });
         c.advance(STEP);
@@ -338,8 +341,9 @@ for (const backend of backends) {
     describe("recovery codes", () => {
       it("RegenerateRecoveryCodes: ten new codes, the old set stops working", async () => {
         const u = await mfaUser(s, c.now());
-        expect201(await loginRest(s, { ...creds(u), recovery_code: u.recoveryCodes[0]! }));
-        const r = await regenerate(u.accessToken);
+        // A session that passed MFA (with a recovery code) may regenerate; the enrolment's may not.
+        const session = expect201(await loginRest(s, { ...creds(u), recovery_code: u.recoveryCodes[0]! }));
+        const r = await regenerate(session.access_token);
         expect(r.status, r.text).toBe(200);
         const fresh = r.body.recovery_codes as string[];
         expect(fresh).toHaveLength(10);
@@ -441,6 +445,48 @@ for (const backend of backends) {
         expect((await disable(token, newPassword, await c.code(u.secret))).status).toBe(204);
       });
 
+      it("with TOTP on, a recent session that never passed MFA (the enrolment's) gets RECENT_AUTH_REQUIRED with acr aal2; Reauthenticate with a code lifts it", async () => {
+        const u = await mfaUser(s, c.now());
+        expect(authClaims(u.accessToken)).toMatchObject({ amr: ["pwd"], acr: "aal1" });
+        const sensitive = (token: string) => ({
+          ChangePassword: rest(s.baseUrl, "PUT", "/user/password", { token, body: { old_password: u.password, new_password: strongPassword("aal") } }),
+          DisableTotp: disable(token, u.password, "123456"),
+          RegenerateRecoveryCodes: regenerate(token),
+          RevokeOtherSessions: rest(s.baseUrl, "POST", "/user/sessions:revokeOthers", { token, body: {} }),
+          StartTotpEnrollment: start(token),
+          ConfirmTotpEnrollment: confirm(token, "123456"),
+        });
+        for (const [name, call] of Object.entries(sensitive(u.accessToken))) {
+          const r = await call;
+          expect({ name, status: r.status, ...restErrorInfo(r.body) }, r.text).toEqual({
+            name,
+            status: 401,
+            reason: "RECENT_AUTH_REQUIRED",
+            metadata: { max_age_seconds: "600", acr: "aal2" },
+          });
+        }
+        const err = await grpcFailure(gi.regenerateRecoveryCodes({}, bearerMd(u.accessToken)));
+        expect({ code: err.code, ...grpcJsErrorInfo(err) }).toEqual({
+          code: GRPC_UNAUTHENTICATED,
+          reason: "RECENT_AUTH_REQUIRED",
+          metadata: { max_age_seconds: "600", acr: "aal2" },
+        });
+        // Nothing was changed by the refused calls.
+        expect(await mfaStatus(s, u.accessToken)).toEqual({ totp_enabled: true, recovery_codes_remaining: 10 });
+        expect(await auditOf(s, u.userId, "recovery_codes_regenerate")).toEqual([]);
+        expect(await auditOf(s, u.userId, "password_change").then((rows) => rows.filter((e) => e.outcome === "success"))).toEqual([]);
+
+        // The password alone does not lift it; with a code the same session may.
+        c.advance(STEP);
+        expectRestError(await reauth(u.accessToken, { password: u.password }), 401, "MFA_REQUIRED");
+        const fresh = await reauth(u.accessToken, { password: u.password, mfa_code: await c.code(u.secret) });
+        expect(fresh.status, fresh.text).toBe(200);
+        const token = fresh.body.access_token as string;
+        expect(authClaims(token)).toEqual({ amr: ["pwd", "otp", "mfa"], acr: "aal2", auth_time: nowSeconds() });
+        expect(decodeJwt(token).sid).toBe(u.sessionId);
+        expect((await regenerate(token)).status).toBe(200);
+      });
+
       it("Reauthenticate without MFA: the password alone (amr pwd, aal1); over gRPC RECENT_AUTH_REQUIRED carries max_age_seconds", async () => {
         const user = await registerUser(s);
         const a = expect201(await loginRest(s, creds(user)));
@@ -462,10 +508,11 @@ for (const backend of backends) {
     describe("DisableTotp", () => {
       it("needs the password and a current code; afterwards login needs no code and the old recovery codes are gone", async () => {
         const u = await mfaUser(s, c.now());
+        const { accessToken: token } = await mfaLogin(s, c, u);
         c.advance(STEP);
-        expectRestError(await disable(u.accessToken, "not the password", await c.code(u.secret)), 401, "INVALID_CREDENTIALS");
-        expectRestError(await disable(u.accessToken, u.password, await wrongCode(u)), 401, "MFA_CODE_INVALID");
-        const off = await disable(u.accessToken, u.password, await c.code(u.secret));
+        expectRestError(await disable(token, "not the password", await c.code(u.secret)), 401, "INVALID_CREDENTIALS");
+        expectRestError(await disable(token, u.password, await wrongCode(u)), 401, "MFA_CODE_INVALID");
+        const off = await disable(token, u.password, await c.code(u.secret));
         expect(off.status, off.text).toBe(204);
         expect(await mfaStatus(s, u.accessToken)).toEqual({ totp_enabled: false, recovery_codes_remaining: 0 });
         const plain = expect201(await loginRest(s, creds(u)));

@@ -10,6 +10,7 @@ import {
   authClaims,
   completeMfaRest,
   controlledClock,
+  deviceTokenOf,
   expectMfaRequired,
   grpcJsErrorInfo,
   loginRest,
@@ -22,8 +23,10 @@ import {
 // Risk-based step-up at login: a device that passed MFA skips it from a
 // familiar place, a new device or an impossible journey asks for the second
 // factor again, and an account without MFA is let in but audited and
-// alerted. The client's address comes from X-Forwarded-For (the test
-// process is the trusted proxy) and a fixed GeoIP table places it.
+// alerted. A device is known only by the device_token a login returned to
+// it (sent back as device_id); a client-chosen device_id is a new device.
+// The client's address comes from X-Forwarded-For (the test process is the
+// trusted proxy) and a fixed GeoIP table places it.
 
 const PARIS = "198.51.100.7";
 const PARIS_OTHER_HOST = "198.51.100.42";
@@ -38,6 +41,7 @@ const geo = createStaticGeoLocator([
 
 const from = (ip: string) => ({ "x-forwarded-for": ip });
 let deviceCounter = 0;
+/** A client-chosen device id: the service never issued it, so it is always a new device. */
 const newDeviceId = () => `device-${process.pid}-${++deviceCounter}-${Math.random().toString(36).slice(2, 8)}`;
 
 /** The last risk decision audited for a user. */
@@ -68,22 +72,23 @@ for (const backend of backends) {
     const creds = (u: SeededUser) => ({ email: u.email, password: u.password });
 
     /**
-     * A user who logged in once with device D from Paris (the first login:
-     * nothing to compare with), turned TOTP on, and passed MFA with D from
-     * Paris, which makes D a device that skips the code from there.
+     * A user who logged in once from Paris (the first login: nothing to
+     * compare with) and got device token D, turned TOTP on, and passed MFA
+     * with D from Paris, which makes D a device that skips the code from there.
      */
     async function userWithTrustedDevice() {
       const user = await registerUser(s);
-      const device = newDeviceId();
-      const first = await loginRest(s, { ...creds(user), device_id: device }, from(PARIS));
-      expect(first.status, first.text).toBe(201);
+      const first = await loginRest(s, creds(user), from(PARIS));
+      const device = deviceTokenOf(first);
       expect((await lastDecision(s, user.userId)).details).toMatchObject({ reasons: ["first_login"], score: 0, decision: "allow" });
       const { secret } = await enrolTotp(s, first.body.access_token, c.now());
       c.advance(STEP);
       // Known device, but it never passed MFA: the code is needed once.
       expectMfaRequired(await loginRest(s, { ...creds(user), device_id: device }, from(PARIS)));
+      expect((await lastDecision(s, user.userId)).details).toMatchObject({ reasons: [], score: 0, decision: "allow" });
       const withCode = await loginRest(s, { ...creds(user), device_id: device, mfa_code: await c.code(secret) }, from(PARIS));
-      expect(withCode.status, withCode.text).toBe(201);
+      // A known device keeps its token.
+      expect(deviceTokenOf(withCode)).toBe(device);
       expect(await lastDecision(s, user.userId)).toMatchObject({ outcome: "success", reason: "mfa_passed" });
       return { ...user, device, secret, accessToken: withCode.body.access_token as string };
     }
@@ -93,7 +98,7 @@ for (const backend of backends) {
         const u = await userWithTrustedDevice();
         c.advance(MINUTE);
         const r = await loginRest(s, { ...creds(u), device_id: u.device }, from(PARIS_OTHER_HOST));
-        expect(r.status, r.text).toBe(201);
+        expect(deviceTokenOf(r)).toBe(u.device);
         expect(authClaims(r.body.access_token)).toMatchObject({ amr: ["pwd"], acr: "aal1" });
         const decision = await lastDecision(s, u.userId);
         expect(decision).toMatchObject({ outcome: "success", reason: "allow", ip: PARIS_OTHER_HOST });
@@ -102,7 +107,7 @@ for (const backend of backends) {
         expect(listed.body.sessions[0]).toMatchObject({ session_id: r.body.session_id, ip: PARIS_OTHER_HOST, current: true });
       });
 
-      it("a new device id, or none, from the same place: MFA_REQUIRED (new_device, score 40); once it passes MFA it is trusted too", async () => {
+      it("a device id the service did not issue, or none, from the same place: MFA_REQUIRED (new_device, score 40); once it passes MFA its new token is trusted too", async () => {
         const u = await userWithTrustedDevice();
         c.advance(MINUTE);
         const other = newDeviceId();
@@ -115,14 +120,20 @@ for (const backend of backends) {
         // a second step succeeds, so it adds to the score (5 per failure).
         expect((await lastDecision(s, u.userId)).details).toMatchObject({ reasons: ["new_device", "recent_failures"], score: 45 });
 
-        // The two-step login remembers the device of the challenge.
+        // The two-step login gives the device a token of its own, trusted from now on.
         c.advance(STEP);
         const done = await completeMfaRest(s, { mfa_challenge: challenge, mfa_code: await c.code(u.secret) }, from(PARIS));
-        expect(done.status, done.text).toBe(201);
+        const issued = deviceTokenOf(done);
+        expect(issued).not.toBe(u.device);
+        expect(issued).not.toBe(other);
         c.advance(MINUTE);
-        const again = await loginRest(s, { ...creds(u), device_id: other }, from(PARIS));
-        expect(again.status, again.text).toBe(201);
+        const again = await loginRest(s, { ...creds(u), device_id: issued }, from(PARIS));
+        expect(deviceTokenOf(again)).toBe(issued);
+        expect(authClaims(again.body.access_token).amr).toEqual(["pwd"]);
         expect(await lastDecision(s, u.userId)).toMatchObject({ reason: "allow" });
+        // The id the client chose is still nobody's device.
+        expectMfaRequired(await loginRest(s, { ...creds(u), device_id: other }, from(PARIS)));
+        expect((await lastDecision(s, u.userId)).details).toMatchObject({ reasons: ["new_device"], score: 40, decision: "require_mfa" });
       });
 
       it("the trusted device from Sydney ten minutes after Paris: MFA_REQUIRED (impossible travel, score 60); the code lets it in", async () => {
@@ -152,7 +163,8 @@ for (const backend of backends) {
         const u = await userWithTrustedDevice();
         c.advance(24 * HOUR);
         const r = await loginRest(s, { ...creds(u), device_id: u.device }, from(SYDNEY));
-        expect(r.status, r.text).toBe(201);
+        expect(deviceTokenOf(r)).toBe(u.device);
+        expect(authClaims(r.body.access_token).amr).toEqual(["pwd"]);
         expect((await lastDecision(s, u.userId)).details).toEqual({
           score: 20,
           decision: "allow",
@@ -167,7 +179,7 @@ for (const backend of backends) {
         c.advance(MINUTE);
         // Straight from 127.0.0.1, which the table does not place (no travel, no country).
         const r = await loginRest(s, { ...creds(u), device_id: u.device });
-        expect(r.status, r.text).toBe(201);
+        expect(deviceTokenOf(r)).toBe(u.device);
         const decision = await lastDecision(s, u.userId);
         expect(decision).toMatchObject({ ip: "127.0.0.1" });
         expect(decision.details).toMatchObject({ reasons: ["new_network"], score: 5, decision: "allow" });
@@ -176,17 +188,17 @@ for (const backend of backends) {
 
       it("a user without MFA on a new device is let in: audited allow_no_second_factor and alerted (new_device_login webhook)", async () => {
         const user = await registerUser(s);
-        const home = newDeviceId();
-        const first = await loginRest(s, { ...creds(user), device_id: home }, from(PARIS));
-        expect(first.status, first.text).toBe(201);
+        const first = await loginRest(s, creds(user), from(PARIS));
+        const home = deviceTokenOf(first);
         c.advance(MINUTE);
         const known = await loginRest(s, { ...creds(user), device_id: home }, from(PARIS));
-        expect(known.status).toBe(201);
+        expect(deviceTokenOf(known)).toBe(home);
         expect(await lastDecision(s, user.userId)).toMatchObject({ reason: "allow" });
 
         c.advance(MINUTE);
         const fresh = await loginRest(s, { ...creds(user), device_id: newDeviceId() }, from(PARIS_OTHER_HOST));
-        expect(fresh.status, fresh.text).toBe(201);
+        // A new device gets a new token (not the id it sent).
+        expect(deviceTokenOf(fresh)).not.toBe(home);
         expect(authClaims(fresh.body.access_token)).toMatchObject({ amr: ["pwd"], acr: "aal1" });
         const decision = await lastDecision(s, user.userId);
         expect(decision).toMatchObject({ outcome: "success", reason: "allow_no_second_factor" });
@@ -230,6 +242,7 @@ for (const backend of backends) {
             const u = await userWithTrustedDevice();
             c.advance(MINUTE);
             const ok = await client.login({ ...creds(u), deviceId: u.device }, from(PARIS));
+            expect(ok.deviceToken).toBe(u.device);
             expect(authClaims(ok.accessToken).amr).toEqual(["pwd"]);
             expect(await lastDecision(s, u.userId)).toMatchObject({ reason: "allow", ip: PARIS });
 
@@ -241,6 +254,8 @@ for (const backend of backends) {
             const done = await client.completeMfaLogin({ mfaChallenge: info.metadata.mfa_challenge!, mfaCode: await c.code(u.secret) }, from(PARIS));
             expect(done.userId).toBe(u.userId);
             expect(authClaims(done.accessToken)).toMatchObject({ amr: ["pwd", "otp", "mfa"], acr: "aal2" });
+            expect(done.deviceToken).toMatch(/^[A-Za-z0-9_-]{43}$/);
+            expect(done.deviceToken).not.toBe(u.device);
 
             c.advance(10 * MINUTE);
             const travel = await grpcFailure(client.login({ ...creds(u), deviceId: u.device }, from(SYDNEY)));
@@ -250,6 +265,7 @@ for (const backend of backends) {
             expect(decision.details).toMatchObject({ reasons: ["new_network", "new_country", "impossible_travel"], score: 60, country: "AU" });
             const withCode = await client.login({ ...creds(u), deviceId: u.device, mfaCode: await c.code(u.secret) }, from(SYDNEY));
             expect(authClaims(withCode.accessToken).amr).toEqual(["pwd", "otp", "mfa"]);
+            expect(withCode.deviceToken).toBe(u.device);
             expect(await lastDecision(s, u.userId)).toMatchObject({ reason: "mfa_passed", ip: SYDNEY });
           } finally {
             client.close();

@@ -3,6 +3,7 @@ import { createMemoryRateLimiter } from "../../src/abuse/rate-limiter.js";
 import { DomainError, invalidCredentials } from "../../src/core/errors.js";
 import {
   sourceBlockKey,
+  sourceOf,
   throttleDelayMs,
   type Admission,
   type CallContext,
@@ -54,10 +55,13 @@ const call = (ip = "203.0.113.10"): CallContext => ({ client: { ip, userAgent: "
 async function attempt(
   defence: LoginDefence,
   email: string,
-  opts: { ip?: string; captchaToken?: string; knownDevice?: boolean } = {},
+  opts: { ip?: string; captchaToken?: string; knownDevice?: boolean; trustedDevice?: Uint8Array } = {},
 ): Promise<Admission | DomainError> {
   try {
-    return await defence.admit({ canonicalEmail: email, captchaToken: opts.captchaToken, knownDevice: opts.knownDevice ?? false }, call(opts.ip));
+    return await defence.admit(
+      { canonicalEmail: email, captchaToken: opts.captchaToken, knownDevice: opts.knownDevice ?? false, trustedDevice: opts.trustedDevice },
+      call(opts.ip),
+    );
   } catch (err) {
     if (err instanceof DomainError) return err;
     throw err;
@@ -65,8 +69,12 @@ async function attempt(
 }
 
 /** An admitted attempt whose password turns out wrong. */
-async function wrongPassword(defence: LoginDefence, email: string, opts: { ip?: string; password?: string; userId?: string } = {}): Promise<Admission> {
-  const admission = await attempt(defence, email, { ip: opts.ip, knownDevice: true });
+async function wrongPassword(
+  defence: LoginDefence,
+  email: string,
+  opts: { ip?: string; password?: string; userId?: string; trustedDevice?: Uint8Array } = {},
+): Promise<Admission> {
+  const admission = await attempt(defence, email, { ip: opts.ip, knownDevice: true, trustedDevice: opts.trustedDevice });
   if (admission instanceof DomainError) throw new Error(`attempt on ${email} refused: ${admission.reason}`);
   await defence.failed(admission, { password: opts.password ?? "Summer2026!", userId: opts.userId, factor: "password" }, call(opts.ip));
   return admission;
@@ -236,6 +244,96 @@ describe("per-account progressive delay", () => {
     expect(Buffer.from(defence.accountKey("jo2@example.com")).equals(Buffer.from(k))).toBe(false);
     expect(Buffer.from(other.accountKey("jo@example.com")).equals(Buffer.from(k))).toBe(false);
     expect(Buffer.from(k).toString("latin1")).not.toContain("jo@example.com");
+  });
+});
+
+describe("known devices are counted apart", () => {
+  // The keyed hashes of two device tokens (what the risk assessor hands over).
+  const deviceA = new Uint8Array(32).fill(0xa1);
+  const deviceB = new Uint8Array(32).fill(0xb2);
+
+  it("failures without the device lock the account; the device's own attempts are admitted from zero", async () => {
+    const { defence, events, advance } = setup();
+    for (let i = 0; i < 100; i++) {
+      await wrongPassword(defence, "victim@example.com", { ip: `192.0.2.${i % 250}`, password: `guess-${i}` });
+      advance(15 * MINUTE);
+    }
+    expect(events.filter((e) => e.type === "account_locked")).toHaveLength(1);
+    expectWrongPasswordAnswer(await attempt(defence, "victim@example.com"));
+    // Another device's hash is no key to the lock either way: each has a counter of its own.
+    expectAdmitted(await attempt(defence, "victim@example.com", { trustedDevice: deviceA }), 0);
+    expectAdmitted(await attempt(defence, "victim@example.com", { trustedDevice: deviceB }), 0);
+    // The account stays locked.
+    expectWrongPasswordAnswer(await attempt(defence, "victim@example.com"));
+  });
+
+  it("a device's failures throttle and lock only that device (of that account)", async () => {
+    const { defence, advance } = setup();
+    for (let i = 0; i < 5; i++) await wrongPassword(defence, "dev@example.com", { trustedDevice: deviceA });
+    expectWrongPasswordAnswer(await attempt(defence, "dev@example.com", { trustedDevice: deviceA }));
+    // The account's counter, another device's, and the same device on another account are untouched.
+    expectAdmitted(await attempt(defence, "dev@example.com"), 0);
+    expectAdmitted(await attempt(defence, "dev@example.com", { trustedDevice: deviceB }), 0);
+    expectAdmitted(await attempt(defence, "other@example.com", { trustedDevice: deviceA }), 0);
+    advance(SECOND);
+    const ok = await attempt(defence, "dev@example.com", { trustedDevice: deviceA });
+    expectAdmitted(ok, 5);
+    // A success clears the device's count only.
+    await defence.succeeded(ok as Admission);
+    expectAdmitted(await attempt(defence, "dev@example.com", { trustedDevice: deviceA }), 0);
+    expectAdmitted(await attempt(defence, "dev@example.com"), 1);
+  });
+
+  it("the device key is a keyed hash of e-mail and device, unlike the account key", async () => {
+    const { defence } = setup();
+    const withDevice = await attempt(defence, "key@example.com", { trustedDevice: deviceA });
+    const without = await attempt(defence, "key@example.com");
+    expectAdmitted(withDevice, 0);
+    expectAdmitted(without, 0);
+    const k = Buffer.from((withDevice as Admission).accountKey);
+    expect(k).toHaveLength(32);
+    expect(k.equals(Buffer.from((without as Admission).accountKey))).toBe(false);
+    expect(k.equals(Buffer.from(defence.accountKey("key@example.com")))).toBe(false);
+    expect(Buffer.from((without as Admission).accountKey).equals(Buffer.from(defence.accountKey("key@example.com")))).toBe(true);
+  });
+});
+
+describe("sources: IPv4 by address, IPv6 by /64", () => {
+  it("sourceOf and sourceBlockKey: one key per /64 and per IPv4 address (mapped or not); anything else is 'unknown'", () => {
+    expect(sourceOf("2001:db8:1:2::1")).toBe("2001:db8:1:2::/64");
+    expect(sourceOf("2001:db8:1:2:ffff::9")).toBe("2001:db8:1:2::/64");
+    expect(sourceOf("2001:db8:1:3::1")).toBe("2001:db8:1:3::/64");
+    expect(sourceOf("203.0.113.7")).toBe("203.0.113.7");
+    expect(sourceOf("::ffff:203.0.113.7")).toBe("203.0.113.7");
+    expect(sourceOf(undefined)).toBe("unknown");
+    expect(sourceOf("not an address")).toBe("unknown");
+    expect(sourceBlockKey("2001:db8:1:2::1")).toBe(sourceBlockKey("2001:db8:1:2::ffff"));
+    expect(sourceBlockKey("2001:db8:1:2::1")).not.toBe(sourceBlockKey("2001:db8:1:3::1"));
+    expect(sourceBlockKey("::ffff:203.0.113.7")).toBe(sourceBlockKey("203.0.113.7"));
+    expect(sourceBlockKey("203.0.113.7")).not.toBe(sourceBlockKey("203.0.113.8"));
+    expect(sourceBlockKey(undefined)).toBe(sourceBlockKey("garbage"));
+  });
+
+  it("20 accounts failing from 20 addresses of one /64 are one source: detected, and the whole /64 blocked", async () => {
+    const { defence, events, flags } = setup({ spray: { ...baseSpray, passwordAccounts: 100_000 } });
+    for (let i = 0; i < 20; i++) {
+      await wrongPassword(defence, `six${i}@example.com`, { ip: `2001:db8:77:1:${(i + 1).toString(16)}::1`, password: `pw-${i}` });
+    }
+    const detected = events.filter((e) => e.type === "spray_detected");
+    // The evidence names the address of the detecting attempt.
+    expect(detected.map((e) => [e.reason, e.details?.source_ip, e.details?.distinct_accounts])).toEqual([
+      ["credential_stuffing", "2001:db8:77:1:14::1", 20],
+    ]);
+    await expect(defence.sourceFlagged("2001:db8:77:1::abcd")).resolves.toBe(true);
+    expect(await flags.blockedFor(sourceBlockKey("2001:db8:77:1:dead:beef:0:1"))).toBe(30 * MINUTE);
+    await expect(defence.sourceFlagged("2001:db8:77:2::1")).resolves.toBe(false);
+  });
+
+  it("failures of neighbouring /64s do not add up", async () => {
+    const { defence, events } = setup({ spray: { ...baseSpray, passwordAccounts: 100_000 } });
+    for (let i = 0; i < 19; i++) await wrongPassword(defence, `n${i}@example.com`, { ip: `2001:db8:78:1::${i + 1}`, password: `pw-${i}` });
+    for (let i = 0; i < 19; i++) await wrongPassword(defence, `m${i}@example.com`, { ip: `2001:db8:78:2::${i + 1}`, password: `pw-${i}` });
+    expect(events.filter((e) => e.type === "spray_detected")).toEqual([]);
   });
 });
 
@@ -531,6 +629,29 @@ describe("CAPTCHA", () => {
     });
     // A refused CAPTCHA costs the account no attempt.
     expectAdmitted(await attempt(defence, "k@example.com", { captchaToken: "good" }), 1);
+  });
+
+  it("the admission says whether a CAPTCHA was solved for the attempt (so the risk step does not verify the token again)", async () => {
+    const { fake, policy } = captchaPolicy();
+    const { defence } = setup({ captcha: policy, spray: { ...baseSpray, surgeFailuresPerMinute: 10 } });
+    const passed = async (input: { knownDevice: boolean; captchaToken?: string }) => {
+      const a = await defence.admit({ canonicalEmail: `cp${fake.calls.length}@example.com`, ...input }, call());
+      return a.captchaPassed;
+    };
+    // Outside surge mode: nothing asked, nothing solved; a token sent unasked is verified and counts.
+    await expect(passed({ knownDevice: false })).resolves.toBe(false);
+    await expect(passed({ knownDevice: false, captchaToken: "good" })).resolves.toBe(true);
+    expect(fake.calls).toHaveLength(1);
+    for (let i = 0; i < 10; i++) await wrongPassword(defence, `cq${i}@example.com`, { ip: `192.0.2.${120 + i}`, password: `pw-${i}` });
+    // Surge mode: a known device is not asked (false); an unknown one solves it (true).
+    await expect(passed({ knownDevice: true })).resolves.toBe(false);
+    await expect(passed({ knownDevice: false, captchaToken: "good" })).resolves.toBe(true);
+    await expect(passed({ knownDevice: true, captchaToken: "good" })).resolves.toBe(true);
+    expect(fake.calls).toHaveLength(3);
+    // Without a provider nothing is ever solved.
+    await expect(setup().defence.admit({ canonicalEmail: "np@example.com", knownDevice: false, captchaToken: "good" }, call())).resolves.toMatchObject({
+      captchaPassed: false,
+    });
   });
 
   it("login with CAPTCHA_ON_RISKY_LOGIN off: never asked, even in surge mode", async () => {

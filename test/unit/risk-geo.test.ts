@@ -1,6 +1,6 @@
 import { createRequire } from "node:module";
 import { describe, expect, it } from "vitest";
-import { createGeoIpLocator, createStaticGeoLocator, distanceKm, networkPrefix, type GeoPoint } from "../../src/risk/geo.js";
+import { createGeoIpLocator, createStaticGeoLocator, distanceKm, networkPrefix, sourcePrefix, type GeoPoint } from "../../src/risk/geo.js";
 
 const LONDON: GeoPoint = { lat: 51.5074, lon: -0.1278 };
 const NEW_YORK: GeoPoint = { lat: 40.7128, lon: -74.006 };
@@ -29,6 +29,32 @@ describe("distanceKm", () => {
   });
 });
 
+// Not addresses: undefined from networkPrefix and sourcePrefix alike.
+const NOT_IPS = [
+  "",
+  "not-an-ip",
+  "example.com",
+  "unknown",
+  "256.1.1.1",
+  "1.2.3",
+  "1.2.3.4.5",
+  "01.2.3.4",
+  "1.2.3.4/24",
+  " 1.2.3.4",
+  "1.2.3.4 ",
+  "1:2:3:4:5:6:7:8:9",
+  "1:2:3:4:5:6:7",
+  "1::2::3",
+  "12345::",
+  "1.2.3.4::",
+  ":1::",
+  "::ffff:1.2.3.256",
+  "[::1]",
+  "2001:db8::/64",
+  "2001:db8:1:2:1",
+  `${"1:".repeat(40)}1`,
+];
+
 describe("networkPrefix", () => {
   it.each([
     ["203.0.113.77", "203.0.113.0/24"],
@@ -51,26 +77,52 @@ describe("networkPrefix", () => {
     expect(networkPrefix(ip)).toBe(prefix);
   });
 
-  it.each([
-    "",
-    "not-an-ip",
-    "example.com",
-    "256.1.1.1",
-    "1.2.3",
-    "1.2.3.4.5",
-    "01.2.3.4",
-    "1.2.3.4/24",
-    " 1.2.3.4",
-    "1:2:3:4:5:6:7:8:9",
-    "1:2:3:4:5:6:7",
-    "1::2::3",
-    "12345::",
-    "1.2.3.4::",
-    ":1::",
-    "::ffff:1.2.3.256",
-    "[::1]",
-  ])("%j is not an IP", (ip) => {
+  it.each(NOT_IPS)("%j is not an IP", (ip) => {
     expect(networkPrefix(ip)).toBeUndefined();
+  });
+});
+
+describe("sourcePrefix (the key of per-source limits, spray counters and blocks)", () => {
+  it.each([
+    // IPv4: the address itself.
+    ["203.0.113.77", "203.0.113.77"],
+    ["0.0.0.0", "0.0.0.0"],
+    ["255.255.255.255", "255.255.255.255"],
+    ["127.0.0.1", "127.0.0.1"],
+    // IPv4-mapped IPv6, in any spelling: the IPv4 address.
+    ["::ffff:203.0.113.77", "203.0.113.77"],
+    ["::FFFF:203.0.113.77", "203.0.113.77"],
+    ["::ffff:cb00:714d", "203.0.113.77"],
+    ["0:0:0:0:0:ffff:203.0.113.77", "203.0.113.77"],
+    // IPv6: the /64, canonical (RFC 5952).
+    ["2001:db8:1:2::1", "2001:db8:1:2::/64"],
+    ["2001:db8:1:2::ffff", "2001:db8:1:2::/64"],
+    ["2001:db8:1:2:ffff:ffff:ffff:ffff", "2001:db8:1:2::/64"],
+    ["2001:0DB8:0001:0002:0000:0000:0000:0001", "2001:db8:1:2::/64"],
+    ["2001:db8:1:3::1", "2001:db8:1:3::/64"],
+    ["2001:db8::1", "2001:db8::/64"],
+    ["2001:db8:0:0:1::", "2001:db8::/64"],
+    ["1:2:3:4:5:6:7:8", "1:2:3:4::/64"],
+    ["::1", "::/64"],
+    ["::", "::/64"],
+    ["fe80::1%eth0", "fe80::/64"],
+    ["64:ff9b::192.0.2.33", "64:ff9b::/64"],
+  ])("%s → %s", (ip, key) => {
+    expect(sourcePrefix(ip)).toBe(key);
+  });
+
+  it.each(NOT_IPS)("%j → undefined", (ip) => {
+    expect(sourcePrefix(ip)).toBeUndefined();
+  });
+
+  it("one key per /64 however the address is spelled; the neighbouring /64s and the other 2^64 − 1 hosts' sets are apart", () => {
+    const keys = new Set(["2001:db8:a:b::", "2001:db8:a:b::1", "2001:DB8:A:B:0:0:0:2", "2001:db8:a:b:8000::", "2001:db8:a:b:ffff:ffff:ffff:ffff"].map(sourcePrefix));
+    expect([...keys]).toEqual(["2001:db8:a:b::/64"]);
+    expect(new Set(["2001:db8:a:a::1", "2001:db8:a:b::1", "2001:db8:a:c::1", "2001:db8:b:b::1"].map(sourcePrefix)).size).toBe(4);
+    // IPv4 neighbours are different sources (a /24 is often many customers).
+    expect(sourcePrefix("203.0.113.1")).not.toBe(sourcePrefix("203.0.113.2"));
+    // A key is never an address that another client could have: /64 keys carry their length.
+    expect(sourcePrefix("2001:db8::")).not.toBe("2001:db8::");
   });
 });
 
