@@ -140,7 +140,7 @@ for (const backend of backends) {
       });
 
       it("starts from an empty head that verifies", async () => {
-        await expect(audit.verifyChain()).resolves.toEqual({ ok: true, checked: 0, unchained: 0, headSeq: "0" });
+        await expect(audit.verifyChain()).resolves.toEqual({ ok: true, checked: 0, unchained: 0, headSeq: "0", headHash: expect.any(Uint8Array) });
       });
 
       it("chains records of every shape, and the verifier agrees row by row with the database", async () => {
@@ -150,7 +150,11 @@ for (const backend of backends) {
         const n = await rowCount(t.db);
         expect(n).toBe(2 * awkward.length);
         for (const batchSize of [1, 3, 1000]) {
-          await expect(audit.verifyChain({ batchSize })).resolves.toEqual({ ok: true, checked: n, unchained: 0, headSeq: String(n) });
+          await expect(audit.verifyChain({ batchSize })).resolves.toEqual({ ok: true, checked: n, unchained: 0, headSeq: String(n), headHash: expect.any(Uint8Array) });
+          // The head hash is the stored one (what operators export to anchor the chain).
+          const stored = await t.db.execute(sql`select hash from audit_chain_head where id = 1`);
+          const head = (Array.isArray(stored) ? stored : (stored as { rows: { hash: Uint8Array }[] }).rows)[0] as { hash: Uint8Array };
+          expect(Buffer.from((await audit.verifyChain({ batchSize })).headHash!).equals(Buffer.from(head.hash))).toBe(true);
         }
         // The SQL rendering and the TypeScript one are the same text.
         const rows = rowsOf<Record<string, string | null> & { canonical: string }>(
@@ -220,6 +224,7 @@ for (const backend of backends) {
           checked: before + 1,
           unchained: 0,
           headSeq: String(before + 1),
+          headHash: expect.any(Uint8Array),
         });
       });
 
@@ -236,7 +241,7 @@ for (const backend of backends) {
         const seqs = rowsOf<{ seq: string }>(await t.db.execute(sql`select seq::text as seq from audit_events order by audit_events.seq`)).map((r) => Number(r.seq));
         expect(seqs).toEqual(Array.from({ length: total }, (_, i) => i + 1));
         for (const log of [audit, other]) {
-          await expect(log.verifyChain({ batchSize: 50 })).resolves.toEqual({ ok: true, checked: total, unchained: 0, headSeq: String(total) });
+          await expect(log.verifyChain({ batchSize: 50 })).resolves.toEqual({ ok: true, checked: total, unchained: 0, headSeq: String(total), headHash: expect.any(Uint8Array) });
         }
       });
 
@@ -254,7 +259,7 @@ for (const backend of backends) {
         expect(pgErrorCode((results[2] as PromiseRejectedResult).reason)).toBe("22P02");
         const total = await rowCount(t.db);
         expect(total).toBe(before + 4);
-        await expect(audit.verifyChain()).resolves.toEqual({ ok: true, checked: total, unchained: 0, headSeq: String(total) });
+        await expect(audit.verifyChain()).resolves.toEqual({ ok: true, checked: total, unchained: 0, headSeq: String(total), headHash: expect.any(Uint8Array) });
       });
 
       it("is still reachable through stores.ts, and still append-only", async () => {
@@ -557,7 +562,7 @@ for (const backend of backends) {
             ('2024-01-01 00:00:02.5+00', 'logout', 'success', 'ünïcödé', '0190a000-0000-7000-8000-000000000001', '2001:db8::2', null, 'r3')`);
         await migrateRest();
         const audit = createAuditLog(db);
-        await expect(audit.verifyChain()).resolves.toEqual({ ok: true, checked: 3, unchained: 0, headSeq: "3" });
+        await expect(audit.verifyChain()).resolves.toEqual({ ok: true, checked: 3, unchained: 0, headSeq: "3", headHash: expect.any(Uint8Array) });
         const seqs = rowsOf<{ seq: string }>(await db.execute(sql`select seq::text as seq from audit_events order by id`)).map((r) => r.seq);
         expect(seqs).toEqual(["1", "2", "3"]);
         // The first row links to the genesis (32 zero bytes), by the same formula.
@@ -590,7 +595,7 @@ for (const backend of backends) {
         // Still append-only after the backfill.
         await expect(db.execute(sql`delete from audit_events`)).rejects.toThrow();
         await audit.record(anEvent());
-        await expect(audit.verifyChain()).resolves.toEqual({ ok: true, checked: 4, unchained: 0, headSeq: "4" });
+        await expect(audit.verifyChain()).resolves.toEqual({ ok: true, checked: 4, unchained: 0, headSeq: "4", headHash: expect.any(Uint8Array) });
       });
     });
   });
