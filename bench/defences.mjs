@@ -55,6 +55,7 @@ import {
   freePort,
   grpcJsClient,
   haltLoads,
+  runLoad,
   httpRequest,
   machineBusyMs,
   machineInfo,
@@ -250,44 +251,6 @@ async function dropDatabase(name) {
 // ---------------------------------------------------------------------------
 // Measurement
 
-/**
- * Runs `call(i)` from `concurrency` callers until `durationMs` elapsed or
- * `maxCalls` were started. `call` resolves to "OK" or an outcome code;
- * latencies are kept for OK calls only (ms, performance.now()).
- */
-async function loop({ concurrency, durationMs: ms, maxCalls, call }) {
-  const lat = [];
-  const outcomes = new Map();
-  let started = 0;
-  const t0 = performance.now();
-  const deadline = t0 + ms;
-  async function worker() {
-    while (!halted && started < maxCalls && performance.now() < deadline) {
-      const i = started++;
-      const s = performance.now();
-      let code;
-      try {
-        code = await call(i);
-      } catch (err) {
-        code = errorCode(err);
-      }
-      if (code === "OK") lat.push(performance.now() - s);
-      else outcomes.set(code, (outcomes.get(code) ?? 0) + 1);
-    }
-  }
-  await Promise.all(Array.from({ length: concurrency }, worker));
-  const elapsedMs = performance.now() - t0;
-  lat.sort((a, b) => a - b);
-  return {
-    ok: lat.length,
-    errors: outcomes,
-    elapsedMs,
-    perSecond: (lat.length * 1000) / elapsedMs,
-    p50: percentile(lat, 0.5),
-    p99: percentile(lat, 0.99),
-    max: lat.length ? lat[lat.length - 1] : NaN,
-  };
-}
 
 /** The redis-server listening on our port, found by its process title ("redis-server 127.0.0.1:6379"). */
 function findRedisPid() {
@@ -362,9 +325,9 @@ const microRows = []; // parts 1–3
 async function microPhase({ what, backend, concurrency, call, pgPids, maxCalls = opts.microCalls, ms = microMs, warm = true }) {
   if (halted) return undefined;
   await awaitQuiet(what);
-  if (warm) await loop({ concurrency, durationMs: warmMs, maxCalls: Math.max(200, Math.min(5_000, maxCalls / 10)), call });
+  if (warm) await runLoad({ concurrency, durationMs: warmMs, maxCalls: Math.max(200, Math.min(5_000, maxCalls / 10)), call });
   const h0 = { ...redisHealth };
-  const m = await withCpu(() => loop({ concurrency, durationMs: ms, maxCalls, call }), { pgPids });
+  const m = await withCpu(() => runLoad({ concurrency, durationMs: ms, maxCalls, call }), { pgPids });
   const r = m.result;
   const fallback = { switches: redisHealth.switches - h0.switches, memoryAnswers: redisHealth.memoryAnswers - h0.memoryAnswers };
   microRows.push({ what, backend, concurrency, r, m, fallback });
@@ -555,7 +518,7 @@ async function partClaims(mods, db, pgPids, asyncDb) {
     store = createLoginAttemptStore(handle);
     for (const concurrency of [1, 8]) {
       // The split arrays include the warm-up: cleared once it is done.
-      await loop({ concurrency, durationMs: warmMs, maxCalls: 2_000, call });
+      await runLoad({ concurrency, durationMs: warmMs, maxCalls: 2_000, call });
       split.claim = [];
       split.clear = [];
       await microPhase({ what, backend, concurrency, call, pgPids, warm: false });
@@ -621,7 +584,7 @@ async function partRisk(mods, db, pgPids, redisLimiter, results) {
   }));
   const now0 = Date.now();
   const t0 = performance.now();
-  const created = await loop({
+  const created = await runLoad({
     concurrency: 8,
     durationMs: 300_000,
     maxCalls: seeded.length,
@@ -797,8 +760,8 @@ async function rawArgon2(label, ms) {
   const a = rawArgon2Hasher();
   const h = await a.hash(PASSWORD);
   const call = async () => ((await a.verify(h, PASSWORD)) ? "OK" : "MISMATCH");
-  await loop({ concurrency: cores, durationMs: 10_000, maxCalls: 2 * cores, call });
-  const m = await withCpu(() => loop({ concurrency: cores, durationMs: ms, maxCalls: 1_000_000, call }));
+  await runLoad({ concurrency: cores, durationMs: 10_000, maxCalls: 2 * cores, call });
+  const m = await withCpu(() => runLoad({ concurrency: cores, durationMs: ms, maxCalls: 1_000_000, call }));
   log(`raw argon2id verify (${label}): ${fmt.n(m.result.perSecond, 1)}/s, other load ${fmt.n(m.otherCores, 2)}`);
   return m;
 }
@@ -902,7 +865,7 @@ async function partService(IdentityService, results) {
     // Register: one source address per account (register.ip stays at its default).
     const emails = Array.from({ length: opts.users }, (_, i) => `bench.${runId}.${cfg.tag}.${i}@example.com`);
     const registered = new Array(opts.users).fill(false);
-    const reg = await loop({
+    const reg = await runLoad({
       concurrency: 4,
       durationMs: Math.max(120_000, opts.users * 200),
       maxCalls: opts.users,
@@ -947,7 +910,7 @@ async function partService(IdentityService, results) {
     const call = kind === "login" ? cfg.login : cfg.failLogin;
     cfg.warm ??= {};
     if (!cfg.warm[kind]) {
-      await loop({ concurrency: opts.loginConcurrency, durationMs: Math.min(2_000, Math.max(500, durationMs / 4)), maxCalls: 100_000, call });
+      await runLoad({ concurrency: opts.loginConcurrency, durationMs: Math.min(2_000, Math.max(500, durationMs / 4)), maxCalls: 100_000, call });
       cfg.warm[kind] = true;
     }
     await awaitQuiet(`${cfg.name} ${kind}`);
@@ -996,10 +959,10 @@ async function partService(IdentityService, results) {
   results.rounds = rounds;
 }
 
-/** loop(), keeping the sorted latencies for merging rounds. */
+/** runLoad(), keeping the sorted latencies for merging rounds. */
 async function loopKeep(args) {
   const lat = [];
-  const r = await loop({
+  const r = await runLoad({
     ...args,
     call: async (i) => {
       const s = performance.now();

@@ -173,6 +173,7 @@ export async function runLoad({ concurrency, durationMs, maxCalls = 5_000_000, c
     perSecond: (ok * 1000) / elapsedMs,
     p50: percentile(latencies, 0.5),
     p99: percentile(latencies, 0.99),
+    max: latencies.length ? latencies[latencies.length - 1] : NaN,
   };
 }
 
