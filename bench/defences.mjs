@@ -50,7 +50,6 @@ import * as nodeRsArgon2 from "@node-rs/argon2";
 import {
   assertLoopback,
   envInt,
-  errorCode,
   fmt,
   freePort,
   grpcJsClient,
