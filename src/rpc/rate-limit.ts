@@ -4,6 +4,7 @@ import { create } from "@bufbuild/protobuf";
 import { Code, ConnectError, type Interceptor } from "@connectrpc/connect";
 import { RetryInfoSchema } from "../../gen/google/rpc/error_details_pb.js";
 import { normalizeEmailForLookup } from "../core/email.js";
+import { DomainError } from "../core/errors.js";
 import { sourceBlockKey, sourceOf } from "../core/login-defence.js";
 import type { LimitCheck, Rate, RateLimiter } from "../abuse/rate-limiter.js";
 import { errorInfo } from "./errors.js";
@@ -139,9 +140,11 @@ export function rateLimitInterceptors(opts: RateLimitOptions): { beforeAuth: Int
       try {
         return await next(req);
       } catch (err) {
-        const code = err instanceof ConnectError ? err.code : undefined;
+        // The auth interceptor (inside this one) throws domain errors; the
+        // error mapping happens outside.
+        const unauthenticated = err instanceof DomainError ? err.kind === "unauthenticated" : err instanceof ConnectError && err.code === Code.Unauthenticated;
         // Only refusals of the token itself: the handler never ran.
-        if (code === Code.Unauthenticated && req.contextValues.get(kPrincipal) === undefined && table.auth_failure?.ip) {
+        if (unauthenticated && req.contextValues.get(kPrincipal) === undefined && table.auth_failure?.ip) {
           const decision = await limiter.consume([{ key: `authfail:ip:${source}`, rate: table.auth_failure.ip }]);
           if (!decision.allowed) {
             opts.onRefused?.({ rpc: snake(req.method.name), scope: "auth_failure", ip, retryAfterMs: decision.retryAfterMs });

@@ -329,6 +329,37 @@ for (const backend of backends) {
       expect(reg.status, reg.text).toBe(201);
     });
   });
+
+  describe.skipIf(backend.skip)(`refused tokens (${backend.name})`, () => {
+    let s: TestServer;
+    beforeAll(async () => {
+      s = await startTestServer(backend.name, { env: { TRUSTED_PROXIES: "127.0.0.1", RATE_LIMITS: "auth_failure.ip=3/1m:3" } });
+    });
+    afterAll(async () => {
+      await s?.destroy();
+    });
+
+    it("an address guessing tokens is refused with scope auth_failure after its budget; valid tokens and other addresses are unaffected", async () => {
+      const guesser = uniqueIp();
+      const junk = "eyJhbGciOiJFZERTQSJ9.eyJzdWIiOiJ4In0.c2lnbmF0dXJl";
+      for (let i = 0; i < 3; i++) {
+        expectRestError(await rest(s.baseUrl, "GET", "/user/profile", { token: junk, headers: xff(guesser) }), 401, "TOKEN_INVALID");
+      }
+      expectRest429(await rest(s.baseUrl, "GET", "/user/profile", { token: junk, headers: xff(guesser) }), "auth_failure");
+      const g = grpcJsClient(IdentityService, s.grpcPort);
+      try {
+        expectGrpc429((await grpcOutcome(g.getProfile({}, { authorization: `Bearer ${junk}`, ...xff(guesser) })))!, "auth_failure");
+      } finally {
+        g.close();
+      }
+      // Another address still gets the plain 401, and a real token works from the guesser's address.
+      expectRestError(await rest(s.baseUrl, "GET", "/user/profile", { token: junk, headers: xff(uniqueIp()) }), 401, "TOKEN_INVALID");
+      const email = uniqueEmail();
+      expect((await rest(s.baseUrl, "POST", "/register", { body: { account: { email, password: STRONG_PASSWORD } } })).status).toBe(201);
+      const login = await rest(s.baseUrl, "POST", "/login", { body: { email, password: STRONG_PASSWORD } });
+      expect((await rest(s.baseUrl, "GET", "/user/profile", { token: login.body.access_token, headers: xff(guesser) })).status).toBe(200);
+    });
+  });
 }
 
 // Two instances on one Redis: what one consumed, the other sees. PGlite
