@@ -452,10 +452,8 @@ export function createIdentityService(deps: IdentityDeps): IdentityService {
         const credential = email === undefined ? undefined : await users.findCredentialByEmail(email);
         // A device token this account issued: looked up the same way whether
         // or not the account exists (the nil id matches nothing).
-        const knownDevice =
-          input.deviceId !== undefined && input.deviceId !== ""
-            ? await deps.risk.isKnownDevice(credential?.userId ?? NIL_UUID, input.deviceId)
-            : false;
+        const presented = deps.risk.deviceHash(input.deviceId);
+        const knownDevice = presented !== undefined && !(await deps.risk.novelty(credential?.userId ?? NIL_UUID, presented)).newDevice;
         // Attempts on an address that cannot exist are counted too, under
         // its plain lower-cased spelling.
         const admission = await defence.admit(
@@ -463,7 +461,7 @@ export function createIdentityService(deps: IdentityDeps): IdentityService {
             canonicalEmail: email ?? input.email.trim().toLowerCase(),
             captchaToken: input.captchaToken,
             knownDevice,
-            trustedDevice: knownDevice ? deps.risk.deviceHash(input.deviceId) : undefined,
+            trustedDevice: knownDevice ? presented : undefined,
             userId: credential?.userId,
           },
           call,
@@ -639,9 +637,9 @@ export function createIdentityService(deps: IdentityDeps): IdentityService {
         userId = challenge.userId;
         const { user, role } = await account(challenge.userId);
         // The device's own counter when the first step came with its token.
-        const known = challenge.deviceHash !== undefined && !(await deps.risk.novelty(user.id, challenge.deviceHash)).newDevice;
+        const novelty = await deps.risk.novelty(user.id, challenge.deviceHash);
         const admission = await defence.admit(
-          { canonicalEmail: user.email, knownDevice: true, trustedDevice: known ? challenge.deviceHash : undefined, userId: user.id },
+          { canonicalEmail: user.email, knownDevice: true, trustedDevice: novelty.newDevice ? undefined : challenge.deviceHash, userId: user.id },
           call,
         );
         let factor: SecondFactor;
@@ -655,7 +653,6 @@ export function createIdentityService(deps: IdentityDeps): IdentityService {
         await mfa.consumeChallenge(challenge.tokenHash);
         await defence.succeeded(admission);
         const now = clock.now();
-        const novelty = await deps.risk.novelty(user.id, challenge.deviceHash);
         // The challenge keeps only the presented token's hash: this device
         // gets a new token, trusted for MFA from now on.
         const device = deps.risk.newDeviceToken();
@@ -769,18 +766,11 @@ export function createIdentityService(deps: IdentityDeps): IdentityService {
       try {
         await requireRecentAuth(principal);
         policy.checkSize(input.oldPassword);
-        const user = await users.get(principal.userId);
-        const credential = await users.findCredentialByUserId(principal.userId);
-        if (!user || !credential) throw new DomainError("not_found", "ACCOUNT_NOT_FOUND", "account no longer exists");
-        const oldPassword = normalizePassword(input.oldPassword);
+        const { user, passwordHash } = await account(principal.userId);
         // A stolen access token must not become an unlimited password
         // oracle: guesses here count with the account's login failures.
-        const admission = await defence.admit({ canonicalEmail: user.email, knownDevice: true }, call);
-        if (!(await hasher.verify(credential.passwordHash, oldPassword))) {
-          await defence.failed(admission, { userId: user.id, factor: "password" }, call);
-          throw invalidCredentials();
-        }
-        await defence.succeeded(admission);
+        await defence.succeeded(await checkPassword(user, passwordHash, input.oldPassword, call));
+        const oldPassword = normalizePassword(input.oldPassword);
         policy.check(input.newPassword, { email: user.email, name: user.profile.name });
         const newPassword = normalizePassword(input.newPassword);
         if (newPassword === oldPassword) {
@@ -789,7 +779,7 @@ export function createIdentityService(deps: IdentityDeps): IdentityService {
         const next = await hasher.hash(newPassword);
         const result = await users.replacePassword({
           userId: principal.userId,
-          expected: credential.passwordHash,
+          expected: passwordHash,
           next,
           now: clock.now(),
           revokeSessions: input.revokeOtherSessions,

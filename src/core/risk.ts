@@ -56,8 +56,6 @@ export interface RiskAssessor {
   /** A new device token: a random secret the client keeps; only its keyed hash is stored. */
   newDeviceToken(): { token: string; hash: Uint8Array };
   forgetMfa(userId: string): Promise<void>;
-  /** Whether the device logged in to the account before. */
-  isKnownDevice(userId: string, deviceId: string | undefined): Promise<boolean>;
   /** Whether a login from this device (by hash) is the account's first, or a new device's. */
   novelty(userId: string, deviceHash: Uint8Array | undefined): Promise<{ firstLogin: boolean; newDevice: boolean }>;
   assess(input: { userId: string; deviceId?: string | undefined; ip?: string | undefined; failuresBefore: number; now: Date }): Promise<RiskContext>;
@@ -86,11 +84,6 @@ export function createRiskAssessor(deps: RiskDeps): RiskAssessor {
       return { firstLogin: !history.hasHistory, newDevice: history.device === undefined };
     },
 
-    async isKnownDevice(userId, deviceId) {
-      const device = deviceHash(deviceId);
-      if (!device) return false;
-      return (await deps.history.lookup(userId, device, undefined)).device !== undefined;
-    },
 
     async assess(input) {
       const device = deviceHash(input.deviceId);
