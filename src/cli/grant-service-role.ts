@@ -1,6 +1,5 @@
 import { sql } from "drizzle-orm";
-import { runIfMain } from "./run.js";
-import { ConfigError, loadConfig } from "../config.js";
+import { runIfMain, withConfig } from "./run.js";
 import { openDatabase, type Db } from "../storage/db.js";
 
 // `npm run grant-service-role -- <role>`: run by the schema owner (who also
@@ -131,25 +130,20 @@ export async function grantServiceRoleCommand(
   const [role, ...rest] = args;
   if (!role || rest.length > 0) return { exitCode: 2, message: USAGE };
   if (!isServiceRoleName(role)) return { exitCode: 2, message: notARoleName(role) };
-  let config;
-  try {
-    config = loadConfig(env);
-  } catch (err) {
-    if (err instanceof ConfigError) return { exitCode: 2, message: err.message };
-    throw err;
-  }
-  if (config.database.kind !== "postgres") {
-    return { exitCode: 2, message: "set DATABASE_URL: embedded PGlite has a single user and no roles to grant" };
-  }
-  // The owner's connection; the schema is expected to be migrated already.
-  const database = await openDatabase(config.database, { migrate: false });
-  try {
-    const result = await grantServiceRole(database.db, role);
-    if (!result.ok) return { exitCode: 1, message: result.message };
-    return { exitCode: 0, message: [`granted ${role}:`, ...result.actions.map((a) => `  ${a}`)].join("\n") };
-  } finally {
-    await database.close();
-  }
+  return withConfig(env, async (config) => {
+    if (config.database.kind !== "postgres") {
+      return { exitCode: 2, message: "set DATABASE_URL: embedded PGlite has a single user and no roles to grant" };
+    }
+    // The owner's connection; the schema is expected to be migrated already.
+    const database = await openDatabase(config.database, { migrate: false });
+    try {
+      const result = await grantServiceRole(database.db, role);
+      if (!result.ok) return { exitCode: 1, message: result.message };
+      return { exitCode: 0, message: [`granted ${role}:`, ...result.actions.map((a) => `  ${a}`)].join("\n") };
+    } finally {
+      await database.close();
+    }
+  });
 }
 
 await runIfMain(import.meta.url, (args) => grantServiceRoleCommand(args));

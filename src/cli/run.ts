@@ -1,9 +1,25 @@
 import { pathToFileURL } from "node:url";
+import { ConfigError, loadConfig, type Config } from "../config.js";
 
 /** What an operator command answers: an exit code and a line for the terminal. */
 export interface CommandResult {
   exitCode: number;
   message: string;
+}
+
+/** Runs `body` with the configuration of `env`; a bad configuration is a usage error (exit 2) naming the variable. */
+export async function withConfig(
+  env: Record<string, string | undefined>,
+  body: (config: Config) => Promise<CommandResult>,
+): Promise<CommandResult> {
+  let config: Config;
+  try {
+    config = loadConfig(env);
+  } catch (err) {
+    if (err instanceof ConfigError) return { exitCode: 2, message: err.message };
+    throw err;
+  }
+  return body(config);
 }
 
 /**

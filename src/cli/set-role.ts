@@ -1,5 +1,4 @@
-import { runIfMain } from "./run.js";
-import { ConfigError, loadConfig } from "../config.js";
+import { runIfMain, withConfig } from "./run.js";
 import { normalizeEmailForLookup } from "../core/email.js";
 import { isRole, roles } from "../core/ports.js";
 import { openDatabase } from "../storage/db.js";
@@ -23,34 +22,29 @@ export async function setRole(
   if (!isRole(role)) return { exitCode: 2, message: `unknown role "${role}"; one of: ${roles.join(", ")}` };
   const email = normalizeEmailForLookup(rawEmail);
   if (!email) return { exitCode: 2, message: `"${rawEmail}" is not an e-mail address` };
-  let config;
-  try {
-    config = loadConfig(env);
-  } catch (err) {
-    if (err instanceof ConfigError) return { exitCode: 2, message: err.message };
-    throw err;
-  }
-  const database = await openDatabase(config.database);
-  try {
-    const now = new Date();
-    const userStore = createUserStore(database.db);
-    if (role === "admin") {
-      // Administrators must use MFA: promote only an account whose TOTP is on.
-      const credential = await userStore.findCredentialByEmail(email);
-      if (!credential) return { exitCode: 1, message: `no account with the e-mail ${email}` };
-      const totp = await createMfaStore(database.db).getTotp(credential.userId);
-      if (!totp?.confirmedAt) {
-        return { exitCode: 1, message: `${email} has no TOTP: administrators must use MFA; the user enrols first (POST /user/mfa/totp)` };
+  return withConfig(env, async (config) => {
+    const database = await openDatabase(config.database);
+    try {
+      const now = new Date();
+      const userStore = createUserStore(database.db);
+      if (role === "admin") {
+        // Administrators must use MFA: promote only an account whose TOTP is on.
+        const credential = await userStore.findCredentialByEmail(email);
+        if (!credential) return { exitCode: 1, message: `no account with the e-mail ${email}` };
+        const totp = await createMfaStore(database.db).getTotp(credential.userId);
+        if (!totp?.confirmedAt) {
+          return { exitCode: 1, message: `${email} has no TOTP: administrators must use MFA; the user enrols first (POST /user/mfa/totp)` };
+        }
       }
+      const userId = await userStore.setRole(email, role, now);
+      if (!userId) return { exitCode: 1, message: `no account with the e-mail ${email}` };
+      // A privilege change belongs in the trail like any login.
+      await createAuditLog(database.db).record({ type: "role_change", outcome: "success", reason: role, userId, client: {}, at: now });
+      return { exitCode: 0, message: `${email} (${userId}) is now ${role}; it applies from the user's next login or refresh` };
+    } finally {
+      await database.close();
     }
-    const userId = await userStore.setRole(email, role, now);
-    if (!userId) return { exitCode: 1, message: `no account with the e-mail ${email}` };
-    // A privilege change belongs in the trail like any login.
-    await createAuditLog(database.db).record({ type: "role_change", outcome: "success", reason: role, userId, client: {}, at: now });
-    return { exitCode: 0, message: `${email} (${userId}) is now ${role}; it applies from the user's next login or refresh` };
-  } finally {
-    await database.close();
-  }
+  });
 }
 
 await runIfMain(import.meta.url, (args) => setRole(args));
