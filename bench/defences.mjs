@@ -64,6 +64,8 @@ import {
   sleep,
   sumCpuMs,
   table,
+  captureOutput,
+  exitCleanly,
 } from "./lib.mjs";
 
 const root = join(dirname(fileURLToPath(import.meta.url)), "..");
@@ -215,21 +217,7 @@ function cleanup() {
   return cleaning;
 }
 
-function fail(err) {
-  if (stopping) return;
-  log(`failed: ${err?.stack ?? err}`);
-  if (serviceLog.tail.length) log(`last service output:\n${serviceLog.tail.join("\n")}`);
-  cleanup().finally(() => process.exit(1));
-}
-
-process.once("SIGINT", () => {
-  log("interrupted; cleaning up");
-  cleanup().finally(() => process.exit(130));
-});
-process.once("SIGTERM", () => cleanup().finally(() => process.exit(143)));
-process.on("uncaughtException", fail);
-process.on("unhandledRejection", fail);
-setTimeout(() => fail(new Error(`watchdog: the run took longer than ${WATCHDOG_MS / 1000} s`)), WATCHDOG_MS).unref();
+const fail = exitCleanly({ log, cleanup, isStopping: () => stopping, serviceLog, watchdogMs: WATCHDOG_MS });
 
 async function createDatabase(tag) {
   const name = `bench_${runId}_${tag}`;
@@ -704,21 +692,6 @@ async function partRisk(mods, db, pgPids, redisLimiter, results) {
 // ---------------------------------------------------------------------------
 // Part 4: the built service, defences on and off
 
-function captureOutput(stream) {
-  let partial = "";
-  stream.setEncoding("utf8");
-  stream.on("data", (chunk) => {
-    const parts = (partial + chunk).split("\n");
-    partial = parts.pop();
-    for (const line of parts) {
-      if (!line.trim()) continue;
-      serviceLog.lines++;
-      if (/Redis unreachable/.test(line)) serviceLog.redisDown++;
-      serviceLog.tail.push(line.length > 500 ? `${line.slice(0, 500)}…` : line);
-      if (serviceLog.tail.length > 30) serviceLog.tail.shift();
-    }
-  });
-}
 
 async function startService(databaseUrl, extraEnv) {
   const port = await freePort();
@@ -729,8 +702,11 @@ async function startService(databaseUrl, extraEnv) {
   Object.assign(env, { PORT: String(port), GRPC_PORT: String(grpcPort), HOST: "127.0.0.1", DATABASE_URL: databaseUrl, LOG_LEVEL: "warn", ...extraEnv });
   const c = spawn(process.execPath, [mainJs], { cwd: root, env, stdio: ["ignore", "pipe", "pipe"] });
   children.add(c);
-  captureOutput(c.stdout);
-  captureOutput(c.stderr);
+  const onLine = (line) => {
+    if (/Redis unreachable/.test(line)) serviceLog.redisDown++;
+  };
+  captureOutput(c.stdout, serviceLog, onLine);
+  captureOutput(c.stderr, serviceLog, onLine);
   c.once("exit", (code, signal) => {
     children.delete(c);
     if (!stopping && !c.expectedExit) fail(new Error(`the service exited unexpectedly (code ${code}, signal ${signal})`));

@@ -331,3 +331,48 @@ export function table(headers, rows, align) {
   for (const r of rows) lines.push(`| ${r.join(" | ")} |`);
   return lines.join("\n");
 }
+
+/**
+ * Keeps a service's output: a count of its lines and the last 30 (each cut
+ * at 500 characters), for the report and for a failure message. `onLine`
+ * sees every non-empty line.
+ */
+export function captureOutput(stream, serviceLog, onLine) {
+  let partial = "";
+  stream.setEncoding("utf8");
+  stream.on("data", (chunk) => {
+    const parts = (partial + chunk).split("\n");
+    partial = parts.pop();
+    for (const line of parts) {
+      if (!line.trim()) continue;
+      serviceLog.lines++;
+      onLine?.(line);
+      serviceLog.tail.push(line.length > 500 ? `${line.slice(0, 500)}…` : line);
+      if (serviceLog.tail.length > 30) serviceLog.tail.shift();
+    }
+  });
+}
+
+/**
+ * How a benchmark ends whatever happens: a failure logs the service's last
+ * output and cleans up (exit 1), Ctrl-C and SIGTERM clean up, and a watchdog
+ * fails a run that takes longer than `watchdogMs`. Returns `fail`.
+ */
+export function exitCleanly({ log, cleanup, isStopping, serviceLog, watchdogMs }) {
+  const fail = (err) => {
+    // After Ctrl-C the phases unwind with errors; the cleanup already runs.
+    if (isStopping()) return;
+    log(`failed: ${err?.stack ?? err}`);
+    if (serviceLog.tail.length) log(`last service output:\n${serviceLog.tail.join("\n")}`);
+    cleanup().finally(() => process.exit(1));
+  };
+  process.once("SIGINT", () => {
+    log("interrupted; cleaning up");
+    cleanup().finally(() => process.exit(130));
+  });
+  process.once("SIGTERM", () => cleanup().finally(() => process.exit(143)));
+  process.on("uncaughtException", fail);
+  process.on("unhandledRejection", fail);
+  setTimeout(() => fail(new Error(`watchdog: the run took longer than ${watchdogMs / 1000} s`)), watchdogMs).unref();
+  return fail;
+}

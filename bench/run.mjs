@@ -43,6 +43,8 @@ import {
   table,
   warmUp,
   CALL_TIMEOUT_MS,
+  captureOutput,
+  exitCleanly,
 } from "./lib.mjs";
 
 const root = join(dirname(fileURLToPath(import.meta.url)), "..");
@@ -142,37 +144,8 @@ function cleanup() {
   return cleaning;
 }
 
-function fail(err) {
-  // After Ctrl-C the phases unwind with errors; the cleanup already runs.
-  if (stopping) return;
-  log(`failed: ${err?.stack ?? err}`);
-  if (serviceLog.tail.length) log(`last service output:\n${serviceLog.tail.join("\n")}`);
-  cleanup().finally(() => process.exit(1));
-}
+const fail = exitCleanly({ log, cleanup, isStopping: () => stopping, serviceLog, watchdogMs: WATCHDOG_MS });
 
-process.once("SIGINT", () => {
-  log("interrupted; cleaning up");
-  cleanup().finally(() => process.exit(130));
-});
-process.once("SIGTERM", () => cleanup().finally(() => process.exit(143)));
-process.on("uncaughtException", fail);
-process.on("unhandledRejection", fail);
-setTimeout(() => fail(new Error(`watchdog: the run took longer than ${WATCHDOG_MS / 1000} s`)), WATCHDOG_MS).unref();
-
-function captureOutput(stream) {
-  let partial = "";
-  stream.setEncoding("utf8");
-  stream.on("data", (chunk) => {
-    const parts = (partial + chunk).split("\n");
-    partial = parts.pop();
-    for (const line of parts) {
-      if (!line.trim()) continue;
-      serviceLog.lines++;
-      serviceLog.tail.push(line.length > 500 ? `${line.slice(0, 500)}…` : line);
-      if (serviceLog.tail.length > 30) serviceLog.tail.shift();
-    }
-  });
-}
 
 async function startService(port, grpcPort, databaseUrl) {
   child = spawn(process.execPath, [mainJs], {
@@ -187,8 +160,8 @@ async function startService(port, grpcPort, databaseUrl) {
     },
     stdio: ["ignore", "pipe", "pipe"],
   });
-  captureOutput(child.stdout);
-  captureOutput(child.stderr);
+  captureOutput(child.stdout, serviceLog);
+  captureOutput(child.stderr, serviceLog);
   child.once("exit", (code, signal) => {
     childExited = true;
     if (!stopping) fail(new Error(`the service exited unexpectedly (code ${code}, signal ${signal})`));
