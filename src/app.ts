@@ -13,7 +13,7 @@ import { createMemoryCounters, createRedisCounters, type WindowCounters } from "
 import { createDisposableEmailPolicy } from "./abuse/disposable-email.js";
 import { createMemoryRateLimiter, createRedisRateLimiter, type RateLimiter } from "./abuse/rate-limiter.js";
 import { createAdminService } from "./core/admin.js";
-import { createLoginDefence } from "./core/login-defence.js";
+import { createLoginDefence, keyTag } from "./core/login-defence.js";
 import { createMfaService } from "./core/mfa.js";
 import { createRiskAssessor } from "./core/risk.js";
 import { createSecretBox, parseSecretBoxKeys } from "./mfa/secret-box.js";
@@ -250,7 +250,7 @@ export async function createApp(config: Config, logger: Logger, overrides: AppOv
         table: limitTable,
         services,
         publicMethods: PUBLIC_METHODS,
-        accountKey: (email) => Buffer.from(defence.accountKey(email)).toString("base64url").slice(0, 22),
+        accountKey: (email) => keyTag(defence.accountKey(email)),
         onRefused: (info) => logger.info(info, "rate limit refused a call"),
       })
     : undefined;

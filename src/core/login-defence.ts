@@ -197,6 +197,11 @@ export function sourceOf(ip: string | undefined): string {
   return (ip === undefined ? undefined : sourcePrefix(ip)) ?? "unknown";
 }
 
+/** A keyed hash as it appears in counter and limiter keys: 132 bits, base64url. */
+export function keyTag(hash: Uint8Array): string {
+  return Buffer.from(hash).toString("base64url").slice(0, 22);
+}
+
 export function sourceBlockKey(ip: string | undefined): string {
   return SOURCE_BLOCK_PREFIX + sourceOf(ip);
 }
@@ -259,8 +264,8 @@ export function createLoginDefence(deps: LoginDefenceDeps): LoginDefence {
   async function detect(admission: Admission, password: string | undefined, call: CallContext): Promise<void> {
     const ip = call.client.ip ?? "unknown";
     const source = sourceOf(call.client.ip);
-    const account = Buffer.from(admission.accountKey).toString("base64url").slice(0, 22);
-    const passwordKey = password === undefined ? undefined : mac("password", password).toString("base64url").slice(0, 22);
+    const account = keyTag(admission.accountKey);
+    const passwordKey = password === undefined ? undefined : keyTag(mac("password", password));
     const [sourceAccounts, sourcePasswords, passwordAccounts, fleet] = await Promise.all([
       counters.addDistinct(`src-acct:${source}`, account, spray.windowMs),
       passwordKey ? counters.addDistinct(`src-pw:${source}`, passwordKey, spray.windowMs) : Promise.resolve(0),
