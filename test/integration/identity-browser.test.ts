@@ -2,7 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { connectClient, rest, STRONG_PASSWORD, type RestResponse } from "../support/clients.js";
 import { backends } from "../support/databases.js";
 import { startTestServer, type TestServer } from "../support/server.js";
-import { expectRestError, registerUser, type SeededUser } from "./identity-helpers.js";
+import { expectRestError, registerUser, setCookieOf, type SeededUser } from "./identity-helpers.js";
 
 // Browsers behind the gateway: the cookies Login and RefreshToken set, the
 // refresh cookie standing in for the body, Logout clearing both, the CSRF
@@ -11,22 +11,7 @@ import { expectRestError, registerUser, type SeededUser } from "./identity-helpe
 const APP = "https://app.example.com";
 const EVIL = "https://evil.example";
 
-interface SetCookie {
-  value: string;
-  attrs: Map<string, string>;
-}
-
-function setCookie(r: RestResponse, name: string): SetCookie | undefined {
-  const raw = r.headers.getSetCookie().find((c) => c.startsWith(`${name}=`));
-  if (!raw) return undefined;
-  const [first, ...rest] = raw.split(";").map((p) => p.trim());
-  const attrs = new Map<string, string>();
-  for (const p of rest) {
-    const eq = p.indexOf("=");
-    attrs.set((eq < 0 ? p : p.slice(0, eq)).toLowerCase(), eq < 0 ? "" : p.slice(eq + 1));
-  }
-  return { value: first!.slice(name.length + 1), attrs };
-}
+const setCookie = (r: RestResponse, name: string) => setCookieOf(r.headers, name);
 
 // What a browser adds to a request from our own page (fetch, same origin).
 const SAME_ORIGIN = { "sec-fetch-site": "same-origin" };
