@@ -38,16 +38,17 @@ import { createCors } from "./http/cors.js";
 import type { Logger } from "./logger.js";
 import { loadCommonPasswords } from "./password-blocklist.js";
 import { authInterceptor } from "./rpc/auth.js";
-import { createClientInfoResolver } from "./rpc/client-info.js";
+import { createClientInfoResolver, createProxyMatcher } from "./rpc/client-info.js";
 import { createDirectTransport, createUnaryInvoker } from "./rpc/direct.js";
 import { kClient } from "./rpc/context.js";
+import { edgeErrorGate } from "./rpc/edge-errors.js";
 import { errorInterceptor } from "./rpc/errors.js";
 import { createHealth } from "./rpc/health.js";
 import { identityHandlers } from "./rpc/identity-handlers.js";
 import { observeInterceptor } from "./rpc/observe.js";
 import { registerReflection } from "./rpc/reflection.js";
 import { validationInterceptor } from "./rpc/validate.js";
-import type { AnyRequest, AnyResponse, RequestHandler } from "./server.js";
+import { listen, type AnyRequest, type AnyResponse, type ListeningServer, type RequestHandler } from "./server.js";
 import { openDatabase, isUnavailableError, type Database } from "./storage/db.js";
 import { createKeyStore } from "./storage/key-store.js";
 import { createAuditLog, createSessionStore, createUserStore } from "./storage/stores.js";
@@ -69,6 +70,8 @@ export interface App {
   handler: RequestHandler;
   /** The Redis revocation feed, when REDIS_URL is set. */
   feed: RedisRevocationFeed | undefined;
+  /** Serves every protocol on the main port, with the configured connection deadlines and caps. */
+  listen(opts: { port: number; host: string }): Promise<ListeningServer>;
   /** Serves the unary RPCs through @grpc/grpc-js on a port of their own (internal callers). */
   listenGrpcJs(opts: { port: number; host: string }): Promise<GrpcJsServer>;
   identity: IdentityService;
@@ -329,10 +332,16 @@ export async function createApp(config: Config, logger: Logger, overrides: AppOv
   const connect = connectNodeAdapter({
     routes,
     interceptors,
-    // The transport's hard cap; messages between MAX_REQUEST_BYTES and this
-    // are parsed so the validation interceptor can refuse them with a reason.
-    readMaxBytes: transportMaxBytes(config),
+    // Refused before a byte of it is decoded; the edge gate adds the reason.
+    readMaxBytes: config.maxRequestBytes,
+    // Unknown fields are skipped, not kept (millions of empty ones would
+    // otherwise each become an object), and nesting is bounded.
+    binaryOptions: { readUnknownFields: false, recursionLimit: 32 },
     jsonOptions: { ignoreUnknownFields: false },
+    requestGate: edgeErrorGate({
+      maxRequestBytes: config.maxRequestBytes,
+      onRefused: (info) => logger.info(info, "request refused before its handler"),
+    }),
     contextValues,
     fallback(req, res) {
       gateway(req as never, res as never).then(
@@ -373,6 +382,14 @@ export async function createApp(config: Config, logger: Logger, overrides: AppOv
   return {
     handler,
     feed,
+    listen: ({ port, host }) =>
+      listen(handler, {
+        port,
+        host,
+        limits: config.connections,
+        exemptFromSourceCap: createProxyMatcher(config.trustedProxies),
+        onSourceCapped: (source) => logger.warn({ source }, "connection refused: too many open connections from one source"),
+      }),
     listenGrpcJs: ({ port, host }) =>
       listenGrpcJs({
         port,

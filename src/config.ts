@@ -104,6 +104,14 @@ const EnvSchema = z.object({
   PASSWORD_MIN_LENGTH: int(8, 64).default(8),
   PASSWORD_MAX_LENGTH: int(64, 1_024).default(256),
   MAX_REQUEST_BYTES: int(1_024, 16 * 1_048_576).default(64 * 1_024),
+  // Deadlines of a connection on the main port (slowloris): the request head,
+  // the whole request, an idle keep-alive HTTP/1.1 connection.
+  HTTP_HEADERS_TIMEOUT: duration.default(15_000),
+  HTTP_REQUEST_TIMEOUT: duration.default(30_000),
+  HTTP_KEEPALIVE_TIMEOUT: duration.default(5_000),
+  MAX_CONNECTIONS: int(1, 1_000_000).default(20_000),
+  // Per source address (IPv6 by /64); TRUSTED_PROXIES are exempt. 0 = no cap.
+  MAX_CONNECTIONS_PER_SOURCE: int(0, 1_000_000).default(256),
   COOKIE_SECURE: bool.default(true),
   COOKIE_HOST_PREFIX: bool.default(false),
   CORS_ORIGINS: originList.default([]),
@@ -179,6 +187,14 @@ export type Config = Readonly<{
   hashing: { concurrency: number; maxQueue: number; queueTimeoutMs: number };
   password: { minLength: number; maxLength: number; maxBytes: number };
   maxRequestBytes: number;
+  /** Deadlines and caps of connections on the main port. */
+  connections: {
+    headersTimeoutMs: number;
+    requestTimeoutMs: number;
+    keepAliveTimeoutMs: number;
+    maxConnections: number;
+    maxConnectionsPerSource: number;
+  };
   cookieSecure: boolean;
   /** Cookie names get the __Host- (access) and __Secure- (refresh) prefixes. */
   cookieHostPrefix: boolean;
@@ -280,6 +296,15 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       throw new ConfigError(`invalid configuration:\n  MFA_ENCRYPTION_KEYS: ${(err as Error).message}`);
     }
   }
+  if (e.HTTP_HEADERS_TIMEOUT < 1_000 || e.HTTP_HEADERS_TIMEOUT > e.HTTP_REQUEST_TIMEOUT) {
+    throw new ConfigError("invalid configuration:\n  HTTP_HEADERS_TIMEOUT: must be at least 1s and not exceed HTTP_REQUEST_TIMEOUT");
+  }
+  if (e.HTTP_REQUEST_TIMEOUT > 600_000) {
+    throw new ConfigError("invalid configuration:\n  HTTP_REQUEST_TIMEOUT: must be at most 10m");
+  }
+  if (e.HTTP_KEEPALIVE_TIMEOUT < 1_000 || e.HTTP_KEEPALIVE_TIMEOUT > 600_000) {
+    throw new ConfigError("invalid configuration:\n  HTTP_KEEPALIVE_TIMEOUT: must be between 1s and 10m");
+  }
   if (e.BRUTE_FORCE_BASE_DELAY > e.BRUTE_FORCE_MAX_DELAY) {
     throw new ConfigError("invalid configuration:\n  BRUTE_FORCE_BASE_DELAY: must not exceed BRUTE_FORCE_MAX_DELAY");
   }
@@ -319,6 +344,13 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     // The byte cap: 4 bytes per code point of the longest allowed password.
     password: { minLength: e.PASSWORD_MIN_LENGTH, maxLength: e.PASSWORD_MAX_LENGTH, maxBytes: e.PASSWORD_MAX_LENGTH * 4 },
     maxRequestBytes: e.MAX_REQUEST_BYTES,
+    connections: {
+      headersTimeoutMs: e.HTTP_HEADERS_TIMEOUT,
+      requestTimeoutMs: e.HTTP_REQUEST_TIMEOUT,
+      keepAliveTimeoutMs: e.HTTP_KEEPALIVE_TIMEOUT,
+      maxConnections: e.MAX_CONNECTIONS,
+      maxConnectionsPerSource: e.MAX_CONNECTIONS_PER_SOURCE,
+    },
     cookieSecure: e.COOKIE_SECURE,
     cookieHostPrefix: e.COOKIE_HOST_PREFIX,
     corsOrigins: Object.freeze([...e.CORS_ORIGINS]),

@@ -31,6 +31,19 @@ export interface GrpcJsServerOptions {
 }
 
 const TOO_LARGE = Symbol("too large");
+const MALFORMED = Symbol("malformed");
+// As on the main port: unknown fields skipped, nesting bounded.
+const READ_OPTIONS = { readUnknownFields: false, recursionLimit: 32 };
+
+function decode(input: DescMessage, bytes: Buffer, maxBytes: number): unknown {
+  if (bytes.length > maxBytes) return TOO_LARGE;
+  try {
+    return fromBinary(input, bytes, READ_OPTIONS);
+  } catch {
+    // grpc-js would answer INTERNAL: a body that does not parse is the client's fault.
+    return MALFORMED;
+  }
+}
 
 /** "ipv4:1.2.3.4:5", "ipv6:[::1]:5", "1.2.3.4:5", "[::1]:5" → the address. */
 export function peerAddress(peer: string): string | undefined {
@@ -83,7 +96,7 @@ function definitionOf(service: DescService, invoke: UnaryInvoker, opts: GrpcJsSe
       path: `/${service.typeName}/${method.name}`,
       requestStream: false,
       responseStream: false,
-      requestDeserialize: (b: Buffer) => (b.length > opts.maxReceiveBytes ? TOO_LARGE : fromBinary(input, b)),
+      requestDeserialize: (b: Buffer) => decode(input, b, opts.maxReceiveBytes),
       requestSerialize: (v: unknown) => Buffer.from(toBinary(input, v as never)),
       responseDeserialize: (b: Buffer) => fromBinary(output, b),
       responseSerialize: (v: unknown) => Buffer.from(toBinary(output, v as never)),
@@ -91,6 +104,11 @@ function definitionOf(service: DescService, invoke: UnaryInvoker, opts: GrpcJsSe
     handlers[method.localName] = (call, callback) => {
       if (call.request === TOO_LARGE) {
         const error = connectErrorOf(Code.ResourceExhausted, "REQUEST_TOO_LARGE", `request message exceeds ${opts.maxReceiveBytes} bytes`);
+        callback(toServiceError(error) as grpc.ServiceError);
+        return;
+      }
+      if (call.request === MALFORMED) {
+        const error = connectErrorOf(Code.InvalidArgument, "MALFORMED_REQUEST", "request message is not valid protobuf");
         callback(toServiceError(error) as grpc.ServiceError);
         return;
       }

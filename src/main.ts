@@ -1,7 +1,6 @@
 import { createApp } from "./app.js";
 import { ConfigError, loadConfig } from "./config.js";
 import { createLogger } from "./logger.js";
-import { listen } from "./server.js";
 
 // Process entry: config → app → listen; SIGTERM/SIGINT → drain → close.
 async function main(): Promise<void> {
@@ -17,7 +16,7 @@ async function main(): Promise<void> {
   }
   const logger = createLogger(config.logLevel);
   const app = await createApp(config, logger);
-  const server = await listen(app.handler, { port: config.port, host: config.host });
+  const server = await app.listen({ port: config.port, host: config.host });
   const grpcServer = config.grpcPort === undefined ? undefined : await app.listenGrpcJs({ port: config.grpcPort, host: config.host });
   logger.info(
     { port: server.port, grpcPort: grpcServer?.port, database: app.database.kind, argon2: config.argon2, hashConcurrency: config.hashing.concurrency },

@@ -16,12 +16,8 @@ function stripMapped(ip: string): string {
   return ip.startsWith("::ffff:") && ip.includes(".") ? ip.slice(7) : ip;
 }
 
-/**
- * Resolves the client address: X-Forwarded-For is believed only hop by hop
- * from the right, and only while the hop that appended it is a configured
- * proxy. A forged header from anyone else changes nothing.
- */
-export function createClientInfoResolver(trustedProxies: readonly string[]): (req: RequestLike) => ClientInfo {
+/** Whether an address (plain or IPv4-mapped) is one of the configured proxies (addresses or CIDR ranges). */
+export function createProxyMatcher(trustedProxies: readonly string[]): (ip: string) => boolean {
   const trusted = new BlockList();
   for (const entry of trustedProxies) {
     const [addr = "", bits] = entry.split("/");
@@ -29,7 +25,19 @@ export function createClientInfoResolver(trustedProxies: readonly string[]): (re
     if (bits === undefined) trusted.addAddress(ip, family(ip));
     else trusted.addSubnet(ip, Number(bits), family(ip));
   }
-  const isTrusted = (ip: string) => trustedProxies.length > 0 && isIP(ip) !== 0 && trusted.check(ip, family(ip));
+  return (raw) => {
+    const ip = stripMapped(raw);
+    return trustedProxies.length > 0 && isIP(ip) !== 0 && trusted.check(ip, family(ip));
+  };
+}
+
+/**
+ * Resolves the client address: X-Forwarded-For is believed only hop by hop
+ * from the right, and only while the hop that appended it is a configured
+ * proxy. A forged header from anyone else changes nothing.
+ */
+export function createClientInfoResolver(trustedProxies: readonly string[]): (req: RequestLike) => ClientInfo {
+  const isTrusted = createProxyMatcher(trustedProxies);
 
   return (req) => {
     let ip = req.socket.remoteAddress ? stripMapped(req.socket.remoteAddress) : undefined;

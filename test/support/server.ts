@@ -4,7 +4,7 @@ import { join } from "node:path";
 import { createApp, type App, type AppOverrides } from "../../src/app.js";
 import { loadConfig, type Config } from "../../src/config.js";
 import { createLogger } from "../../src/logger.js";
-import { listen, type ListeningServer } from "../../src/server.js";
+import type { ListeningServer } from "../../src/server.js";
 import { createPostgresDatabase, type Backend } from "./databases.js";
 
 // Starts the real service on a free port against a fresh database.
@@ -64,7 +64,7 @@ export async function startTestServer(
 
   async function boot(): Promise<TestServer> {
     const app = await createApp(config, createLogger(config.logLevel), opts.overrides);
-    const server = await listen(app.handler, { port: 0, host: "127.0.0.1" });
+    const server = await app.listen({ port: 0, host: "127.0.0.1" });
     const grpcServer = await app.listenGrpcJs({ port: 0, host: "127.0.0.1" });
     const stop = async () => {
       app.beginShutdown();

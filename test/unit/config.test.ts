@@ -243,3 +243,28 @@ describe("loadConfig: roles, session cap and refresh grace", () => {
     expect(namedVariables(configError({ [name]: value }))).toEqual([name]);
   });
 });
+
+describe("loadConfig: connection deadlines and caps", () => {
+  it("defaults: 15 s for the request head, 30 s for the whole request, 5 s keep-alive, 256 connections per source", () => {
+    expect(loadConfig({}).connections).toEqual({
+      headersTimeoutMs: 15_000,
+      requestTimeoutMs: 30_000,
+      keepAliveTimeoutMs: 5_000,
+      maxConnections: 20_000,
+      maxConnectionsPerSource: 256,
+    });
+  });
+
+  it("takes durations and 0 (no per-source cap)", () => {
+    const c = loadConfig({ HTTP_HEADERS_TIMEOUT: "5s", HTTP_REQUEST_TIMEOUT: "1m", MAX_CONNECTIONS_PER_SOURCE: "0" }).connections;
+    expect(c.headersTimeoutMs).toBe(5_000);
+    expect(c.requestTimeoutMs).toBe(60_000);
+    expect(c.maxConnectionsPerSource).toBe(0);
+  });
+
+  it("refuses a head deadline longer than the request deadline, or under a second", () => {
+    expect(namedVariables(configError({ HTTP_HEADERS_TIMEOUT: "40s" }))).toEqual(["HTTP_HEADERS_TIMEOUT"]);
+    expect(namedVariables(configError({ HTTP_HEADERS_TIMEOUT: "500ms" }))).toEqual(["HTTP_HEADERS_TIMEOUT"]);
+    expect(namedVariables(configError({ HTTP_KEEPALIVE_TIMEOUT: "0" }))).toContain("HTTP_KEEPALIVE_TIMEOUT");
+  });
+});

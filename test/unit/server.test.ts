@@ -5,7 +5,11 @@ import { listen, type ListeningServer } from "../../src/server.js";
 describe("one-port server", () => {
   let server: ListeningServer;
   beforeAll(async () => {
-    server = await listen((_req, res) => res.end("ok"), { port: 0, host: "127.0.0.1", firstByteTimeoutMs: 200 });
+    server = await listen((_req, res) => res.end("ok"), {
+      port: 0,
+      host: "127.0.0.1",
+      limits: { headersTimeoutMs: 1_000, requestTimeoutMs: 2_000 },
+    });
   });
   afterAll(() => server.close(1_000));
 

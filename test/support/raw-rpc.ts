@@ -1,0 +1,163 @@
+import * as grpc from "@grpc/grpc-js";
+import { connect as h2connect, constants as h2 } from "node:http2";
+import { fromBinary } from "@bufbuild/protobuf";
+import { ErrorInfoSchema } from "../../gen/google/rpc/error_details_pb.js";
+import { StatusSchema } from "../../gen/google/rpc/status_pb.js";
+import { restReason } from "./clients.js";
+
+// Calls a procedure with bytes the test chose (malformed, oversized), on
+// each protocol of the main port and on the grpc-js port, and reports the
+// outcome in one shape: the gRPC code name and the ErrorInfo reason.
+
+export type RawProtocol = "connect" | "grpc-web" | "grpc" | "grpc-js";
+
+export interface RawOutcome {
+  /** The status code name, lower snake case ("invalid_argument"), or "ok". */
+  code: string;
+  reason: string | undefined;
+  /** HTTP status (0 for grpc-js). */
+  httpStatus: number;
+  message: string;
+}
+
+const CODE_NAMES = [
+  "ok", "canceled", "unknown", "invalid_argument", "deadline_exceeded", "not_found", "already_exists", "permission_denied",
+  "resource_exhausted", "failed_precondition", "aborted", "out_of_range", "unimplemented", "internal", "unavailable",
+  "data_loss", "unauthenticated",
+];
+
+/** A gRPC length-prefixed message (uncompressed). */
+export function envelope(message: Uint8Array, flags = 0): Buffer {
+  const head = Buffer.alloc(5);
+  head[0] = flags;
+  head.writeUInt32BE(message.byteLength, 1);
+  return Buffer.concat([head, message]);
+}
+
+function reasonOfStatusBin(bin: string | Buffer | undefined): string | undefined {
+  if (bin === undefined) return undefined;
+  const status = fromBinary(StatusSchema, typeof bin === "string" ? Buffer.from(bin, "base64") : bin);
+  for (const any of status.details) {
+    if (any.typeUrl.endsWith("/google.rpc.ErrorInfo")) return fromBinary(ErrorInfoSchema, any.value).reason;
+  }
+  return undefined;
+}
+
+function fromTrailers(t: Record<string, string | undefined>, httpStatus: number): RawOutcome {
+  const code = Number(t["grpc-status"] ?? "2");
+  return {
+    code: CODE_NAMES[code] ?? String(code),
+    reason: reasonOfStatusBin(t["grpc-status-details-bin"]),
+    httpStatus,
+    message: decodeURIComponent(t["grpc-message"] ?? ""),
+  };
+}
+
+/** `procedure` is "/package.Service/Method". */
+export async function rawCall(
+  target: { baseUrl: string; grpcPort: number },
+  protocol: RawProtocol,
+  procedure: string,
+  body: Uint8Array,
+): Promise<RawOutcome> {
+  switch (protocol) {
+    case "connect": {
+      const res = await fetch(target.baseUrl + procedure, { method: "POST", headers: { "content-type": "application/proto" }, body });
+      const text = await res.text();
+      if (res.status === 200) return { code: "ok", reason: undefined, httpStatus: 200, message: "" };
+      const json = JSON.parse(text) as { code: string; message?: string };
+      return { code: json.code, reason: restReason(json), httpStatus: res.status, message: json.message ?? "" };
+    }
+    case "grpc-web": {
+      const res = await fetch(target.baseUrl + procedure, {
+        method: "POST",
+        headers: { "content-type": "application/grpc-web+proto", "x-grpc-web": "1" },
+        body: envelope(body),
+      });
+      const bytes = Buffer.from(await res.arrayBuffer());
+      // Trailers-only responses carry the status in headers; others in a trailer frame (flag 0x80).
+      const headers = Object.fromEntries(res.headers.entries());
+      if (headers["grpc-status"] !== undefined) return fromTrailers(headers, res.status);
+      let at = 0;
+      while (at + 5 <= bytes.length) {
+        const flags = bytes[at]!;
+        const len = bytes.readUInt32BE(at + 1);
+        const frame = bytes.subarray(at + 5, at + 5 + len);
+        if (flags & 0x80) {
+          const t: Record<string, string> = {};
+          for (const line of frame.toString("utf8").split("\r\n")) {
+            const i = line.indexOf(":");
+            if (i > 0) t[line.slice(0, i).trim().toLowerCase()] = line.slice(i + 1).trim();
+          }
+          return fromTrailers(t, res.status);
+        }
+        at += 5 + len;
+      }
+      return { code: "ok", reason: undefined, httpStatus: res.status, message: "" };
+    }
+    case "grpc":
+      return h2Call(target.baseUrl, procedure, envelope(body));
+    case "grpc-js":
+      return grpcJsCall(target.grpcPort, procedure, body);
+  }
+}
+
+/**
+ * gRPC over cleartext HTTP/2. `send` may write less than the envelope
+ * declares (a body the server should refuse before it has all of it):
+ * the stream is then left open and the outcome is whatever the server
+ * answers without waiting for the rest.
+ */
+export function h2Call(baseUrl: string, procedure: string, payload: Buffer, opts: { endStream?: boolean } = {}): Promise<RawOutcome> {
+  return new Promise((resolve, reject) => {
+    const session = h2connect(baseUrl);
+    session.on("error", reject);
+    const stream = session.request({
+      [h2.HTTP2_HEADER_METHOD]: "POST",
+      [h2.HTTP2_HEADER_PATH]: procedure,
+      "content-type": "application/grpc+proto",
+      te: "trailers",
+    });
+    let status = 0;
+    let headerTrailers: Record<string, string> | undefined;
+    stream.on("response", (headers) => {
+      status = Number(headers[":status"]);
+      if (headers["grpc-status"] !== undefined) headerTrailers = headers as Record<string, string>;
+    });
+    stream.on("trailers", (trailers) => {
+      resolve(fromTrailers(trailers as Record<string, string>, status));
+      session.destroy();
+    });
+    stream.on("end", () => {
+      if (headerTrailers) resolve(fromTrailers(headerTrailers, status));
+      session.destroy();
+    });
+    stream.on("error", reject);
+    stream.resume();
+    if (opts.endStream === false) stream.write(payload);
+    else stream.end(payload);
+  });
+}
+
+function grpcJsCall(port: number, procedure: string, body: Uint8Array): Promise<RawOutcome> {
+  const client = new grpc.Client(`127.0.0.1:${port}`, grpc.credentials.createInsecure());
+  return new Promise((resolve) => {
+    client.makeUnaryRequest(
+      procedure,
+      (b: Buffer) => b,
+      (b: Buffer) => b,
+      Buffer.from(body),
+      (err: grpc.ServiceError | null) => {
+        client.close();
+        if (!err) return resolve({ code: "ok", reason: undefined, httpStatus: 0, message: "" });
+        const bin = err.metadata?.get("grpc-status-details-bin")[0];
+        resolve({
+          code: CODE_NAMES[err.code] ?? String(err.code),
+          reason: reasonOfStatusBin(bin as Buffer | undefined),
+          httpStatus: 0,
+          message: err.details,
+        });
+      },
+    );
+  });
+}
