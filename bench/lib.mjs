@@ -296,7 +296,7 @@ export function grpcJsClient(service, address) {
 /** One HTTP/1.1 request on a keep-alive agent; resolves { status, body } (body as a string). */
 export function httpRequest(agent, { port, method, path, headers = {}, body, timeoutMs = CALL_TIMEOUT_MS }) {
   return new Promise((resolve, reject) => {
-    const payload = body === undefined ? undefined : typeof body === "string" ? body : JSON.stringify(body);
+    const payload = body === undefined ? undefined : typeof body === "string" || Buffer.isBuffer(body) ? body : JSON.stringify(body);
     const h = { ...headers };
     if (payload !== undefined) {
       h["content-type"] ??= "application/json";
@@ -375,4 +375,68 @@ export function exitCleanly({ log, cleanup, isStopping, serviceLog, watchdogMs }
   process.on("unhandledRejection", fail);
   setTimeout(() => fail(new Error(`watchdog: the run took longer than ${watchdogMs / 1000} s`)), watchdogMs).unref();
   return fail;
+}
+
+// ---------------------------------------------------------------------------
+// The built service as a child process
+
+/** Variables of the caller's shell that would change what a benchmark compares. */
+export const SERVICE_ENV_NOISE = ["REDIS_URL", "RATE_LIMITS", "TRUSTED_PROXIES", "GEOIP", "CAPTCHA_PROVIDER", "CAPTCHA_SECRET", "WEBHOOK_URL", "WEBHOOK_SECRET"];
+
+/**
+ * Starts `node <mainJs>` on free loopback ports with `env` over a cleaned
+ * copy of this process's environment, keeps its output in `serviceLog`, and
+ * resolves once /readyz answers 200 (at most 60 s). `onExit` hears of an
+ * exit at any time.
+ */
+export async function spawnService({ mainJs, cwd, env, serviceLog, onLine, onExit }) {
+  const { spawn } = await import("node:child_process");
+  const port = await freePort();
+  const grpcPort = await freePort();
+  const full = { ...process.env };
+  for (const k of SERVICE_ENV_NOISE) delete full[k];
+  Object.assign(full, { PORT: String(port), GRPC_PORT: String(grpcPort), HOST: "127.0.0.1", LOG_LEVEL: "warn", ...env });
+  const child = spawn(process.execPath, [mainJs], { cwd, env: full, stdio: ["ignore", "pipe", "pipe"] });
+  let exited = false;
+  captureOutput(child.stdout, serviceLog, onLine);
+  captureOutput(child.stderr, serviceLog, onLine);
+  child.once("exit", (code, signal) => {
+    exited = true;
+    onExit?.(code, signal);
+  });
+  const agent = new http.Agent({ keepAlive: false });
+  const until = performance.now() + 60_000;
+  while (performance.now() < until && !exited) {
+    try {
+      const r = await httpRequest(agent, { port, method: "GET", path: "/readyz", timeoutMs: 2_000 });
+      if (r.status === 200) return { child, port, grpcPort, pid: child.pid, ready: JSON.parse(r.body) };
+    } catch {
+      // not listening yet
+    }
+    await sleep(100);
+  }
+  child.kill("SIGKILL");
+  throw new Error("the service did not become ready within 60 s");
+}
+
+/** SIGTERM, then SIGKILL after 15 s. */
+export async function stopService(child) {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  const exited = new Promise((r) => child.once("exit", r));
+  child.kill("SIGTERM");
+  const done = await Promise.race([exited.then(() => true), sleep(15_000).then(() => false)]);
+  if (!done) {
+    child.kill("SIGKILL");
+    await Promise.race([exited, sleep(5_000)]);
+  }
+}
+
+/** Resident set size of a process in bytes (Linux), or NaN. */
+export function rssBytes(pid) {
+  try {
+    const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, "utf8"));
+    return m ? Number(m[1]) * 1024 : NaN;
+  } catch {
+    return NaN;
+  }
 }

@@ -376,6 +376,11 @@ export async function createApp(config: Config, logger: Logger, overrides: AppOv
         return json(res, 200, tokens.jwks(), { "cache-control": "public, max-age=300" });
       }
     }
+    // A body declared too large is refused unread (edge gate); closing the
+    // connection spares reading and discarding the rest of it.
+    if (req.httpVersionMajor === 1 && Number(req.headers["content-length"]) > config.maxRequestBytes) {
+      res.setHeader("connection", "close");
+    }
     connect(req as never, res as never);
   };
 
