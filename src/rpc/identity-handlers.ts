@@ -118,8 +118,8 @@ export function identityHandlers(identity: IdentityService, clock: Clock): Servi
       };
     },
 
-    async startTotpEnrollment(_req, ctx) {
-      const r = await identity.startTotpEnrollment(principal(ctx), call(ctx));
+    async startTotpEnrollment(req, ctx) {
+      const r = await identity.startTotpEnrollment(principal(ctx), { password: req.password }, call(ctx));
       return { otpauthUri: r.uri, qrCodePngDataUrl: r.qrDataUrl, secret: r.secret, expireTime: timestampFromDate(r.expiresAt) };
     },
 

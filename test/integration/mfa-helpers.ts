@@ -124,7 +124,7 @@ export async function mfaUser(s: TestServer, at: Date, opts: { headers?: Record<
   const user = await registerUser(s);
   const first = await loginRest(s, { email: user.email, password: user.password, ...(opts.deviceId ? { device_id: opts.deviceId } : {}) }, opts.headers);
   expect(first.status, first.text).toBe(201);
-  const { secret, recoveryCodes } = await enrolTotp(s, first.body.access_token, at);
+  const { secret, recoveryCodes } = await enrolTotp(s, first.body.access_token, user.password, at);
   return {
     ...user,
     accessToken: first.body.access_token as string,
