@@ -40,7 +40,7 @@ import { loadCommonPasswords } from "./password-blocklist.js";
 import { authInterceptor } from "./rpc/auth.js";
 import { createClientInfoResolver } from "./rpc/client-info.js";
 import { createDirectTransport, createUnaryInvoker } from "./rpc/direct.js";
-import { kClient } from "./rpc/context.js";
+import { kClient, REST_PROTOCOL } from "./rpc/context.js";
 import { errorInterceptor } from "./rpc/errors.js";
 import { createHealth } from "./rpc/health.js";
 import { identityHandlers } from "./rpc/identity-handlers.js";
@@ -293,6 +293,7 @@ export async function createApp(config: Config, logger: Logger, overrides: AppOv
     corsOrigins: config.corsOrigins,
     csrfAllowSameSite: config.csrfAllowSameSite,
     publicMethods: PUBLIC_METHODS,
+    trustedDeviceTtlMs: config.mfa.trustedDeviceTtlMs,
     now: () => clock.now(),
     onCsrfRejected: (req, error) =>
       logger.info(
@@ -304,7 +305,7 @@ export async function createApp(config: Config, logger: Logger, overrides: AppOv
 
   const gateway = createRestGateway({
     services: [IdentityServiceDesc, AdminServiceDesc],
-    transport: createDirectTransport(invoke, "rest"),
+    transport: createDirectTransport(invoke, REST_PROTOCOL),
     maxBodyBytes: config.maxRequestBytes,
     forwardHeaders: ["retry-after", "x-request-id"],
     onError({ method, error }) {

@@ -83,6 +83,7 @@ export interface LoginBody {
   mfa_code?: string;
   recovery_code?: string;
   device_id?: string;
+  cookies_only?: boolean;
 }
 
 export const loginRest = (s: TestServer, body: LoginBody, headers: Record<string, string> = {}) =>
@@ -90,7 +91,7 @@ export const loginRest = (s: TestServer, body: LoginBody, headers: Record<string
 
 export const completeMfaRest = (
   s: TestServer,
-  body: { mfa_challenge: string; mfa_code?: string; recovery_code?: string },
+  body: { mfa_challenge: string; mfa_code?: string; recovery_code?: string; cookies_only?: boolean },
   headers: Record<string, string> = {},
 ) => rest(s.baseUrl, "POST", "/login/mfa", { body, headers });
 
