@@ -40,7 +40,7 @@ import { loadCommonPasswords } from "./password-blocklist.js";
 import { authInterceptor } from "./rpc/auth.js";
 import { createClientInfoResolver, createProxyMatcher } from "./rpc/client-info.js";
 import { createDirectTransport, createUnaryInvoker } from "./rpc/direct.js";
-import { kClient } from "./rpc/context.js";
+import { kClient, REST_PROTOCOL } from "./rpc/context.js";
 import { edgeErrorGate } from "./rpc/edge-errors.js";
 import { errorInterceptor } from "./rpc/errors.js";
 import { createHealth } from "./rpc/health.js";
@@ -296,6 +296,7 @@ export async function createApp(config: Config, logger: Logger, overrides: AppOv
     corsOrigins: config.corsOrigins,
     csrfAllowSameSite: config.csrfAllowSameSite,
     publicMethods: PUBLIC_METHODS,
+    trustedDeviceTtlMs: config.mfa.trustedDeviceTtlMs,
     now: () => clock.now(),
     onCsrfRejected: (req, error) =>
       logger.info(
@@ -307,7 +308,7 @@ export async function createApp(config: Config, logger: Logger, overrides: AppOv
 
   const gateway = createRestGateway({
     services: [IdentityServiceDesc, AdminServiceDesc],
-    transport: createDirectTransport(invoke, "rest"),
+    transport: createDirectTransport(invoke, REST_PROTOCOL),
     maxBodyBytes: config.maxRequestBytes,
     forwardHeaders: ["retry-after", "x-request-id"],
     onError({ method, error }) {

@@ -42,8 +42,12 @@ export interface RestGatewayOptions {
    * (e.g. a credential from a cookie) or throw a ConnectError to refuse it.
    */
   prepareCall?(ctx: { method: DescMethod; req: IncomingMessage; input: Message }): void;
-  /** After a successful call, before the body is written (e.g. to set cookies). */
-  onSuccess?(ctx: { method: DescMethod; req: IncomingMessage; res: ServerResponse; response: Message }): void;
+  /**
+   * After a successful call, before the body is encoded (e.g. to set
+   * cookies). May return the message to encode instead of `response` (e.g.
+   * without what went into a cookie).
+   */
+  onSuccess?(ctx: { method: DescMethod; req: IncomingMessage; res: ServerResponse; input: Message; response: Message }): Message | void;
   /** Response headers and error metadata copied to the HTTP response (default: retry-after). */
   forwardHeaders?: string[];
   /** Every error response, for logging. Must not throw. */
@@ -360,10 +364,11 @@ export function createRestGateway(opts: RestGatewayOptions): RestGateway {
         signal: controller.signal,
         onHeader: (headers) => copyHeaders(headers, res, forward),
       });
-      const body =
-        route.successStatus === 204 ? undefined : JSON.stringify(encodeResponse(route, response));
-      opts.onSuccess?.({ method: route.method, req, res, response });
+      // The hook first, so it can shape the body; should encoding then fail,
+      // writeError drops the headers it set.
+      const shown = opts.onSuccess?.({ method: route.method, req, res, input, response }) ?? response;
       if (res.writableEnded) return; // the hook answered itself
+      const body = route.successStatus === 204 ? undefined : JSON.stringify(encodeResponse(route, shown));
       res.statusCode = route.successStatus;
       res.setHeader("cache-control", "no-store");
       if (body === undefined) {

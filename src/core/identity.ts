@@ -1,8 +1,8 @@
 import { createHash, randomBytes } from "node:crypto";
 import { normalizeEmail, normalizeEmailForLookup } from "./email.js";
 import { DomainError, invalidCredentials, isDomainError } from "./errors.js";
-import type { Admission, AlertSink, LoginDefence } from "./login-defence.js";
-import type { MfaService, SecondFactor } from "./mfa.js";
+import type { Admission, AlertSink, LoginDefence, SecurityAlertType } from "./login-defence.js";
+import { mfaAlreadyEnabled, type MfaService, type SecondFactor } from "./mfa.js";
 import type { RiskAssessor } from "./risk.js";
 import { decodePageToken, encodePageToken } from "./page-token.js";
 import { normalizePassword, type PasswordPolicy } from "./password-policy.js";
@@ -127,7 +127,11 @@ export interface IdentityService {
     input: SecondFactorInput & { password: string },
     call: CallInfo,
   ): Promise<{ accessToken: string; accessTokenExpiresAt: Date }>;
-  startTotpEnrollment(principal: Principal, call: CallInfo): Promise<{ uri: string; qrDataUrl: string; secret: string; expiresAt: Date }>;
+  startTotpEnrollment(
+    principal: Principal,
+    input: { password: string },
+    call: CallInfo,
+  ): Promise<{ uri: string; qrDataUrl: string; secret: string; expiresAt: Date }>;
   confirmTotpEnrollment(principal: Principal, code: string, call: CallInfo): Promise<string[]>;
   disableTotp(principal: Principal, input: { password: string; code: string }, call: CallInfo): Promise<void>;
   regenerateRecoveryCodes(principal: Principal, call: CallInfo): Promise<string[]>;
@@ -247,6 +251,16 @@ export function createIdentityService(deps: IdentityDeps): IdentityService {
     return claims;
   }
 
+  // The user hears of what was done to their credentials, and from where.
+  function alertUser(type: SecurityAlertType, principal: Principal, call: CallInfo): void {
+    deps.alerts.notify({
+      type,
+      at: clock.now(),
+      userId: principal.userId,
+      details: { session_id: principal.sessionId, ip: call.client.ip ?? "" },
+    });
+  }
+
   // Credentials changed: no device skips MFA on the strength of the old
   // ones, and the user hears of it.
   async function factorChanged(
@@ -255,12 +269,7 @@ export function createIdentityService(deps: IdentityDeps): IdentityService {
     call: CallInfo,
   ): Promise<void> {
     await deps.risk.forgetMfa(principal.userId);
-    deps.alerts.notify({
-      type,
-      at: clock.now(),
-      userId: principal.userId,
-      details: { session_id: principal.sessionId, ip: call.client.ip ?? "" },
-    });
+    alertUser(type, principal, call);
   }
 
   // Recent, and with the second factor when the account has one: a device
@@ -702,13 +711,23 @@ export function createIdentityService(deps: IdentityDeps): IdentityService {
       }
     },
 
-    async startTotpEnrollment(principal, call) {
-      // A stolen token must not be able to tie the account to the thief's
-      // authenticator: enrolment needs a recent login too.
-      await requireRecentAuth(principal);
-      const user = await users.get(principal.userId);
-      if (!user) throw new DomainError("not_found", "ACCOUNT_NOT_FOUND", "account no longer exists");
-      return mfa.startEnrolment(user.id, user.email, call);
+    async startTotpEnrollment(principal, input, call) {
+      const ids = { userId: principal.userId, sessionId: principal.sessionId };
+      try {
+        // A stolen token must not be able to tie the account to the thief's
+        // authenticator (and get the recovery codes): enrolment needs a
+        // recent login and the password, whose guesses count like logins.
+        await requireRecentAuth(principal);
+        const { user, passwordHash } = await account(principal.userId);
+        // Nothing to enrol: say so before a password check that would count.
+        if (await mfa.enabled(user.id)) throw mfaAlreadyEnabled();
+        await defence.succeeded(await checkPassword(user, passwordHash, input.password, call));
+        const started = await mfa.startEnrolment(user.id, user.email, call);
+        alertUser("mfa_enrollment_started", principal, call);
+        return started;
+      } catch (err) {
+        return failed("mfa_enrol", err, call, ids);
+      }
     },
 
     async confirmTotpEnrollment(principal, code, call) {

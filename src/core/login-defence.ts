@@ -85,6 +85,8 @@ export type SecurityAlertType =
   | "new_device_login"
   /** The account's second factor changed: the user should hear of it (ASVS 2.5.5). */
   | "mfa_enabled"
+  /** An authenticator enrolment began: the user hears of it before it can be confirmed. */
+  | "mfa_enrollment_started"
   | "mfa_disabled"
   | "recovery_codes_regenerated"
   | "password_changed";

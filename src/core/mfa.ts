@@ -76,6 +76,10 @@ export function mfaCodeInvalid(): DomainError {
   return new DomainError("unauthenticated", "MFA_CODE_INVALID", "the code is wrong, expired or already used");
 }
 
+export function mfaAlreadyEnabled(): DomainError {
+  return new DomainError("failed_precondition", "MFA_ALREADY_ENABLED", "TOTP is already on; disable it first to enrol another authenticator");
+}
+
 export function challengeInvalid(): DomainError {
   return new DomainError("unauthenticated", "MFA_CHALLENGE_INVALID", "the MFA challenge is unknown, expired or used; log in again");
 }
@@ -141,9 +145,7 @@ export function createMfaService(deps: MfaDeps): MfaService {
       const secret = totp.generateSecret();
       const expiresAt = new Date(now.getTime() + deps.enrolmentTtlMs);
       const started = await store.startTotp({ userId, sealedSecret: box.seal(Buffer.from(secret), userId), now, expiresAt });
-      if (!started) {
-        throw new DomainError("failed_precondition", "MFA_ALREADY_ENABLED", "TOTP is already on; disable it first to enrol another authenticator");
-      }
+      if (!started) throw mfaAlreadyEnabled();
       const uri = totp.uri({ secret, account: email, issuer: deps.issuer });
       await deps.record({ type: "mfa_enrol", outcome: "success", reason: "started", userId, ...call });
       return { uri, qrDataUrl: await totp.qrDataUrl(uri), secret, expiresAt };

@@ -64,6 +64,8 @@ export interface RiskAssessor {
 }
 
 const DEVICE_TOKEN_BYTES = 32;
+/** The shape of every device token this service issues (32 random bytes, base64url). */
+export const DEVICE_TOKEN_SHAPE = /^[A-Za-z0-9_-]{43}$/;
 
 export function createRiskAssessor(deps: RiskDeps): RiskAssessor {
   const deviceHash = (deviceId: string | undefined) =>

@@ -7,29 +7,40 @@
 // cookie must be Secure, Path=/ and host-only (no Domain, so a sibling
 // subdomain cannot plant or shadow it); __Secure- only requires Secure, the
 // most a cookie with a narrower Path can have.
+//
+// The device cookie names the browser to the account (it may skip MFA for
+// TRUSTED_DEVICE_TTL): it goes only to /login and /login/mfa, outlives the
+// session and is not cleared by Logout, as it identifies the device.
 
 export const REFRESH_COOKIE_PATH = "/token/refresh";
+export const DEVICE_COOKIE_PATH = "/login";
 
 export interface CookiePolicy {
   readonly access: string;
   readonly refresh: string;
+  readonly device: string;
   /** The Set-Cookie value for the access token; maxAgeS 0 clears it. */
   accessCookie(value: string, maxAgeS: number): string;
   /** The Set-Cookie value for the refresh token; maxAgeS 0 clears it, undefined makes it a session cookie. */
   refreshCookie(value: string, maxAgeS: number | undefined): string;
+  /** The Set-Cookie value for the device token. */
+  deviceCookie(value: string, maxAgeS: number): string;
 }
 
 export function createCookiePolicy(opts: { secure: boolean; hostPrefix: boolean }): CookiePolicy {
   if (opts.hostPrefix && !opts.secure) throw new Error("__Host- and __Secure- cookies must be Secure");
   const access = opts.hostPrefix ? "__Host-access_token" : "access_token";
   const refresh = opts.hostPrefix ? "__Secure-refresh_token" : "refresh_token";
+  const device = opts.hostPrefix ? "__Secure-device_token" : "device_token";
   const serialize = (name: string, value: string, path: string, maxAgeS: number | undefined) =>
     `${name}=${value}${maxAgeS === undefined ? "" : `; Max-Age=${Math.max(0, Math.floor(maxAgeS))}`}; Path=${path}; HttpOnly; SameSite=Strict${opts.secure ? "; Secure" : ""}`;
   return {
     access,
     refresh,
+    device,
     accessCookie: (value, maxAgeS) => serialize(access, value, "/", maxAgeS),
     refreshCookie: (value, maxAgeS) => serialize(refresh, value, REFRESH_COOKIE_PATH, maxAgeS),
+    deviceCookie: (value, maxAgeS) => serialize(device, value, DEVICE_COOKIE_PATH, maxAgeS),
   };
 }
 

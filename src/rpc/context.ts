@@ -10,6 +10,9 @@ export const kClient = createContextKey<ClientInfo>({}, { description: "client a
 export const kRequestId = createContextKey<string>("", { description: "request id" });
 export const kPrincipal = createContextKey<Principal | undefined>(undefined, { description: "authenticated caller" });
 
+/** The protocolName of the REST gateway's in-process calls: the only ones that can get cookies. */
+export const REST_PROTOCOL = "rest";
+
 /** The facts of the call the domain records (client, request id). */
 export function callInfo(ctx: HandlerContext): CallInfo {
   return { client: ctx.values.get(kClient), requestId: ctx.values.get(kRequestId) || undefined };

@@ -1,15 +1,27 @@
+import { create } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
-import type { ServiceImpl } from "@connectrpc/connect";
+import { Code, type HandlerContext, type ServiceImpl } from "@connectrpc/connect";
+import { BadRequest_FieldViolationSchema } from "../../gen/google/rpc/error_details_pb.js";
 import { type IdentityService as IdentityServiceDesc } from "../../gen/identity/v1/identity_service_pb.js";
 import { DomainError } from "../core/errors.js";
 import type { IdentityService, TokenPair } from "../core/identity.js";
 import type { Clock } from "../core/ports.js";
 import { toProfile, toProfilePatch } from "../core/profile.js";
-import { callInfo as call, requirePrincipal as principal } from "./context.js";
+import { callInfo as call, requirePrincipal as principal, REST_PROTOCOL } from "./context.js";
 import { introspectionToProto, profileInputFromProto, sessionToProto, userToProto } from "./convert.js";
+import { connectErrorOf } from "./errors.js";
 
 // Thin handlers: decode, one core call, encode.
 
+// cookies_only asks for the tokens as cookies instead of in the body: only
+// the REST gateway sets cookies, so anywhere else the caller would get no
+// tokens at all. Checked before the call, so a refused request has no effect.
+function refuseCookiesOnlyOffRest(cookiesOnly: boolean | undefined, ctx: HandlerContext): void {
+  if (!cookiesOnly || ctx.protocolName === REST_PROTOCOL) return;
+  throw connectErrorOf(Code.InvalidArgument, "VALIDATION_FAILED", "cookies_only: only REST (browser) calls get cookies", { field: "cookies_only" }, [
+    create(BadRequest_FieldViolationSchema, { field: "cookies_only", description: "only REST (browser) calls get cookies" }),
+  ]);
+}
 
 function tokenFields(pair: TokenPair, clock: Clock) {
   return {
@@ -40,6 +52,7 @@ export function identityHandlers(identity: IdentityService, clock: Clock): Servi
     },
 
     async login(req, ctx) {
+      refuseCookiesOnlyOffRest(req.cookiesOnly, ctx);
       const pair = await identity.login(
         {
           email: req.email,
@@ -60,6 +73,7 @@ export function identityHandlers(identity: IdentityService, clock: Clock): Servi
     },
 
     async refreshToken(req, ctx) {
+      refuseCookiesOnlyOffRest(req.cookiesOnly, ctx);
       return tokenFields(await identity.refresh(req.refreshToken, call(ctx)), clock);
     },
 
@@ -98,6 +112,7 @@ export function identityHandlers(identity: IdentityService, clock: Clock): Servi
     },
 
     async completeMfaLogin(req, ctx) {
+      refuseCookiesOnlyOffRest(req.cookiesOnly, ctx);
       const pair = await identity.completeMfaLogin(
         { challenge: req.mfaChallenge, mfaCode: req.mfaCode, recoveryCode: req.recoveryCode },
         call(ctx),
@@ -118,8 +133,8 @@ export function identityHandlers(identity: IdentityService, clock: Clock): Servi
       };
     },
 
-    async startTotpEnrollment(_req, ctx) {
-      const r = await identity.startTotpEnrollment(principal(ctx), call(ctx));
+    async startTotpEnrollment(req, ctx) {
+      const r = await identity.startTotpEnrollment(principal(ctx), { password: req.password }, call(ctx));
       return { otpauthUri: r.uri, qrCodePngDataUrl: r.qrDataUrl, secret: r.secret, expireTime: timestampFromDate(r.expiresAt) };
     },
 

@@ -168,7 +168,7 @@ for (const backend of backends) {
       // (password only), turns TOTP on with that session, and is promoted.
       const user = await registerUser(s);
       const early = await login(s, user.email, user.password);
-      const { recoveryCodes } = await enrolTotp(s, early.accessToken);
+      const { recoveryCodes } = await enrolTotp(s, early.accessToken, user.password);
       expect(await createUserStore(s.app.database.db).setRole(user.email, "admin", new Date())).toBeTruthy();
       // Its refresh now carries the admin role, still without the second factor.
       const refreshed = await rest(s.baseUrl, "POST", "/token/refresh", { body: { refresh_token: early.refreshToken } });

@@ -32,7 +32,7 @@ export async function makeAdmin(s: TestServer, opts: { now?: Date; headers?: Rec
   expect(registered.status, registered.text).toBe(201);
   const first = await rest(s.baseUrl, "POST", "/login", { body: { email, password: STRONG_PASSWORD }, headers });
   expect(first.status, first.text).toBe(201);
-  const { recoveryCodes } = await enrolTotp(s, first.body.access_token, opts.now);
+  const { recoveryCodes } = await enrolTotp(s, first.body.access_token, STRONG_PASSWORD, opts.now);
   expect(await createUserStore(s.app.database.db).setRole(email, "admin", opts.now ?? new Date())).toBeTruthy();
   const again = await rest(s.baseUrl, "POST", "/login", {
     body: { email, password: STRONG_PASSWORD, recovery_code: recoveryCodes[0] },

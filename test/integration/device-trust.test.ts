@@ -286,7 +286,7 @@ for (const backend of backends) {
         expect((await disable(third.accessToken, v.password, await c.code(u.secret))).status).toBe(204);
         const plain = expectSkipped(await withDevice(v, device), device);
         c.advance(STEP);
-        const again = await enrolTotp(s, plain, c.now());
+        const again = await enrolTotp(s, plain, v.password, c.now());
         expectMfaRequired(await withDevice(v, device));
         const fourth = await mfaLogin(s, c, { ...v, secret: again.secret }, { deviceId: device });
         expect(fourth.deviceToken).toBe(device);
@@ -347,7 +347,7 @@ for (const backend of backends) {
       const sensitive = {
         ChangePassword: () => changePassword(token, u.password, strongPassword("aal2")),
         RevokeOtherSessions: () => rest(s.baseUrl, "POST", "/user/sessions:revokeOthers", { token, body: {} }),
-        StartTotpEnrollment: () => rest(s.baseUrl, "POST", "/user/mfa/totp", { token, body: {} }),
+        StartTotpEnrollment: () => rest(s.baseUrl, "POST", "/user/mfa/totp", { token, body: { password: u.password } }),
         ConfirmTotpEnrollment: () => rest(s.baseUrl, "POST", "/user/mfa/totp/confirm", { token, body: { code: "123456" } }),
         DisableTotp: () => disable(token, u.password, "123456"),
         RegenerateRecoveryCodes: () => regenerate(token),
@@ -368,7 +368,11 @@ for (const backend of backends) {
       expect((await rest(s.baseUrl, "GET", "/user/mfa", { token })).body).toMatchObject({ totp_enabled: true, recovery_codes_remaining: 10 });
       expect((await rest(s.baseUrl, "GET", "/user/sessions", { token: mfaSession.accessToken })).status).toBe(200);
       // The session that passed MFA is past the gate all along.
-      expectRestError(await rest(s.baseUrl, "POST", "/user/mfa/totp", { token: mfaSession.accessToken, body: {} }), 400, "MFA_ALREADY_ENABLED");
+      expectRestError(
+        await rest(s.baseUrl, "POST", "/user/mfa/totp", { token: mfaSession.accessToken, body: { password: u.password } }),
+        400,
+        "MFA_ALREADY_ENABLED",
+      );
 
       // Re-authentication: the password alone is not enough; with a code the same session is aal2.
       c.advance(STEP);
@@ -391,7 +395,7 @@ for (const backend of backends) {
       const user: SeededUser = await registerUser(s, { email: uniqueEmail("alerts") });
       const first = await loginRest(s, creds(user));
       const firstSession = first.body.session_id as string;
-      const { secret } = await enrolTotp(s, first.body.access_token, c.now());
+      const { secret } = await enrolTotp(s, first.body.access_token, user.password, c.now());
       const u = { ...user, secret };
       const [enabled] = await hooks.waitFor("mfa_enabled", user.userId);
       expect(enabled).toEqual({ type: "mfa_enabled", verified: true, data: { user_id: user.userId, session_id: firstSession, ip: "127.0.0.1" } });

@@ -171,11 +171,17 @@ export async function totpCode(secret: string, at: Date = new Date()): Promise<s
 }
 
 /**
- * Turns TOTP on for the caller over REST (start, then confirm with the
- * current code) and returns the secret and the ten recovery codes.
+ * Turns TOTP on for the caller over REST (start with the password, then
+ * confirm with the current code) and returns the secret and the ten
+ * recovery codes.
  */
-export async function enrolTotp(s: TestServer, accessToken: string, at: Date = new Date()): Promise<{ secret: string; recoveryCodes: string[] }> {
-  const started = await rest(s.baseUrl, "POST", "/user/mfa/totp", { token: accessToken, body: {} });
+export async function enrolTotp(
+  s: TestServer,
+  accessToken: string,
+  password: string,
+  at: Date = new Date(),
+): Promise<{ secret: string; recoveryCodes: string[] }> {
+  const started = await rest(s.baseUrl, "POST", "/user/mfa/totp", { token: accessToken, body: { password } });
   expect(started.status, started.text).toBe(201);
   const secret = started.body.secret as string;
   const confirmed = await rest(s.baseUrl, "POST", "/user/mfa/totp/confirm", { token: accessToken, body: { code: await totpCode(secret, at) } });

@@ -50,7 +50,7 @@ async function makeAdmin(s: TestServer, user: SeededUser, at: Date = new Date())
   const email = user.email;
   const r = await rest(s.baseUrl, "POST", "/login", { body: { email, password: user.password } });
   expect(r.status, r.text).toBe(201);
-  const { recoveryCodes } = await enrolTotp(s, r.body.access_token, at);
+  const { recoveryCodes } = await enrolTotp(s, r.body.access_token, user.password, at);
   const db = s.config.database;
   if (db.kind === "postgres") {
     const result = await setRole([email, "admin"], { DATABASE_URL: db.url, LOG_LEVEL: "silent" });

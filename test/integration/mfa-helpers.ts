@@ -83,6 +83,7 @@ export interface LoginBody {
   mfa_code?: string;
   recovery_code?: string;
   device_id?: string;
+  cookies_only?: boolean;
 }
 
 export const loginRest = (s: TestServer, body: LoginBody, headers: Record<string, string> = {}) =>
@@ -90,7 +91,7 @@ export const loginRest = (s: TestServer, body: LoginBody, headers: Record<string
 
 export const completeMfaRest = (
   s: TestServer,
-  body: { mfa_challenge: string; mfa_code?: string; recovery_code?: string },
+  body: { mfa_challenge: string; mfa_code?: string; recovery_code?: string; cookies_only?: boolean },
   headers: Record<string, string> = {},
 ) => rest(s.baseUrl, "POST", "/login/mfa", { body, headers });
 
@@ -124,7 +125,7 @@ export async function mfaUser(s: TestServer, at: Date, opts: { headers?: Record<
   const user = await registerUser(s);
   const first = await loginRest(s, { email: user.email, password: user.password, ...(opts.deviceId ? { device_id: opts.deviceId } : {}) }, opts.headers);
   expect(first.status, first.text).toBe(201);
-  const { secret, recoveryCodes } = await enrolTotp(s, first.body.access_token, at);
+  const { secret, recoveryCodes } = await enrolTotp(s, first.body.access_token, user.password, at);
   return {
     ...user,
     accessToken: first.body.access_token as string,

@@ -61,7 +61,7 @@ for (const backend of backends) {
     const nowSeconds = () => Math.floor(c.now().getTime() / 1000);
     /** A code no window of the near future accepts (ten steps ahead). */
     const wrongCode = (u: MfaUser) => c.code(u.secret, 10);
-    const start = (token: string) => rest(s.baseUrl, "POST", "/user/mfa/totp", { token, body: {} });
+    const start = (token: string, password: string) => rest(s.baseUrl, "POST", "/user/mfa/totp", { token, body: { password } });
     const confirm = (token: string, code: string) => rest(s.baseUrl, "POST", "/user/mfa/totp/confirm", { token, body: { code } });
     const disable = (token: string, password: string, code: string) => rest(s.baseUrl, "DELETE", "/user/mfa/totp", { token, body: { password, code } });
     const regenerate = (token: string) => rest(s.baseUrl, "POST", "/user/mfa/recovery-codes", { token, body: {} });
@@ -78,7 +78,7 @@ for (const backend of backends) {
       it("StartTotpEnrollment: an otpauth URI, a PNG QR code and a base32 secret; MFA stays off until confirmed", async () => {
         const user = await registerUser(s);
         const { access_token: token } = expect201(await loginRest(s, creds(user)));
-        const started = await start(token);
+        const started = await start(token, user.password);
         expect(started.status, started.text).toBe(201);
         const secret = started.body.secret as string;
         expect(secret).toMatch(/^[A-Z2-7]{32}$/);
@@ -115,8 +115,8 @@ for (const backend of backends) {
       it("restarting an enrolment replaces the pending secret: only the newest one confirms", async () => {
         const user = await registerUser(s);
         const { access_token: token } = expect201(await loginRest(s, creds(user)));
-        const first = (await start(token)).body.secret as string;
-        const second = (await start(token)).body.secret as string;
+        const first = (await start(token, user.password)).body.secret as string;
+        const second = (await start(token, user.password)).body.secret as string;
         expect(second).not.toBe(first);
         expectRestError(await confirm(token, await c.code(first)), 401, "MFA_CODE_INVALID");
         expect((await confirm(token, await c.code(second))).status).toBe(200);
@@ -126,9 +126,9 @@ for (const backend of backends) {
         const u = await mfaUser(s, c.now());
         // With TOTP on, enrolment needs a session that passed MFA (the enrolment's own did not).
         const { accessToken: token2fa } = await mfaLogin(s, c, u);
-        expectRestError(await start(token2fa), 400, "MFA_ALREADY_ENABLED");
+        expectRestError(await start(token2fa, u.password), 400, "MFA_ALREADY_ENABLED");
         expectRestError(await confirm(token2fa, await c.code(u.secret, 1)), 400, "MFA_ALREADY_ENABLED");
-        await expectGrpcError(gi.startTotpEnrollment({}, bearerMd(token2fa)), GRPC_FAILED_PRECONDITION, "MFA_ALREADY_ENABLED");
+        await expectGrpcError(gi.startTotpEnrollment({ password: u.password }, bearerMd(token2fa)), GRPC_FAILED_PRECONDITION, "MFA_ALREADY_ENABLED");
         // The confirmed authenticator was not replaced by the attempts.
         expect(await mfaStatus(s, u.accessToken)).toEqual({ totp_enabled: true, recovery_codes_remaining: 10 });
         c.advance(STEP);
@@ -144,7 +144,7 @@ for (const backend of backends) {
       it("an enrolment not confirmed within MFA_ENROLMENT_TTL (15 min) is void", async () => {
         const user = await registerUser(s);
         const { access_token: token } = expect201(await loginRest(s, creds(user)));
-        const secret = (await start(token)).body.secret as string;
+        const secret = (await start(token, user.password)).body.secret as string;
         c.advance(15 * MINUTE + SECOND);
         // Recent auth lapsed too: prove it again (no MFA yet, so the password alone).
         const again = await reauth(token, { password: user.password });
@@ -399,7 +399,7 @@ for (const backend of backends) {
           DisableTotp: disable(token, u.password, "123456"),
           RegenerateRecoveryCodes: regenerate(token),
           RevokeOtherSessions: rest(s.baseUrl, "POST", "/user/sessions:revokeOthers", { token, body: {} }),
-          StartTotpEnrollment: start(token),
+          StartTotpEnrollment: start(token, u.password),
           ConfirmTotpEnrollment: confirm(token, "123456"),
         });
         for (const [name, call] of Object.entries(sensitive(stale))) {
@@ -435,7 +435,7 @@ for (const backend of backends) {
         expect(authClaims(after.body.access_token).auth_time).toBe(reauthAt);
 
         expect((await regenerate(token)).status).toBe(200);
-        expectRestError(await start(token), 400, "MFA_ALREADY_ENABLED"); // past the gate
+        expectRestError(await start(token, u.password), 400, "MFA_ALREADY_ENABLED"); // past the gate
         expectRestError(await confirm(token, "123456"), 400, "MFA_ALREADY_ENABLED");
         expect((await rest(s.baseUrl, "POST", "/user/sessions:revokeOthers", { token, body: {} })).status).toBe(200);
         const newPassword = strongPassword("ra");
@@ -453,7 +453,7 @@ for (const backend of backends) {
           DisableTotp: disable(token, u.password, "123456"),
           RegenerateRecoveryCodes: regenerate(token),
           RevokeOtherSessions: rest(s.baseUrl, "POST", "/user/sessions:revokeOthers", { token, body: {} }),
-          StartTotpEnrollment: start(token),
+          StartTotpEnrollment: start(token, u.password),
           ConfirmTotpEnrollment: confirm(token, "123456"),
         });
         for (const [name, call] of Object.entries(sensitive(u.accessToken))) {
@@ -522,7 +522,7 @@ for (const backend of backends) {
 
         // Enrolling again gives a new secret and a new set of codes.
         c.advance(STEP);
-        const again = await enrolTotp(s, u.accessToken, c.now());
+        const again = await enrolTotp(s, u.accessToken, u.password, c.now());
         expect(again.secret).not.toBe(u.secret);
         expectRestError(await loginRest(s, { ...creds(u), recovery_code: u.recoveryCodes[0]! }), 401, "MFA_CODE_INVALID");
         expect201(await loginRest(s, { ...creds(u), recovery_code: again.recoveryCodes[0]! }));

@@ -81,7 +81,7 @@ for (const backend of backends) {
       const first = await loginRest(s, creds(user), from(PARIS));
       const device = deviceTokenOf(first);
       expect((await lastDecision(s, user.userId)).details).toMatchObject({ reasons: ["first_login"], score: 0, decision: "allow" });
-      const { secret } = await enrolTotp(s, first.body.access_token, c.now());
+      const { secret } = await enrolTotp(s, first.body.access_token, user.password, c.now());
       c.advance(STEP);
       // Known device, but it never passed MFA: the code is needed once.
       expectMfaRequired(await loginRest(s, { ...creds(user), device_id: device }, from(PARIS)));

@@ -1,7 +1,20 @@
+import type { IncomingMessage, ServerResponse } from "node:http";
+import { create, type Message } from "@bufbuild/protobuf";
+import { timestampFromMs } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { describe, expect, it } from "vitest";
 import { ErrorInfoSchema } from "../../gen/google/rpc/error_details_pb.js";
+import {
+  CompleteMfaLoginRequestSchema,
+  CompleteMfaLoginResponseSchema,
+  IdentityService,
+  LoginRequestSchema,
+  LogoutResponseSchema,
+  RefreshTokenRequestSchema,
+  RefreshTokenResponseSchema,
+} from "../../gen/identity/v1/identity_service_pb.js";
 import { ConfigError, loadConfig, longestAccessTokenTtlMs } from "../../src/config.js";
+import { createBrowserCredentials } from "../../src/http/browser-credentials.js";
 import { createCookiePolicy, readCookie } from "../../src/http/cookies.js";
 import { createCors } from "../../src/http/cors.js";
 import { createCsrfGuard } from "../../src/http/csrf.js";
@@ -68,6 +81,15 @@ describe("cookies", () => {
     expect(() => createCookiePolicy({ secure: false, hostPrefix: true })).toThrow();
   });
 
+  it("the device cookie: HttpOnly, SameSite=Strict, only to /login (and /login/mfa), __Secure- with the prefix option", () => {
+    const plain = createCookiePolicy({ secure: false, hostPrefix: false });
+    expect(plain.device).toBe("device_token");
+    expect(plain.deviceCookie("d", 2_592_000)).toBe("device_token=d; Max-Age=2592000; Path=/login; HttpOnly; SameSite=Strict");
+    const prefixed = createCookiePolicy({ secure: true, hostPrefix: true });
+    expect(prefixed.device).toBe("__Secure-device_token");
+    expect(prefixed.deviceCookie("d", 60)).toBe("__Secure-device_token=d; Max-Age=60; Path=/login; HttpOnly; SameSite=Strict; Secure");
+  });
+
   it("reads a cookie by exact name", () => {
     const header = "x_access_token=a; access_token=b; __Host-access_token=c";
     expect(readCookie(header, "access_token")).toBe("b");
@@ -123,6 +145,108 @@ describe("CSRF guard", () => {
     expect(login({ origin: "https://app.example.com", "sec-fetch-site": "cross-site" })).toBeUndefined();
     expect(login({ "sec-fetch-site": "cross-site" })).toBe("CSRF_REJECTED");
     expect(login({ origin: "https://evil.example" })).toBe("CSRF_REJECTED");
+  });
+});
+
+describe("browser credentials", () => {
+  const m = IdentityService.method;
+  const NOW = Date.UTC(2030, 0, 1);
+  const DEVICE = "D".repeat(43);
+  const DAY_S = 86_400;
+  const browser = (trustedDeviceTtlMs = 30 * DAY_S * 1000) =>
+    createBrowserCredentials({
+      cookieSecure: true,
+      cookieHostPrefix: false,
+      corsOrigins: ["https://app.example.com"],
+      csrfAllowSameSite: false,
+      publicMethods: new Set([m.login, m.completeMfaLogin, m.refreshToken]),
+      trustedDeviceTtlMs,
+      now: () => new Date(NOW),
+    });
+  const req = (headers: Record<string, string> = {}) => ({ method: "POST", headers: { host: "id.example.com", ...headers } }) as unknown as IncomingMessage;
+  function res() {
+    const cookies: string[] = [];
+    return { cookies, appendHeader: (name: string, value: string) => (name === "set-cookie" ? cookies.push(value) : undefined) };
+  }
+  const tokens = {
+    accessToken: "a.b.c",
+    refreshToken: "R".repeat(43),
+    tokenType: "Bearer",
+    expiresIn: 900,
+    refreshTokenExpireTime: timestampFromMs(NOW + 3_600_000),
+    sessionId: "s1",
+  };
+  const mfaDone = create(CompleteMfaLoginResponseSchema, { ...tokens, userId: "u1", deviceToken: DEVICE });
+  const success = (b: ReturnType<typeof browser>, method: (typeof m)[keyof typeof m], input: Message, response: Message) => {
+    const r = res();
+    const shown = b.onSuccess({ method, res: r as unknown as ServerResponse, input, response });
+    return { cookies: r.cookies, shown };
+  };
+
+  it("CompleteMfaLogin sets the access, refresh and device cookies, the device cookie for TRUSTED_DEVICE_TTL", () => {
+    const { cookies, shown } = success(browser(), m.completeMfaLogin, create(CompleteMfaLoginRequestSchema), mfaDone);
+    expect(cookies).toEqual([
+      "access_token=a.b.c; Max-Age=900; Path=/; HttpOnly; SameSite=Strict; Secure",
+      `refresh_token=${"R".repeat(43)}; Max-Age=3600; Path=/token/refresh; HttpOnly; SameSite=Strict; Secure`,
+      `device_token=${DEVICE}; Max-Age=2592000; Path=/login; HttpOnly; SameSite=Strict; Secure`,
+    ]);
+    expect(shown).toBeUndefined(); // the body as it was
+  });
+
+  it("TRUSTED_DEVICE_TTL=0 sets no device cookie; a refresh has none to set", () => {
+    expect(success(browser(0), m.completeMfaLogin, create(CompleteMfaLoginRequestSchema), mfaDone).cookies).toHaveLength(2);
+    const refreshed = create(RefreshTokenResponseSchema, tokens);
+    expect(success(browser(), m.refreshToken, create(RefreshTokenRequestSchema), refreshed).cookies.map((c) => c.split("=")[0])).toEqual([
+      "access_token",
+      "refresh_token",
+    ]);
+  });
+
+  it("cookies_only: the same cookies, and a body without the tokens but with their expiry", () => {
+    const { cookies, shown } = success(browser(), m.completeMfaLogin, create(CompleteMfaLoginRequestSchema, { cookiesOnly: true }), mfaDone);
+    expect(cookies).toHaveLength(3);
+    expect(shown).toMatchObject({ accessToken: "", refreshToken: "", deviceToken: "", expiresIn: 900, sessionId: "s1", userId: "u1", tokenType: "Bearer" });
+    expect((shown as typeof mfaDone).refreshTokenExpireTime).toEqual(tokens.refreshTokenExpireTime);
+    // The message the call returned is left alone.
+    expect(mfaDone.accessToken).toBe("a.b.c");
+    const refreshed = success(browser(), m.refreshToken, create(RefreshTokenRequestSchema, { cookiesOnly: true }), create(RefreshTokenResponseSchema, tokens));
+    expect(refreshed.shown).toMatchObject({ accessToken: "", refreshToken: "", expiresIn: 900 });
+  });
+
+  it("Logout clears the access and refresh cookies, not the device cookie", () => {
+    const { cookies } = success(browser(), m.logout, create(LogoutResponseSchema), create(LogoutResponseSchema));
+    expect(cookies.map((c) => c.split(";")[0])).toEqual(["access_token=", "refresh_token="]);
+  });
+
+  it("Login takes the device token from the cookie only when the body has none, and only a token-shaped one", () => {
+    const login = (body: { deviceId?: string }, cookie: string) => {
+      const input = create(LoginRequestSchema, { email: "a@example.com", password: "p", ...body });
+      browser().prepareCall({ method: m.login, req: req({ cookie }), input });
+      return input.deviceId;
+    };
+    expect(login({}, `device_token=${DEVICE}`)).toBe(DEVICE);
+    expect(login({ deviceId: "from-the-body" }, `device_token=${DEVICE}`)).toBe("from-the-body");
+    // Planted or damaged: ignored, rather than failing the login's validation.
+    expect(login({}, `device_token=${"x".repeat(200)}`)).toBeUndefined();
+    expect(login({}, "device_token=short")).toBeUndefined();
+    expect(login({}, `__Secure-device_token=${DEVICE}`)).toBeUndefined();
+  });
+
+  it("CompleteMfaLogin meets Login's CSRF rule: refused from another site, accepted from ours or a non-browser", () => {
+    const complete = (headers: Record<string, string>) => {
+      try {
+        browser().prepareCall({ method: m.completeMfaLogin, req: req(headers), input: create(CompleteMfaLoginRequestSchema) });
+        return undefined;
+      } catch (err) {
+        return (err as ConnectError).findDetails(ErrorInfoSchema)[0]?.reason;
+      }
+    };
+    expect(complete({ "sec-fetch-site": "cross-site", origin: "https://evil.example" })).toBe("CSRF_REJECTED");
+    expect(complete({ "sec-fetch-site": "cross-site" })).toBe("CSRF_REJECTED");
+    expect(complete({ origin: "https://evil.example" })).toBe("CSRF_REJECTED");
+    expect(complete({ "sec-fetch-site": "same-origin" })).toBeUndefined();
+    expect(complete({ "sec-fetch-site": "cross-site", origin: "https://app.example.com" })).toBeUndefined();
+    expect(complete({})).toBeUndefined();
   });
 });
 

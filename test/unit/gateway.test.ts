@@ -79,11 +79,14 @@ function gatewayOptions(
       return headers;
     },
     contextValues: (req) => createContextValues().set(clientAddress, req.socket.remoteAddress ?? ""),
-    onSuccess: ({ method, res, response }) => {
+    onSuccess: ({ method, res, input, response }) => {
       if (method.name !== "Register") return;
       res.setHeader("set-cookie", "session=s1; HttpOnly");
-      const email = (response as Message & { user?: { email: string } }).user?.email;
+      const registered = response as Message & { user?: { email: string } };
+      const email = registered.user?.email;
       if (email === "hook@example.com") throw new Error("hook secret");
+      // The hook shapes the body: here, what the request asked to leave out.
+      if ((input as Message & { captchaToken?: string }).captchaToken === "hide-email") return { ...registered, user: { ...registered.user, email: "" } };
     },
     onError: ({ method, error }) => errors.push({ method, error }),
   };
@@ -250,6 +253,13 @@ describe("REST gateway over IdentityService", () => {
         },
       },
     });
+  });
+
+  it("encodes the message onSuccess returns instead of the response, after the hook set its headers", async () => {
+    const res = await post("/register", '{"account":{"email":"shaped@example.com","password":"x"},"captcha_token":"hide-email"}');
+    expect(res.status).toBe(201);
+    expect(res.headers.get("set-cookie")).toBe("session=s1; HttpOnly");
+    expect((await res.json()) as unknown).toEqual({ user: { user_id: "u1" } });
   });
 
   it("accepts lowerCamel names and a charset parameter", async () => {
