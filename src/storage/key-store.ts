@@ -2,7 +2,7 @@ import { and, desc, gt, isNull, or, sql } from "drizzle-orm";
 import type { JWK } from "jose";
 import type { Db } from "./db.js";
 import { signingKeys } from "./schema.js";
-import type { KeyStore, StoredKey } from "../tokens/jwt.js";
+import type { KeyStore, StoredKey } from "../keys/ports.js";
 
 // Rotations from any number of instances and operators run one at a time:
 // the lock is held until the transaction ends.

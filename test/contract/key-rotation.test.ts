@@ -5,7 +5,8 @@ import { loadConfig } from "../../src/config.js";
 import { openDatabase, type Database } from "../../src/storage/db.js";
 import { createKeyStore } from "../../src/storage/key-store.js";
 import { signingKeys } from "../../src/storage/schema.js";
-import { createJwtService, newSigningKey, type JwtService, type KeyStore } from "../../src/tokens/jwt.js";
+import type { KeyStore } from "../../src/keys/ports.js";
+import { createJwtService, newSigningKey, type JwtService } from "../../src/tokens/jwt.js";
 import { backends, createPostgresDatabase } from "../support/databases.js";
 
 // KeyStore.rotate on the real databases, and two services sharing one store.

@@ -16,7 +16,8 @@ import {
   users as usersTable,
 } from "../../src/storage/schema.js";
 import { createAuditLog, createSessionStore, createUserStore } from "../../src/storage/stores.js";
-import { newSigningKey, type KeyStore, type StoredKey } from "../../src/tokens/jwt.js";
+import type { KeyStore, StoredKey } from "../../src/keys/ports.js";
+import { newSigningKey } from "../../src/tokens/jwt.js";
 import { backends, openTestDatabase } from "../support/databases.js";
 
 // One storage suite, run against every backend: PGlite always, PostgreSQL
