@@ -13,6 +13,9 @@ COPY gen ./gen
 RUN npm run build && npm prune --omit=dev
 
 FROM node:24-slim AS runtime
+# With DATABASE_URL, KEY_ENCRYPTION_KEYS is required (docs/operations.md).
+# Embedded mode keeps its key file in /var/lib/identity/data.kek, beside the
+# data: mount the volume at /var/lib/identity.
 ENV NODE_ENV=production PORT=8080 DATA_DIR=/var/lib/identity/data
 WORKDIR /app
 COPY --from=build /app/node_modules ./node_modules

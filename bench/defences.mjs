@@ -49,6 +49,7 @@ import { Redis } from "ioredis";
 import * as nodeRsArgon2 from "@node-rs/argon2";
 import {
   assertLoopback,
+  benchKeyEncryptionKeys,
   envInt,
   fmt,
   freePort,
@@ -699,7 +700,7 @@ async function startService(databaseUrl, extraEnv) {
   const env = { ...process.env };
   // Nothing of the caller's shell may change what is compared.
   for (const k of ["REDIS_URL", "RATE_LIMITS", "TRUSTED_PROXIES", "GEOIP", "CAPTCHA_PROVIDER", "CAPTCHA_SECRET", "WEBHOOK_URL", "WEBHOOK_SECRET"]) delete env[k];
-  Object.assign(env, { PORT: String(port), GRPC_PORT: String(grpcPort), HOST: "127.0.0.1", DATABASE_URL: databaseUrl, LOG_LEVEL: "warn", ...extraEnv });
+  Object.assign(env, { PORT: String(port), GRPC_PORT: String(grpcPort), HOST: "127.0.0.1", DATABASE_URL: databaseUrl, KEY_ENCRYPTION_KEYS: benchKeyEncryptionKeys, LOG_LEVEL: "warn", ...extraEnv });
   const c = spawn(process.execPath, [mainJs], { cwd: root, env, stdio: ["ignore", "pipe", "pipe"] });
   children.add(c);
   const onLine = (line) => {

@@ -3,6 +3,7 @@
 // client (a @grpc/grpc-js stub built from a protobuf-es descriptor, and plain
 // HTTP/1.1 keep-alive requests).
 import { execFileSync } from "node:child_process";
+import { randomBytes } from "node:crypto";
 import { readFileSync } from "node:fs";
 import * as http from "node:http";
 import * as net from "node:net";
@@ -22,6 +23,13 @@ export function envInt(name, fallback, { min = 1, max = 1_000_000 } = {}) {
   }
   return n;
 }
+
+/**
+ * KEY_ENCRYPTION_KEYS for the services a benchmark starts on PostgreSQL
+ * (they refuse to start without it): the caller's, or a key for this run
+ * that every instance shares.
+ */
+export const benchKeyEncryptionKeys = process.env.KEY_ENCRYPTION_KEYS || `bench:${randomBytes(32).toString("base64")}`;
 
 /** Refuses any database or server URL that is not on this machine's loopback. */
 export function assertLoopback(urlString, name) {

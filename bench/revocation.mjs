@@ -20,7 +20,7 @@ import { cpus } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
 import postgres from "postgres";
-import { assertLoopback, envInt, fmt, freePort, httpRequest, machineInfo, percentile, sleep, table } from "./lib.mjs";
+import { assertLoopback, benchKeyEncryptionKeys, envInt, fmt, freePort, httpRequest, machineInfo, percentile, sleep, table } from "./lib.mjs";
 
 const root = join(dirname(fileURLToPath(import.meta.url)), "..");
 const mainJs = join(root, "dist/src/main.js");
@@ -68,6 +68,7 @@ async function startInstance(dbUrl) {
       GRPC_PORT: "off",
       HOST: "127.0.0.1",
       DATABASE_URL: dbUrl,
+      KEY_ENCRYPTION_KEYS: benchKeyEncryptionKeys,
       REDIS_URL: opts.redisUrl,
       SESSION_CACHE_TTL: "60s",
       LOG_LEVEL: "warn",

@@ -28,6 +28,7 @@ import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import { createConnectTransport, createGrpcTransport } from "@connectrpc/connect-node";
 import {
   assertLoopback,
+  benchKeyEncryptionKeys,
   clockTicks,
   envInt,
   fmt,
@@ -156,6 +157,7 @@ async function startService(port, grpcPort, databaseUrl) {
       GRPC_PORT: String(grpcPort),
       HOST: "127.0.0.1",
       DATABASE_URL: databaseUrl,
+      KEY_ENCRYPTION_KEYS: benchKeyEncryptionKeys,
       LOG_LEVEL: "warn",
     },
     stdio: ["ignore", "pipe", "pipe"],

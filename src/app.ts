@@ -16,7 +16,7 @@ import { createAdminService } from "./core/admin.js";
 import { createLoginDefence, keyTag } from "./core/login-defence.js";
 import { createMfaService } from "./core/mfa.js";
 import { createRiskAssessor } from "./core/risk.js";
-import { createSecretBox, parseSecretBoxKeys } from "./mfa/secret-box.js";
+import { createSecretBox, type SecretBox } from "./mfa/secret-box.js";
 import { createTotp } from "./mfa/totp.js";
 import { defaultRiskThresholds } from "./risk/engine.js";
 import { createGeoIpLocator, type GeoLocator } from "./risk/geo.js";
@@ -24,9 +24,9 @@ import { createLoginHistoryStore, createMfaStore, pruneExpiredChallenges } from 
 import { createWebhookNotifier, nullNotifier, type Notifier } from "./notify/webhook.js";
 import { adminHandlers } from "./rpc/admin-handlers.js";
 import { parseLimits, rateLimitInterceptors } from "./rpc/rate-limit.js";
-import { createLoginAttemptStore, pruneLoginThrottle, sharedSecret } from "./storage/throttle-store.js";
+import { createLoginAttemptStore, pruneLoginThrottle } from "./storage/throttle-store.js";
 import { Health } from "../gen/grpc/health/v1/health_pb.js";
-import { longestAccessTokenTtlMs, type Config } from "./config.js";
+import { keyEncryptionSource, longestAccessTokenTtlMs, type Config } from "./config.js";
 import { createIdentityService, type IdentityService } from "./core/identity.js";
 import { createPasswordPolicy } from "./core/password-policy.js";
 import { systemClock, type AuditEvent, type Clock, type PasswordHasher } from "./core/ports.js";
@@ -50,7 +50,10 @@ import { registerReflection } from "./rpc/reflection.js";
 import { validationInterceptor } from "./rpc/validate.js";
 import { listen, type AnyRequest, type AnyResponse, type ListeningServer, type RequestHandler } from "./server.js";
 import { openDatabase, isUnavailableError, type Database } from "./storage/db.js";
+import { openKeyEncryptionKeys } from "./keys/kek.js";
 import { createKeyStore } from "./storage/key-store.js";
+import { holdsSealedData } from "./storage/sealed.js";
+import { createServerSecrets } from "./storage/server-secrets.js";
 import { createAuditLog, createSessionStore, createUserStore } from "./storage/stores.js";
 import { combineListeners, createRedisRevocationFeed, type RedisRevocationFeed } from "./revocation/redis-feed.js";
 import { createSessionCache } from "./sessions/session-cache.js";
@@ -94,6 +97,8 @@ const PUBLIC_METHODS: ReadonlySet<DescMethod> = new Set([
 
 export async function createApp(config: Config, logger: Logger, overrides: AppOverrides = {}): Promise<App> {
   const clock = overrides.clock ?? systemClock;
+  // Before anything is opened: PostgreSQL without KEY_ENCRYPTION_KEYS is refused.
+  const kekSource = keyEncryptionSource(config);
   const database = overrides.database ?? (await openDatabase(config.database, { migrate: config.migrateOnStart }));
   const { db } = database;
   const hasher =
@@ -103,17 +108,44 @@ export async function createApp(config: Config, logger: Logger, overrides: AppOv
       maxQueue: config.hashing.maxQueue,
       queueTimeoutMs: config.hashing.queueTimeoutMs,
     });
-  const tokens = createJwtService({
-    keys: createKeyStore(db),
-    issuer: config.jwt.issuer,
-    audience: config.jwt.audience,
-    accessTokenTtlMs: config.jwt.accessTokenTtlMs,
-    maxAccessTokenTtlMs: longestAccessTokenTtlMs(config),
-    publishLeadMs: config.signingKeys.publishLeadMs,
-    onRefreshError: (err) => logger.warn({ err }, "signing key reload failed"),
-    now: () => clock.now(),
-  });
-  await tokens.init();
+  let tokens: JwtService;
+  let hashKey: Uint8Array;
+  let recoveryKey: Uint8Array;
+  let totpBox: SecretBox;
+  try {
+    if (config.keyEncryption.variable === "MFA_ENCRYPTION_KEYS") {
+      logger.warn("MFA_ENCRYPTION_KEYS is deprecated: rename it KEY_ENCRYPTION_KEYS (it now also seals the signing keys and server secrets)");
+    }
+    const keks = await openKeyEncryptionKeys(kekSource, { holdsSealedData: () => holdsSealedData(db), warn: (message) => logger.warn(message) });
+    // One set of key-encryption keys seals everything secret at rest.
+    const box = createSecretBox(keks);
+    const secrets = createServerSecrets(db, box);
+    // Sealed too: with the database and Redis alone, password guesses cannot be tested against the spray fingerprints.
+    hashKey = await secrets.shared("abuse_hmac_key");
+    recoveryKey = await secrets.shared("recovery_code_key");
+    // Before KEY_ENCRYPTION_KEYS, a service without MFA_ENCRYPTION_KEYS sealed
+    // TOTP secrets with this key (id "db"). It only opens now: each such
+    // secret is re-sealed with the current key at its next use.
+    const legacyTotpKey = await secrets.existing("mfa_secret_box_key");
+    const idTaken = keks.some((k) => k.id === LEGACY_TOTP_KEY_ID);
+    if (legacyTotpKey && idTaken) logger.warn(`a key-encryption key has the id "${LEGACY_TOTP_KEY_ID}" of the former TOTP key: TOTP secrets sealed with that one will not open`);
+    totpBox = legacyTotpKey && !idTaken ? createSecretBox([...keks, { id: LEGACY_TOTP_KEY_ID, key: legacyTotpKey }]) : box;
+    // Last in the block: init() starts the key reload timer, and nothing after it can fail.
+    tokens = createJwtService({
+      keys: createKeyStore(db, box),
+      issuer: config.jwt.issuer,
+      audience: config.jwt.audience,
+      accessTokenTtlMs: config.jwt.accessTokenTtlMs,
+      maxAccessTokenTtlMs: longestAccessTokenTtlMs(config),
+      publishLeadMs: config.signingKeys.publishLeadMs,
+      onRefreshError: (err) => logger.warn({ err }, "signing key reload failed"),
+      now: () => clock.now(),
+    });
+    await tokens.init();
+  } catch (err) {
+    if (!overrides.database) await database.close();
+    throw err;
+  }
 
   const sessionCache = createSessionCache(createSessionStore(db), { ttlMs: config.session.cacheTtlMs, max: 100_000 });
   const feed = config.redisUrl
@@ -130,7 +162,6 @@ export async function createApp(config: Config, logger: Logger, overrides: AppOv
     : undefined;
   // Abuse defence: limits and detectors in Redis (per instance without it),
   // attempt counts in PostgreSQL.
-  const hashKey = await sharedSecret(db, "abuse_hmac_key");
   const modeLogger = (what: string) => (mode: "redis" | "memory", err?: unknown) => {
     if (mode === "memory") logger.warn({ err }, `${what}: Redis unreachable; limits are per instance until it is back`);
     else logger.info(`${what}: Redis is back; limits are shared again`);
@@ -170,19 +201,12 @@ export async function createApp(config: Config, logger: Logger, overrides: AppOv
     },
     onError: (err) => logger.warn({ err }, "abuse detection failed"),
   });
-  let secretBoxKeys = config.mfa.encryptionKeys ? parseSecretBoxKeys(config.mfa.encryptionKeys) : undefined;
-  if (!secretBoxKeys) {
-    // Zero-setup default: a key kept in the database beside the secrets it
-    // seals protects a stolen backup of one table, not of the database.
-    logger.warn("MFA_ENCRYPTION_KEYS is not set: TOTP secrets are sealed with a key stored in the database; set it in production");
-    secretBoxKeys = [{ id: "db", key: await sharedSecret(db, "mfa_secret_box_key") }];
-  }
   const mfa = createMfaService({
     store: createMfaStore(db),
-    box: createSecretBox(secretBoxKeys),
+    box: totpBox,
     totp: createTotp(),
     clock,
-    recoveryKey: await sharedSecret(db, "recovery_code_key"),
+    recoveryKey,
     issuer: config.mfa.issuer,
     record,
     enrolmentTtlMs: config.mfa.enrolmentTtlMs,
@@ -422,6 +446,7 @@ export async function createApp(config: Config, logger: Logger, overrides: AppOv
 }
 
 const PRUNE_INTERVAL_MS = 3_600_000;
+const LEGACY_TOTP_KEY_ID = "db";
 
 // geoip-lite reads ~110 MB synchronously on first use: pay that at boot,
 // not inside the first login from a public address.

@@ -1,5 +1,6 @@
 import { availableParallelism } from "node:os";
 import { isIP } from "node:net";
+import { resolve } from "node:path";
 import { z } from "zod";
 import type { SprayPolicy, ThrottlePolicy } from "./core/login-defence.js";
 import type { RoleLifetimes } from "./core/ports.js";
@@ -148,8 +149,11 @@ const EnvSchema = z.object({
   DISPOSABLE_EMAIL_CHECK: bool.default(true),
   EMAIL_DOMAIN_ALLOW: z.string().default(""),
   EMAIL_DOMAIN_DENY: z.string().default(""),
-  // "k2:BASE64,k1:BASE64": AES-256 keys sealing TOTP secrets, the first
-  // seals (rotation: put the new key first, keep the old ones).
+  // "k2:BASE64,k1:BASE64": AES-256 key-encryption keys sealing the signing
+  // keys, the server secrets and the TOTP secrets; the first seals
+  // (rotation: put the new key first, keep the old ones).
+  KEY_ENCRYPTION_KEYS: z.string().optional(),
+  // Its former name, from when it sealed TOTP secrets only: still read.
   MFA_ENCRYPTION_KEYS: z.string().optional(),
   MFA_ISSUER: z.string().min(1).max(64).default("Identity"),
   MFA_CHALLENGE_TTL: duration.default(5 * 60_000),
@@ -224,8 +228,12 @@ export type Config = Readonly<{
     | undefined;
   emailDomains: { disposableCheck: boolean; allow: readonly string[]; deny: readonly string[] };
   webhook: { url: string; secret: string } | undefined;
+  /**
+   * The key-encryption keys ("id:base64,…", validated) and the variable they
+   * came from; unset: see keyEncryptionSource.
+   */
+  keyEncryption: { keys: string | undefined; variable: "KEY_ENCRYPTION_KEYS" | "MFA_ENCRYPTION_KEYS" | undefined };
   mfa: {
-    encryptionKeys: string | undefined;
     issuer: string;
     challengeTtlMs: number;
     enrolmentTtlMs: number;
@@ -289,11 +297,18 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
   if (!(e.RISK_REQUIRE_MFA_AT <= e.RISK_REQUIRE_CAPTCHA_AT && e.RISK_REQUIRE_CAPTCHA_AT <= e.RISK_DENY_AT)) {
     throw new ConfigError("invalid configuration:\n  RISK_*_AT: need RISK_REQUIRE_MFA_AT <= RISK_REQUIRE_CAPTCHA_AT <= RISK_DENY_AT");
   }
-  if (e.MFA_ENCRYPTION_KEYS !== undefined) {
+  if (e.KEY_ENCRYPTION_KEYS !== undefined && e.MFA_ENCRYPTION_KEYS !== undefined && e.KEY_ENCRYPTION_KEYS.trim() !== e.MFA_ENCRYPTION_KEYS.trim()) {
+    throw new ConfigError(
+      "invalid configuration:\n  MFA_ENCRYPTION_KEYS: the deprecated name of KEY_ENCRYPTION_KEYS, set to a different value; set KEY_ENCRYPTION_KEYS only",
+    );
+  }
+  const kekVariable = e.KEY_ENCRYPTION_KEYS !== undefined ? "KEY_ENCRYPTION_KEYS" : e.MFA_ENCRYPTION_KEYS !== undefined ? "MFA_ENCRYPTION_KEYS" : undefined;
+  const keks = e.KEY_ENCRYPTION_KEYS ?? e.MFA_ENCRYPTION_KEYS;
+  if (keks !== undefined) {
     try {
-      parseSecretBoxKeys(e.MFA_ENCRYPTION_KEYS);
+      parseSecretBoxKeys(keks);
     } catch (err) {
-      throw new ConfigError(`invalid configuration:\n  MFA_ENCRYPTION_KEYS: ${(err as Error).message}`);
+      throw new ConfigError(`invalid configuration:\n  ${kekVariable}: ${(err as Error).message}`);
     }
   }
   if (e.HTTP_HEADERS_TIMEOUT < 1_000 || e.HTTP_HEADERS_TIMEOUT > e.HTTP_REQUEST_TIMEOUT) {
@@ -393,8 +408,8 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       deny: list(e.EMAIL_DOMAIN_DENY),
     },
     webhook: e.WEBHOOK_URL && e.WEBHOOK_SECRET ? { url: e.WEBHOOK_URL, secret: e.WEBHOOK_SECRET } : undefined,
+    keyEncryption: { keys: keks, variable: kekVariable },
     mfa: {
-      encryptionKeys: e.MFA_ENCRYPTION_KEYS,
       issuer: e.MFA_ISSUER,
       challengeTtlMs: e.MFA_CHALLENGE_TTL,
       enrolmentTtlMs: e.MFA_ENROLMENT_TTL,
@@ -414,4 +429,35 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
 /** The longest access-token lifetime of any role: a rotated-out signing key stays published this long after its last use. */
 export function longestAccessTokenTtlMs(config: Config): number {
   return Math.max(config.jwt.accessTokenTtlMs, ...Object.values(config.lifetimes).map((l) => l.accessTokenTtlMs));
+}
+
+/** Where the key-encryption keys come from. */
+export type KeyEncryptionSource =
+  | { kind: "configured"; keys: { id: string; key: Uint8Array }[] }
+  /** Embedded mode without KEY_ENCRYPTION_KEYS: a key file beside (never inside) the data directory. */
+  | { kind: "file"; path: string }
+  /** An in-memory database (tests): a key that lives as long as it does. */
+  | { kind: "ephemeral" };
+
+/**
+ * The key-encryption keys the service and rotate-signing-key need (the other
+ * operator commands never touch sealed data, so whoever only migrates or
+ * grants roles need not hold them). PostgreSQL without KEY_ENCRYPTION_KEYS is
+ * refused: a key kept beside a shared database would protect nothing.
+ */
+export function keyEncryptionSource(config: Config): KeyEncryptionSource {
+  if (config.keyEncryption.keys !== undefined) return { kind: "configured", keys: parseSecretBoxKeys(config.keyEncryption.keys) };
+  if (config.database.kind === "postgres") {
+    throw new ConfigError(
+      [
+        "invalid configuration:",
+        "  KEY_ENCRYPTION_KEYS: required with DATABASE_URL: it seals the signing keys and secrets kept in PostgreSQL,",
+        "    so that a copy of the database cannot sign tokens. Generate one and give every instance the same value:",
+        `    KEY_ENCRYPTION_KEYS=$(node -e "console.log('k1:'+crypto.randomBytes(32).toString('base64'))")`,
+      ].join("\n"),
+    );
+  }
+  const dataDir = config.database.dataDir;
+  if (dataDir.startsWith("memory://")) return { kind: "ephemeral" };
+  return { kind: "file", path: `${resolve(dataDir)}.kek` };
 }

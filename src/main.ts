@@ -5,8 +5,13 @@ import { createLogger } from "./logger.js";
 // Process entry: config → app → listen; SIGTERM/SIGINT → drain → close.
 async function main(): Promise<void> {
   let config;
+  let logger;
+  let app;
   try {
     config = loadConfig();
+    logger = createLogger(config.logLevel);
+    // Also refuses to start without the key-encryption keys it needs.
+    app = await createApp(config, logger);
   } catch (err) {
     if (err instanceof ConfigError) {
       process.stderr.write(`${err.message}\n`);
@@ -14,8 +19,6 @@ async function main(): Promise<void> {
     }
     throw err;
   }
-  const logger = createLogger(config.logLevel);
-  const app = await createApp(config, logger);
   const server = await app.listen({ port: config.port, host: config.host });
   const grpcServer = config.grpcPort === undefined ? undefined : await app.listenGrpcJs({ port: config.grpcPort, host: config.host });
   logger.info(

@@ -1,8 +1,11 @@
 import { pathToFileURL } from "node:url";
-import { ConfigError, loadConfig, longestAccessTokenTtlMs, type Config } from "../config.js";
+import { ConfigError, keyEncryptionSource, loadConfig, longestAccessTokenTtlMs, type Config } from "../config.js";
+import { openKeyEncryptionKeys } from "../keys/kek.js";
+import { createSecretBox } from "../mfa/secret-box.js";
 import { openDatabase, type Database } from "../storage/db.js";
 import { announceKeysChanged } from "../revocation/redis-feed.js";
 import { createKeyStore } from "../storage/key-store.js";
+import { holdsSealedData } from "../storage/sealed.js";
 import { createJwtService, type RotatedKey } from "../tokens/jwt.js";
 
 // `npm run rotate-signing-key [-- --now]`: creates the next access-token
@@ -28,10 +31,16 @@ export async function rotateSigningKey(opts: {
   database?: Database;
   now?: () => Date;
 }): Promise<RotatedKey> {
+  // The new key is sealed like the service's: this command needs the same key-encryption keys.
+  const kekSource = keyEncryptionSource(opts.config);
   const database = opts.database ?? (await openDatabase(opts.config.database));
   try {
+    const keks = await openKeyEncryptionKeys(kekSource, {
+      holdsSealedData: () => holdsSealedData(database.db),
+      warn: (message) => process.stderr.write(`${message}\n`),
+    });
     const tokens = createJwtService({
-      keys: createKeyStore(database.db),
+      keys: createKeyStore(database.db, createSecretBox(keks)),
       issuer: opts.config.jwt.issuer,
       audience: opts.config.jwt.audience,
       accessTokenTtlMs: opts.config.jwt.accessTokenTtlMs,
@@ -70,18 +79,20 @@ async function main(argv: string[]): Promise<number> {
     process.stderr.write(`unknown argument ${unknown[0]}\n${USAGE}`);
     return 2;
   }
+  const immediate = argv.length > 0;
   let config: Config;
+  let result: RotatedKey;
   try {
     config = loadConfig();
+    result = await rotateSigningKey({ config, immediate });
   } catch (err) {
+    // A bad configuration, or no key-encryption keys: a usage error.
     if (err instanceof ConfigError) {
       process.stderr.write(`${err.message}\n`);
       return 2;
     }
     throw err;
   }
-  const immediate = argv.length > 0;
-  const result = await rotateSigningKey({ config, immediate });
   process.stdout.write(describeRotation(result, immediate));
   if (result.rotated && config.redisUrl) {
     // Running instances would reload within a minute anyway; with Redis

@@ -104,6 +104,11 @@ export function createSecretBox(keys: readonly { id: string; key: Uint8Array }[]
   };
 }
 
+/** The id of the key `sealed` was sealed with (not secret: it names a configured key), for error messages. */
+export function sealedKeyId(sealed: Uint8Array): string {
+  return parseHeader(sealed).keyId;
+}
+
 /** Parses "k2:BASE64,k1:BASE64" (first = current; ids [A-Za-z0-9_-]{1,16}; keys base64/base64url of 32 bytes); throws an Error with a clear message otherwise. */
 export function parseSecretBoxKeys(value: string): { id: string; key: Uint8Array }[] {
   const entries = value.split(",").map((entry) => entry.trim());

@@ -172,14 +172,23 @@ export const signingKeys = pgTable(
     kid: text("kid").primaryKey(),
     alg: text("alg").notNull(),
     publicJwk: jsonb("public_jwk").notNull(),
-    privateJwk: jsonb("private_jwk").notNull(),
+    // Before migration 0007 the private JWK in clear; the key store seals
+    // such a row on its next read and clears this column.
+    privateJwk: jsonb("private_jwk"),
+    // The private JWK (JSON) sealed by the secret box (mfa/secret-box.ts)
+    // under a key-encryption key from configuration, bound to the kid.
+    sealedPrivateJwk: bytea("sealed_private_jwk"),
     createdAt: ts("created_at").notNull(),
     // Signing starts after this (published in the JWKS before use)...
     activatesAt: ts("activates_at").notNull(),
     // ...and the key leaves the JWKS after this.
     retiresAt: ts("retires_at"),
   },
-  (t) => [index("signing_keys_activates_at_idx").on(t.activatesAt)],
+  (t) => [
+    index("signing_keys_activates_at_idx").on(t.activatesAt),
+    // Never both: sealing a legacy row clears the clear-text column in the same UPDATE.
+    check("signing_keys_private_key_check", sql`num_nonnulls(${t.privateJwk}, ${t.sealedPrivateJwk}) = 1`),
+  ],
 );
 
 // Consecutive failed logins per canonical account, keyed by a keyed hash of
@@ -201,11 +210,18 @@ export const loginThrottle = pgTable(
 
 // Secrets every instance must share (e.g. the key of the abuse-defence
 // hashes), created on first use by whichever instance gets there first.
-export const serverSecrets = pgTable("server_secrets", {
-  name: text("name").primaryKey(),
-  value: bytea("value").notNull(),
-  createdAt: ts("created_at").notNull(),
-});
+// Sealed like the signing keys (bound to the name); `value` is the clear
+// text of rows from before migration 0007, sealed and cleared on next read.
+export const serverSecrets = pgTable(
+  "server_secrets",
+  {
+    name: text("name").primaryKey(),
+    value: bytea("value"),
+    sealedValue: bytea("sealed_value"),
+    createdAt: ts("created_at").notNull(),
+  },
+  (t) => [check("server_secrets_value_check", sql`num_nonnulls(${t.value}, ${t.sealedValue}) = 1`)],
+);
 
 // TOTP (RFC 6238). The secret is sealed with AES-256-GCM (mfa/secret-box.ts)
 // under a key from configuration, bound to the user id. A row without

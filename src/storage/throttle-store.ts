@@ -1,8 +1,7 @@
-import { randomBytes } from "node:crypto";
 import { and, eq, isNull, lt, sql } from "drizzle-orm";
 import { throttleDelayMs, type AttemptClaim, type LoginAttemptStore, type ThrottlePolicy } from "../core/login-defence.js";
 import type { Db } from "./db.js";
-import { loginThrottle, serverSecrets } from "./schema.js";
+import { loginThrottle } from "./schema.js";
 
 function rowsOf<T>(result: unknown): T[] {
   return (Array.isArray(result) ? result : ((result as { rows?: T[] }).rows ?? [])) as T[];
@@ -80,18 +79,4 @@ export async function pruneLoginThrottle(db: Db, now: Date, policy: ThrottlePoli
     .where(and(isNull(loginThrottle.lockedAt), lt(loginThrottle.lastFailureAt, new Date(now.getTime() - policy.resetAfterMs))))
     .returning({ key: loginThrottle.accountKey });
   return rows.length;
-}
-
-/**
- * A random secret every instance shares, created by whichever instance asks
- * first (the insert is a no-op for the others).
- */
-export async function sharedSecret(db: Db, name: string, bytes = 32): Promise<Uint8Array> {
-  await db
-    .insert(serverSecrets)
-    .values({ name, value: randomBytes(bytes), createdAt: new Date() })
-    .onConflictDoNothing({ target: serverSecrets.name });
-  const [row] = await db.select({ value: serverSecrets.value }).from(serverSecrets).where(eq(serverSecrets.name, name));
-  if (!row) throw new Error(`server secret ${name} missing after insert`);
-  return row.value;
 }

@@ -12,6 +12,7 @@ import {
 } from "jose";
 import { LRUCache } from "lru-cache";
 import { isRole, type AccessClaims, type TokenIssuer } from "../core/ports.js";
+import type { KeyStore, StoredKey } from "../keys/ports.js";
 import { isUuid } from "../core/uuid.js";
 
 // Access tokens: JWT (RFC 9068 profile, typ "at+jwt"), EdDSA over Ed25519,
@@ -23,35 +24,6 @@ export const ACCESS_TOKEN_ALG = "EdDSA";
 export const ACCESS_TOKEN_TYP = "at+jwt";
 // Clock skew tolerated between instances (and internal verifiers).
 const CLOCK_TOLERANCE_S = 5;
-
-export interface StoredKey {
-  kid: string;
-  alg: string;
-  publicJwk: JWK;
-  privateJwk: JWK;
-  createdAt: Date;
-  activatesAt: Date;
-  retiresAt: Date | null;
-}
-
-export type KeyRotation =
-  | { rotated: true; retired: { kid: string; retiresAt: Date }[] }
-  /** Another rotation's key is still waiting to activate: nothing changed. */
-  | { rotated: false; pending: StoredKey };
-
-export interface KeyStore {
-  /** Keys not yet retired at `now`, newest first. */
-  listUsable(now: Date): Promise<StoredKey[]>;
-  insert(key: StoredKey): Promise<void>;
-  /**
-   * Inserts `next` and moves every other key's retiresAt to `retireOthersAt`
-   * (never later than it already was), atomically and one rotation at a time
-   * across instances. Unless `force`, does nothing when a key is already
-   * pending (activatesAt > now, not retired), so two operators or instances
-   * rotating at once publish one key, not two.
-   */
-  rotate(input: { next: StoredKey; retireOthersAt: Date; now: Date; force: boolean }): Promise<KeyRotation>;
-}
 
 export interface JwtServiceOptions {
   /** Verified tokens remembered (a repeated token skips the signature check). */

@@ -5,8 +5,10 @@ import { loadConfig } from "../../src/config.js";
 import { openDatabase, type Database } from "../../src/storage/db.js";
 import { createKeyStore } from "../../src/storage/key-store.js";
 import { signingKeys } from "../../src/storage/schema.js";
-import { createJwtService, newSigningKey, type JwtService, type KeyStore } from "../../src/tokens/jwt.js";
+import type { KeyStore } from "../../src/keys/ports.js";
+import { createJwtService, newSigningKey, type JwtService } from "../../src/tokens/jwt.js";
 import { backends, createPostgresDatabase } from "../support/databases.js";
+import { TEST_KEY_ENCRYPTION_KEYS, testBox } from "../support/keys.js";
 
 // KeyStore.rotate on the real databases, and two services sharing one store.
 // Each backend gets a database of its own: rotation touches every key.
@@ -52,7 +54,7 @@ for (const backend of backends) {
       } else {
         database = await openDatabase({ kind: "pglite", dataDir: "memory://" });
       }
-      keys = createKeyStore(database.db);
+      keys = createKeyStore(database.db, testBox());
     });
 
     afterEach(async () => {
@@ -105,7 +107,7 @@ for (const backend of backends) {
     });
 
     it("publishes exactly one new key when instances rotate at the same moment", async () => {
-      const stores = [keys, createKeyStore((second ?? database).db), keys, createKeyStore((second ?? database).db)];
+      const stores = [keys, createKeyStore((second ?? database).db, testBox()), keys, createKeyStore((second ?? database).db, testBox())];
       const instances = stores.map((s) => service(s));
       await instances[0]!.init();
       for (const svc of instances.slice(1)) await svc.init();
@@ -118,7 +120,7 @@ for (const backend of backends) {
     it("carries a key rotated on one instance to another through the store", async () => {
       const a = service();
       await a.init();
-      const b = service(second ? createKeyStore(second.db) : keys);
+      const b = service(second ? createKeyStore(second.db, testBox()) : keys);
       await b.init();
       const oldToken = (await b.issueAccessToken({ userId: U, sessionId: S, now: T0 })).token;
       const rotated = await a.rotate();
@@ -133,7 +135,7 @@ for (const backend of backends) {
     });
 
     it("rotates from the operator command and prints the new kid and activation time", async () => {
-      const config = loadConfig({ KEY_PUBLISH_LEAD: "15m" });
+      const config = loadConfig({ KEY_PUBLISH_LEAD: "15m", KEY_ENCRYPTION_KEYS: TEST_KEY_ENCRYPTION_KEYS });
       const result = await rotateSigningKey({ config, immediate: false, database, now: () => T0 });
       expect(result).toMatchObject({ rotated: true, activatesAt: at(15 * MINUTE) });
       // The first rotation of an empty store creates the first key, then the next one.

@@ -2,7 +2,7 @@ import { randomBytes } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { AttemptClaim, LoginAttemptStore, ThrottlePolicy } from "../../src/core/login-defence.js";
 import { openDatabase, type Database, type Db } from "../../src/storage/db.js";
-import { createLoginAttemptStore, pruneLoginThrottle, sharedSecret } from "../../src/storage/throttle-store.js";
+import { createLoginAttemptStore, pruneLoginThrottle } from "../../src/storage/throttle-store.js";
 import { createMemoryAttemptStore } from "../support/fakes.js";
 import { backends, createPostgresDatabase } from "../support/databases.js";
 
@@ -143,7 +143,7 @@ function randomHistory(seed: number, length: number): Op[] {
 }
 
 describe.each(backends)("login attempt store ($name)", ({ name, skip }) => {
-  describe.skipIf(skip)("SQL claims against the memory fake, concurrency, shared secrets", () => {
+  describe.skipIf(skip)("SQL claims against the memory fake, concurrency", () => {
     let database: Database;
     let second: Database | undefined;
     let drop = async () => {};
@@ -241,20 +241,6 @@ describe.each(backends)("login attempt store ($name)", ({ name, skip }) => {
       await expect(sql.claim(recent, now, policy)).resolves.toEqual(claimed(1));
       await expect(sql.claim(lockedKey, now, policy)).resolves.toEqual(locked(policy.lockoutThreshold));
       await expect(pruneLoginThrottle(database.db, now, { ...policy, resetAfterMs: 0 })).resolves.toBe(0);
-    });
-
-    it("sharedSecret: two concurrent first callers get the same bytes; later callers too; names are separate", async () => {
-      const name = `test_secret_${randomBytes(4).toString("hex")}`;
-      const [a, b] = await Promise.all(dbs().length > 1 ? dbs().map((db) => sharedSecret(db, name)) : [sharedSecret(database.db, name), sharedSecret(database.db, name)]);
-      expect(a).toHaveLength(32);
-      expect(Buffer.from(a!).equals(Buffer.from(b!))).toBe(true);
-      expect(Buffer.from(await sharedSecret(database.db, name)).equals(Buffer.from(a!))).toBe(true);
-      const other = await sharedSecret(database.db, `${name}_other`, 16);
-      expect(other).toHaveLength(16);
-      expect(Buffer.from(other).equals(Buffer.from(a!).subarray(0, 16))).toBe(false);
-      // Many concurrent callers still agree.
-      const many = await Promise.all(Array.from({ length: 12 }, (_, i) => sharedSecret(dbs()[i % dbs().length]!, `${name}_many`)));
-      for (const m of many) expect(Buffer.from(m).equals(Buffer.from(many[0]!))).toBe(true);
     });
   });
 });

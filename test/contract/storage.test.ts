@@ -16,8 +16,10 @@ import {
   users as usersTable,
 } from "../../src/storage/schema.js";
 import { createAuditLog, createSessionStore, createUserStore } from "../../src/storage/stores.js";
-import { newSigningKey, type KeyStore, type StoredKey } from "../../src/tokens/jwt.js";
+import type { KeyStore, StoredKey } from "../../src/keys/ports.js";
+import { newSigningKey } from "../../src/tokens/jwt.js";
 import { backends, openTestDatabase } from "../support/databases.js";
+import { testBox } from "../support/keys.js";
 
 // One storage suite, run against every backend: PGlite always, PostgreSQL
 // when it answers (and always in CI). Each test builds its own rows with
@@ -97,7 +99,7 @@ for (const backend of backends) {
       users = createUserStore(database.db);
       sessions = createSessionStore(database.db);
       audit = createAuditLog(database.db);
-      keys = createKeyStore(database.db);
+      keys = createKeyStore(database.db, testBox());
     });
 
     afterAll(async () => {
@@ -813,18 +815,19 @@ for (const backend of backends) {
         expect(listed).toEqual([original]);
       });
 
-      it("stores JWKs as JSON objects, not as JSON strings", async () => {
+      it("stores the public JWK as a JSON object, not as a JSON string, and the private one only sealed", async () => {
         const k = await key(at(-HOUR));
         await keys.insert(k);
         const rows = await database.db
           .select({
             publicType: sql<string>`jsonb_typeof(${signingKeys.publicJwk})`,
-            privateType: sql<string>`jsonb_typeof(${signingKeys.privateJwk})`,
+            privateType: sql<string | null>`jsonb_typeof(${signingKeys.privateJwk})`,
             kty: sql<string>`${signingKeys.publicJwk} ->> 'kty'`,
+            sealed: sql<boolean>`${signingKeys.sealedPrivateJwk} is not null`,
           })
           .from(signingKeys)
           .where(and(eq(signingKeys.kid, k.kid)));
-        expect(rows).toEqual([{ publicType: "object", privateType: "object", kty: "OKP" }]);
+        expect(rows).toEqual([{ publicType: "object", privateType: null, kty: "OKP", sealed: true }]);
       });
     });
   });

@@ -6,8 +6,10 @@ import { calculateJwkThumbprint, decodeJwt, exportJWK, generateKeyPair, SignJWT,
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { IdentityService } from "../../gen/identity/v1/identity_service_pb.js";
 import { signingKeys, users } from "../../src/storage/schema.js";
+import { createKeyStore } from "../../src/storage/key-store.js";
 import { connectClient, grpcJsClient, grpcJsReason, rest, restReason, STRONG_PASSWORD, uniqueEmail } from "../support/clients.js";
 import { backends } from "../support/databases.js";
+import { testBox } from "../support/keys.js";
 import { startTestServer, type TestServer } from "../support/server.js";
 import {
   accessTokenCookie,
@@ -172,7 +174,8 @@ for (const backend of backends) {
       let base: JWTPayload;
 
       beforeAll(async () => {
-        const [row] = await s.app.database.db.select().from(signingKeys).limit(1);
+        // The grey box holds the key-encryption key too: the private key is sealed in the row.
+        const [row] = await createKeyStore(s.app.database.db, testBox()).listUsable(new Date());
         // Signed by hand (not SignJWT) so that headers a library would refuse to emit can be tried too.
         const key = createPrivateKey({ key: row!.privateJwk as never, format: "jwk" });
         sign = async (claims, header = {}) => {

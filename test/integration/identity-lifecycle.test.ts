@@ -1,6 +1,6 @@
 import { loginThrottle } from "../../src/storage/schema.js";
 import { execFileSync, spawn, type ChildProcess } from "node:child_process";
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import * as http from "node:http";
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
@@ -12,6 +12,7 @@ import { IdentityService } from "../../gen/identity/v1/identity_service_pb.js";
 import { auditEvents, passwordCredentials, profiles, refreshTokens, sessions, users } from "../../src/storage/schema.js";
 import { grpcJsClient, rest, STRONG_PASSWORD, uniqueEmail } from "../support/clients.js";
 import { backends, createPostgresDatabase, openTestDatabase } from "../support/databases.js";
+import { TEST_KEY_ENCRYPTION_KEYS } from "../support/keys.js";
 import { startTestServer, type TestServer } from "../support/server.js";
 import {
   expectRestError,
@@ -405,7 +406,8 @@ for (const backend of backends) {
             ARGON2_TIME_COST: "1",
             COOKIE_SECURE: "false",
             SHUTDOWN_TIMEOUT: "5s",
-            ...(pg ? { DATABASE_URL: pg.url } : { DATA_DIR: join(tmp, "data") }),
+            // PGlite without KEY_ENCRYPTION_KEYS: the key file beside the data directory.
+            ...(pg ? { DATABASE_URL: pg.url, KEY_ENCRYPTION_KEYS: TEST_KEY_ENCRYPTION_KEYS } : { DATA_DIR: join(tmp, "data") }),
           };
           const output: string[] = [];
           try {
@@ -464,7 +466,8 @@ for (const backend of backends) {
             // Nothing secret was logged.
             const log = output.join("\n");
             expect(log).toContain("identity service listening");
-            for (const secret of [STRONG_PASSWORD, "wrong password here", "nobody here yet", tokens.access_token, tokens.refresh_token]) {
+            const kek = (pg ? TEST_KEY_ENCRYPTION_KEYS : readFileSync(join(tmp, "data.kek"), "utf8").trim()).split(":")[1]!;
+            for (const secret of [STRONG_PASSWORD, "wrong password here", "nobody here yet", tokens.access_token, tokens.refresh_token, kek]) {
               expect(log.includes(secret)).toBe(false);
             }
           } finally {
@@ -473,6 +476,15 @@ for (const backend of backends) {
           }
         },
       );
+
+      it.skipIf(backend.name !== "postgres")("refuses to start against PostgreSQL without KEY_ENCRYPTION_KEYS: exit 2, saying how to make one", async () => {
+        const output: string[] = [];
+        // Nothing listens there: the refusal comes before any connection.
+        const refused = startService({ PATH: process.env.PATH ?? "", LOG_LEVEL: "info", DATABASE_URL: "postgres://nobody@127.0.0.1:1/none" }, output);
+        expect(await refused.exited).toEqual({ code: 2, signal: null });
+        expect(output.join("")).toContain("KEY_ENCRYPTION_KEYS: required with DATABASE_URL");
+        expect(output.join("")).toContain("crypto.randomBytes(32)");
+      });
     });
   });
 }

@@ -1,4 +1,4 @@
-import type { KeyRotation, KeyStore, StoredKey } from "../../src/tokens/jwt.js";
+import type { KeyRotation, KeyStore, StoredKey } from "../../src/keys/ports.js";
 
 // The KeyStore contract (storage/key-store.ts) in memory, for unit tests:
 // usable = not retired at `now`, newest activation first; copies in and out,

@@ -6,6 +6,7 @@ import { loadConfig, type Config } from "../../src/config.js";
 import { createLogger } from "../../src/logger.js";
 import type { ListeningServer } from "../../src/server.js";
 import { createPostgresDatabase, type Backend } from "./databases.js";
+import { TEST_KEY_ENCRYPTION_KEYS } from "./keys.js";
 
 // Starts the real service on a free port against a fresh database.
 // argon2id runs for real, at the lowest cost config allows, to keep tests fast.
@@ -24,6 +25,8 @@ export const TEST_ENV: Record<string, string> = {
   // Risk suites inject a fixed location table; the GeoIP data itself has a
   // unit test (loading it in every test server would cost 160 MB each).
   GEOIP: "false",
+  // Required with PostgreSQL; PGlite suites use it too (the embedded key file has a suite of its own).
+  KEY_ENCRYPTION_KEYS: TEST_KEY_ENCRYPTION_KEYS,
 };
 
 export interface TestServer {

@@ -1,5 +1,6 @@
 import { describe, expect, it } from "vitest";
-import { ConfigError, loadConfig } from "../../src/config.js";
+import { resolve } from "node:path";
+import { ConfigError, keyEncryptionSource, loadConfig } from "../../src/config.js";
 import { OWASP_ARGON2ID } from "../../src/hashing/argon2.js";
 
 // loadConfig takes the environment as an argument: no process.env mutation.
@@ -266,5 +267,68 @@ describe("loadConfig: connection deadlines and caps", () => {
     expect(namedVariables(configError({ HTTP_HEADERS_TIMEOUT: "40s" }))).toEqual(["HTTP_HEADERS_TIMEOUT"]);
     expect(namedVariables(configError({ HTTP_HEADERS_TIMEOUT: "500ms" }))).toEqual(["HTTP_HEADERS_TIMEOUT"]);
     expect(namedVariables(configError({ HTTP_KEEPALIVE_TIMEOUT: "0" }))).toContain("HTTP_KEEPALIVE_TIMEOUT");
+  });
+});
+
+describe("key-encryption keys", () => {
+  const K1 = `k1:${Buffer.alloc(32, 1).toString("base64")}`;
+  const K2 = `k2:${Buffer.alloc(32, 2).toString("base64url")}`;
+  const PG = "postgres://db/identity";
+
+  it("reads KEY_ENCRYPTION_KEYS, the first key sealing", () => {
+    const config = loadConfig({ KEY_ENCRYPTION_KEYS: `${K2}, ${K1}` });
+    expect(config.keyEncryption.variable).toBe("KEY_ENCRYPTION_KEYS");
+    const source = keyEncryptionSource(config);
+    expect(source.kind === "configured" && source.keys.map((k) => [k.id, Buffer.from(k.key).toString("hex")])).toEqual([
+      ["k2", "02".repeat(32)],
+      ["k1", "01".repeat(32)],
+    ]);
+  });
+
+  it("still reads the deprecated MFA_ENCRYPTION_KEYS, and says which variable the keys came from", () => {
+    expect(loadConfig({ MFA_ENCRYPTION_KEYS: K1 }).keyEncryption).toEqual({ keys: K1, variable: "MFA_ENCRYPTION_KEYS" });
+    expect(loadConfig({ KEY_ENCRYPTION_KEYS: K1, MFA_ENCRYPTION_KEYS: K1 }).keyEncryption).toEqual({ keys: K1, variable: "KEY_ENCRYPTION_KEYS" });
+  });
+
+  it("refuses both names with different values", () => {
+    const err = configError({ KEY_ENCRYPTION_KEYS: K1, MFA_ENCRYPTION_KEYS: K2 });
+    expect(namedVariables(err)).toEqual(["MFA_ENCRYPTION_KEYS"]);
+    expect(err.message).not.toContain(K1.slice(3));
+    expect(err.message).not.toContain(K2.slice(3));
+  });
+
+  it.each([
+    ["KEY_ENCRYPTION_KEYS", "k1"],
+    ["KEY_ENCRYPTION_KEYS", `k1:${Buffer.alloc(16).toString("base64")}`],
+    ["KEY_ENCRYPTION_KEYS", `bad id!:${Buffer.alloc(32).toString("base64")}`],
+    ["KEY_ENCRYPTION_KEYS", `${K1},${K1}`],
+    ["MFA_ENCRYPTION_KEYS", "k1:not base64!"],
+  ])("%s=%s is refused, naming the variable and not the key", (name, value) => {
+    const err = configError({ [name]: value });
+    expect(namedVariables(err)).toEqual([name]);
+    expect(err.message).not.toContain(Buffer.alloc(32).toString("base64"));
+  });
+
+  it("PostgreSQL without KEY_ENCRYPTION_KEYS refuses to boot, saying how to make one", () => {
+    let err: unknown;
+    try {
+      keyEncryptionSource(loadConfig({ DATABASE_URL: PG }));
+    } catch (e) {
+      err = e;
+    }
+    expect(err).toBeInstanceOf(ConfigError);
+    expect(namedVariables(err as ConfigError)).toEqual(["KEY_ENCRYPTION_KEYS"]);
+    expect((err as ConfigError).message).toContain("crypto.randomBytes(32).toString('base64')");
+    // loadConfig itself accepts it: operator commands that never open sealed data (migrate, set-role) run without the key.
+    expect(loadConfig({ DATABASE_URL: PG }).database.kind).toBe("postgres");
+    expect(keyEncryptionSource(loadConfig({ DATABASE_URL: PG, KEY_ENCRYPTION_KEYS: K1 })).kind).toBe("configured");
+  });
+
+  it("embedded mode without keys uses a key file beside the data directory, never inside it; memory:// an ephemeral key", () => {
+    const source = keyEncryptionSource(loadConfig({ DATA_DIR: "./var/data" }));
+    expect(source).toEqual({ kind: "file", path: `${resolve("./var/data")}.kek` });
+    expect(source.kind === "file" && source.path.startsWith(`${resolve("./var/data")}/`)).toBe(false);
+    expect(keyEncryptionSource(loadConfig({ DATA_DIR: "memory://" }))).toEqual({ kind: "ephemeral" });
+    expect(keyEncryptionSource(loadConfig({ KEY_ENCRYPTION_KEYS: K1 })).kind).toBe("configured");
   });
 });

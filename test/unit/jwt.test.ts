@@ -11,7 +11,8 @@ import {
   type JWTPayload,
 } from "jose";
 import { afterEach, beforeAll, beforeEach, describe, expect, it, vi } from "vitest";
-import { createJwtService, newSigningKey, type JwtService, type KeyStore, type StoredKey } from "../../src/tokens/jwt.js";
+import type { KeyStore, StoredKey } from "../../src/keys/ports.js";
+import { createJwtService, newSigningKey, type JwtService } from "../../src/tokens/jwt.js";
 import { memoryKeyStore, type MemoryKeyStore } from "../support/memory-key-store.js";
 
 const ISSUER = "urn:test:identity";

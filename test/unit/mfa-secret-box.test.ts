@@ -1,6 +1,6 @@
 import { randomBytes } from "node:crypto";
 import { describe, expect, it } from "vitest";
-import { createSecretBox, parseSecretBoxKeys, SecretBoxError } from "../../src/mfa/secret-box.js";
+import { createSecretBox, parseSecretBoxKeys, sealedKeyId, SecretBoxError } from "../../src/mfa/secret-box.js";
 
 const k1 = { id: "k1", key: new Uint8Array(randomBytes(32)) };
 const k2 = { id: "k2", key: new Uint8Array(randomBytes(32)) };
@@ -71,6 +71,9 @@ describe("secret box", () => {
     badVersion[0] = 2;
     expect(reasonOf(() => box2.open(badVersion, USER))).toBe("MALFORMED");
     expect(reasonOf(() => box2.needsReseal(new Uint8Array([1, 0])))).toBe("MALFORMED");
+    // The id a sealed value needs, for error messages; malformed input is no id.
+    expect(sealedKeyId(sealed)).toBe("k1");
+    expect(reasonOf(() => sealedKeyId(badVersion))).toBe("MALFORMED");
   });
 
   it("opens old ciphertexts after rotation and asks for a re-seal", () => {
