@@ -24,6 +24,7 @@ import type {
   User,
   UserStore,
 } from "./ports.js";
+import { isAccessTokenShape } from "./token-shape.js";
 import { isUuid, uuidv7 } from "./uuid.js";
 
 export interface IdentityDeps {
@@ -157,15 +158,6 @@ export interface IdentityService {
 }
 
 export const MAX_SESSIONS_PAGE_SIZE = 100;
-// JWS compact serialisation, as the auth interceptor accepts it; anything
-// else is inactive without any crypto.
-const ACCESS_TOKEN_SHAPE = /^[A-Za-z0-9_-]{2,}\.[A-Za-z0-9_-]{2,}\.[A-Za-z0-9_-]*$/;
-const MAX_ACCESS_TOKEN_LENGTH = 4096;
-
-/** Whether a presented access token could be one of ours at all (checked before any crypto). */
-export function isAccessTokenShape(token: string): boolean {
-  return token.length <= MAX_ACCESS_TOKEN_LENGTH && ACCESS_TOKEN_SHAPE.test(token);
-}
 
 // 256 bits, base64url: far above the 128 bits ASVS 7.2.3 asks for.
 const REFRESH_TOKEN_BYTES = 32;

@@ -298,7 +298,8 @@ describe("verifyToken", () => {
     expiresAt: new Date(T0.getTime() + 5 * MINUTE),
     role: "admin",
   };
-  const jwtLike = "aa.bb.cc";
+  // Shaped like a compact JWS, every part canonical base64url.
+  const jwtLike = "aQ.bQ.cQ";
 
   it("is active with the claims when the token verifies and its session is active", async () => {
     const t = setup();
