@@ -116,6 +116,7 @@ export async function createApp(config: Config, logger: Logger, overrides: AppOv
   const feed = config.redisUrl
     ? createRedisRevocationFeed({
         url: config.redisUrl,
+        prefix: config.redisPrefix,
         logger,
         onRevoked: (ids) => sessionCache.sessionsRevoked(ids.map((id) => ({ id, userId: "" }))),
         onKeysChanged: () => {
@@ -133,10 +134,20 @@ export async function createApp(config: Config, logger: Logger, overrides: AppOv
     else logger.info(`${what}: Redis is back; limits are shared again`);
   };
   const limiter: RateLimiter = config.redisUrl
-    ? createRedisRateLimiter({ url: config.redisUrl, fallback: createMemoryRateLimiter(), onModeChange: modeLogger("rate limiter") })
+    ? createRedisRateLimiter({
+        url: config.redisUrl,
+        prefix: `${config.redisPrefix}rl:`,
+        fallback: createMemoryRateLimiter(),
+        onModeChange: modeLogger("rate limiter"),
+      })
     : createMemoryRateLimiter();
   const counters: WindowCounters = config.redisUrl
-    ? createRedisCounters({ url: config.redisUrl, fallback: createMemoryCounters(), onModeChange: modeLogger("abuse detectors") })
+    ? createRedisCounters({
+        url: config.redisUrl,
+        prefix: `${config.redisPrefix}ctr:`,
+        fallback: createMemoryCounters(),
+        onModeChange: modeLogger("abuse detectors"),
+      })
     : createMemoryCounters();
   const notifier: Notifier = config.webhook
     ? createWebhookNotifier({ url: config.webhook.url, secret: config.webhook.secret, logger })

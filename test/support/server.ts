@@ -1,3 +1,4 @@
+import { randomUUID } from "node:crypto";
 import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -24,6 +25,9 @@ export const TEST_ENV: Record<string, string> = {
   // Risk suites inject a fixed location table; the GeoIP data itself has a
   // unit test (loading it in every test server would cost 160 MB each).
   GEOIP: "false",
+  // Test processes run in parallel on one Redis (and so do other checkouts'):
+  // each process's servers get keys and channels of their own.
+  REDIS_PREFIX: `identity:test:${randomUUID()}:`,
 };
 
 export interface TestServer {

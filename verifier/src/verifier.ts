@@ -4,7 +4,7 @@ import type { Redis } from "ioredis";
 import { VerificationError } from "./errors.js";
 import { createKeySet, type KeySetStats } from "./key-set.js";
 import { createLru } from "./lru.js";
-import { REVOCATION_CHANNEL, REVOCATION_KEY_PREFIX, isValidSessionId } from "./protocol.js";
+import { isValidRedisPrefix, isValidSessionId, revocationFeedNames } from "./protocol.js";
 import { createRevocationFeed, type RevocationFeed, type RevocationFeedStats } from "./revocation-feed.js";
 
 export const ACCESS_TOKEN_ALG = "EdDSA";
@@ -13,7 +13,14 @@ export const ACCESS_TOKEN_TYP = "at+jwt";
 export interface RevocationOptions {
   /** A Redis connection to copy settings from (we open our own two), or a redis:// URL. */
   redis: Redis | string;
+  /**
+   * The service's REDIS_PREFIX (default "identity:"): the feed is the
+   * channel `<prefix>revocations` and the keys `<prefix>revoked:*`.
+   */
+  prefix?: string;
+  /** Overrides the channel the prefix names. */
   channel?: string;
+  /** Overrides the denylist key prefix the prefix names. */
   keyPrefix?: string;
   /**
    * While the feed is not up: "serve" keeps using the last known set (a
@@ -207,11 +214,15 @@ export function createVerifier(options: VerifierOptions): Verifier {
   const rev = options.revocation;
   const onFeedDown = rev?.onFeedDown ?? "serve";
   if (onFeedDown !== "serve" && onFeedDown !== "refuse") throw new TypeError('revocation.onFeedDown must be "serve" or "refuse"');
+  if (rev?.prefix !== undefined && !isValidRedisPrefix(rev.prefix)) {
+    throw new TypeError("revocation.prefix must be 1-64 printable ASCII characters without spaces or braces");
+  }
+  const names = revocationFeedNames(rev?.prefix);
   const feed: RevocationFeed | undefined = rev
     ? createRevocationFeed({
         redis: rev.redis,
-        channel: rev.channel ?? REVOCATION_CHANNEL,
-        keyPrefix: rev.keyPrefix ?? REVOCATION_KEY_PREFIX,
+        channel: rev.channel ?? names.channel,
+        keyPrefix: rev.keyPrefix ?? names.keyPrefix,
         now,
         retainSec: tolerance,
         heartbeatMs: positive("revocation.heartbeatMs", rev.heartbeatMs ?? 5_000),
