@@ -76,7 +76,10 @@ export interface Principal {
 /** Per-call facts the domain records (audit) but never trusts for decisions. */
 export interface CallInfo {
   client: ClientInfo;
+  /** Ours, unique per call. */
   requestId?: string | undefined;
+  /** Whatever the client named its request (X-Request-Id): recorded, never trusted. */
+  clientRequestId?: string | undefined;
 }
 
 export interface TokenPair {
@@ -204,8 +207,8 @@ function mfaEnrollmentRequired(): DomainError {
 export function createIdentityService(deps: IdentityDeps): IdentityService {
   const { users, sessions, audit, hasher, tokens, policy, clock, revocations, defence, mfa } = deps;
 
-  async function record(event: Omit<AuditEvent, "at" | "client" | "requestId">, call: CallInfo): Promise<void> {
-    await audit.record({ ...event, client: call.client, requestId: call.requestId, at: clock.now() });
+  async function record(event: Omit<AuditEvent, "at" | "client" | "requestId" | "clientRequestId">, call: CallInfo): Promise<void> {
+    await audit.record({ ...event, client: call.client, requestId: call.requestId, clientRequestId: call.clientRequestId, at: clock.now() });
   }
 
   // Records the failure of an attempt with the error's reason, then rethrows.

@@ -210,7 +210,10 @@ export interface AuditEvent {
   actorUserId?: string | undefined;
   sessionId?: string | undefined;
   client: ClientInfo;
+  /** Our id of the request. */
   requestId?: string | undefined;
+  /** The X-Request-Id the client sent, as sent: stored as details.client_request_id. */
+  clientRequestId?: string | undefined;
   details?: AuditDetails | undefined;
   at: Date;
 }
