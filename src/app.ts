@@ -33,6 +33,7 @@ import { systemClock, type AuditEvent, type Clock, type PasswordHasher } from ".
 import { createRestGateway } from "./gateway.js";
 import { listenGrpcJs, type GrpcJsServer } from "./grpc-server.js";
 import { createArgon2Hasher } from "./hashing/argon2.js";
+import { loadDummyHashes } from "./hashing/dummy-hashes.js";
 import { createBrowserCredentials } from "./http/browser-credentials.js";
 import { createCors } from "./http/cors.js";
 import type { Logger } from "./logger.js";
@@ -49,6 +50,7 @@ import { registerReflection } from "./rpc/reflection.js";
 import { validationInterceptor } from "./rpc/validate.js";
 import type { AnyRequest, AnyResponse, RequestHandler } from "./server.js";
 import { openDatabase, isUnavailableError, type Database } from "./storage/db.js";
+import { passwordHashParamHeads } from "./storage/credential-params.js";
 import { createKeyStore } from "./storage/key-store.js";
 import { createAuditLog, createSessionStore, createUserStore } from "./storage/stores.js";
 import { combineListeners, createRedisRevocationFeed, type RedisRevocationFeed } from "./revocation/redis-feed.js";
@@ -209,6 +211,12 @@ export async function createApp(config: Config, logger: Logger, overrides: AppOv
     hashKey,
     sourceFlagged: (ip) => defence.sourceFlagged(ip),
   });
+  const dummyHashes = await loadDummyHashes({
+    key: hashKey,
+    current: await hasher.hash(crypto.randomUUID()),
+    inUse: () => passwordHashParamHeads(db),
+    onUnusable: (count) => logger.warn({ count }, "stored password hashes with parameters no dummy hash can imitate"),
+  });
   const identity = createIdentityService({
     mfa,
     risk,
@@ -227,9 +235,9 @@ export async function createApp(config: Config, logger: Logger, overrides: AppOv
     tokens,
     policy: createPasswordPolicy({ ...config.password, blocklist: loadCommonPasswords() }),
     clock,
-    // Verifying an unknown e-mail's "password" against this costs the same
-    // as a real verification.
-    dummyHash: await hasher.hash(crypto.randomUUID()),
+    // Verifying an unknown e-mail's "password" against one of these costs
+    // the same as a real verification at one of the costs in use.
+    dummyHashFor: (email) => dummyHashes.dummies.forAddress(email),
     lifetimes: config.lifetimes,
     maxSessionsPerUser: config.maxSessionsPerUser,
     refreshReuseGraceMs: config.refreshReuseGraceMs,
@@ -238,10 +246,12 @@ export async function createApp(config: Config, logger: Logger, overrides: AppOv
 
   const admin = createAdminService({ users, audit, defence, clock, recentAuthMaxAgeMs: config.mfa.recentAuthMaxAgeMs });
 
-  // Housekeeping: forgotten failure counts and spent MFA challenges. Every
-  // instance may run it; the deletes are idempotent.
+  // Housekeeping: forgotten failure counts and spent MFA challenges, and the
+  // dummy hashes of the parameter sets still in use. Every instance may run
+  // it; the deletes are idempotent.
   const prune = () => {
     const now = clock.now();
+    dummyHashes.refresh().catch((err: unknown) => logger.warn({ err }, "refreshing the dummy hashes failed"));
     Promise.all([pruneLoginThrottle(db, now, config.bruteForce), pruneExpiredChallenges(db, now)]).then(
       ([throttles, challenges]) => {
         if (throttles + challenges > 0) logger.info({ throttles, challenges }, "pruned expired abuse-defence rows");

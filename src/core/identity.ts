@@ -36,8 +36,11 @@ export interface IdentityDeps {
   revocations: RevocationListener;
   policy: PasswordPolicy;
   clock: Clock;
-  /** A hash of a random password, verified when the e-mail is unknown so both paths cost the same. */
-  dummyHash: string;
+  /**
+   * A hash of a random password, verified when the e-mail is unknown so both
+   * paths cost the same: one per parameter set in use (core/dummy-hash.ts).
+   */
+  dummyHashFor(canonicalEmail: string): string;
   /** Access-token, idle and absolute lifetimes of each role. */
   lifetimes: RoleLifetimes;
   /** Active sessions a user may have; a login beyond it ends the least recently used. */
@@ -451,9 +454,10 @@ export function createIdentityService(deps: IdentityDeps): IdentityService {
         const knownDevice = presented !== undefined && !(await deps.risk.novelty(credential?.userId ?? NIL_UUID, presented)).newDevice;
         // Attempts on an address that cannot exist are counted too, under
         // its plain lower-cased spelling.
+        const canonicalEmail = email ?? input.email.trim().toLowerCase();
         const admission = await defence.admit(
           {
-            canonicalEmail: email ?? input.email.trim().toLowerCase(),
+            canonicalEmail,
             captchaToken: input.captchaToken,
             knownDevice,
             trustedDevice: knownDevice ? presented : undefined,
@@ -462,7 +466,7 @@ export function createIdentityService(deps: IdentityDeps): IdentityService {
           call,
         );
         // Same work whether or not the account exists: no timing oracle.
-        const ok = await hasher.verify(credential?.passwordHash ?? deps.dummyHash, password);
+        const ok = await hasher.verify(credential?.passwordHash ?? deps.dummyHashFor(canonicalEmail), password);
         // The trail names the account even when the password was wrong.
         userId = credential?.userId;
         if (!credential || !ok) {

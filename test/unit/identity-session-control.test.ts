@@ -100,7 +100,7 @@ function setup(
     revocations: { sessionsRevoked: (list) => void log.push(`listener:${list.map((s) => s.id).join(",")}`) },
     policy: createPasswordPolicy({ minLength: 8, maxLength: 64, maxBytes: 256, blocklist: new Set() }),
     clock: { now: () => T0 },
-    dummyHash: "dummy",
+    dummyHashFor: () => "dummy",
     lifetimes: LIFETIMES,
     maxSessionsPerUser: 3,
     refreshReuseGraceMs: 5_000,
