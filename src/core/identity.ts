@@ -433,7 +433,8 @@ export function createIdentityService(deps: IdentityDeps): IdentityService {
         await defence.admitRegistration(input.captchaToken, call);
         const passwordHash = await hasher.hash(normalizePassword(input.password));
         const now = clock.now();
-        const user = await users.create({ id: uuidv7(now), email, passwordHash, profile: input.profile, now });
+        // Failures on the address before it had an owner (a lock included) are not the owner's.
+        const user = await users.create({ id: uuidv7(now), email, passwordHash, profile: input.profile, now, throttleKey: defence.accountKey(email) });
         await record({ type: "register", outcome: "success", userId: user.id }, call);
         return user;
       } catch (err) {
