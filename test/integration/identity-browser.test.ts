@@ -197,7 +197,8 @@ for (const backend of backends) {
 
       it("refuses a bodyless cookie logout without Sec-Fetch-Site or X-Requested-With (a form could send it), and the session lives on", async () => {
         const { accessToken } = await browserLogin(s);
-        for (const headers of [{ origin: s.baseUrl }, { origin: s.baseUrl, "content-type": "text/plain" }, { "sec-fetch-site": "none" }, CROSS_SITE]) {
+        const refused: Record<string, string>[] = [{ origin: s.baseUrl }, { origin: s.baseUrl, "content-type": "text/plain" }, { "sec-fetch-site": "none" }, CROSS_SITE];
+        for (const headers of refused) {
           const r = await rest(s.baseUrl, "POST", "/logout", { cookie: `access_token=${accessToken}`, headers });
           expectRestError(r, 403, "CSRF_REJECTED");
           expect(r.headers.getSetCookie()).toEqual([]);
