@@ -1,4 +1,5 @@
 import { createPrivateKey, sign } from "node:crypto";
+import { pathToFileURL } from "node:url";
 
 // Token-spelling conformance vectors shared by the service (test/unit/token-
 // conformance.test.ts) and this library (verifier/test/conformance.test.ts):
@@ -143,4 +144,4 @@ export function buildTokenVectors(): TokenVectorFile {
   };
 }
 
-if (import.meta.url === `file://${process.argv[1]}`) process.stdout.write(`${JSON.stringify(buildTokenVectors(), null, 2)}\n`);
+if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) process.stdout.write(`${JSON.stringify(buildTokenVectors(), null, 2)}\n`);
