@@ -33,6 +33,7 @@ import { systemClock, type AuditEvent, type Clock, type PasswordHasher } from ".
 import { createRestGateway } from "./gateway.js";
 import { listenGrpcJs, type GrpcJsServer } from "./grpc-server.js";
 import { createArgon2Hasher } from "./hashing/argon2.js";
+import { loadDummyHashes } from "./hashing/dummy-hashes.js";
 import { createBrowserCredentials } from "./http/browser-credentials.js";
 import { createCors } from "./http/cors.js";
 import type { Logger } from "./logger.js";
@@ -51,6 +52,7 @@ import { validationInterceptor } from "./rpc/validate.js";
 import { listen, type AnyRequest, type AnyResponse, type ListeningServer, type RequestHandler } from "./server.js";
 import { openDatabase, isUnavailableError, type Database } from "./storage/db.js";
 import { openKeyEncryptionKeys } from "./keys/kek.js";
+import { passwordHashParamHeads } from "./storage/credential-params.js";
 import { createKeyStore } from "./storage/key-store.js";
 import { holdsSealedData } from "./storage/sealed.js";
 import { createServerSecrets } from "./storage/server-secrets.js";
@@ -151,6 +153,7 @@ export async function createApp(config: Config, logger: Logger, overrides: AppOv
   const feed = config.redisUrl
     ? createRedisRevocationFeed({
         url: config.redisUrl,
+        prefix: config.redisPrefix,
         logger,
         onRevoked: (ids) => sessionCache.sessionsRevoked(ids.map((id) => ({ id, userId: "" }))),
         onKeysChanged: () => {
@@ -167,10 +170,20 @@ export async function createApp(config: Config, logger: Logger, overrides: AppOv
     else logger.info(`${what}: Redis is back; limits are shared again`);
   };
   const limiter: RateLimiter = config.redisUrl
-    ? createRedisRateLimiter({ url: config.redisUrl, fallback: createMemoryRateLimiter(), onModeChange: modeLogger("rate limiter") })
+    ? createRedisRateLimiter({
+        url: config.redisUrl,
+        prefix: `${config.redisPrefix}rl:`,
+        fallback: createMemoryRateLimiter(),
+        onModeChange: modeLogger("rate limiter"),
+      })
     : createMemoryRateLimiter();
   const counters: WindowCounters = config.redisUrl
-    ? createRedisCounters({ url: config.redisUrl, fallback: createMemoryCounters(), onModeChange: modeLogger("abuse detectors") })
+    ? createRedisCounters({
+        url: config.redisUrl,
+        prefix: `${config.redisPrefix}ctr:`,
+        fallback: createMemoryCounters(),
+        onModeChange: modeLogger("abuse detectors"),
+      })
     : createMemoryCounters();
   const notifier: Notifier = config.webhook
     ? createWebhookNotifier({ url: config.webhook.url, secret: config.webhook.secret, logger })
@@ -225,6 +238,12 @@ export async function createApp(config: Config, logger: Logger, overrides: AppOv
     hashKey,
     sourceFlagged: (ip) => defence.sourceFlagged(ip),
   });
+  const dummyHashes = await loadDummyHashes({
+    key: hashKey,
+    current: await hasher.hash(crypto.randomUUID()),
+    inUse: () => passwordHashParamHeads(db),
+    onUnusable: (count) => logger.warn({ count }, "stored password hashes with parameters no dummy hash can imitate"),
+  });
   const identity = createIdentityService({
     mfa,
     risk,
@@ -243,9 +262,9 @@ export async function createApp(config: Config, logger: Logger, overrides: AppOv
     tokens,
     policy: createPasswordPolicy({ ...config.password, blocklist: loadCommonPasswords() }),
     clock,
-    // Verifying an unknown e-mail's "password" against this costs the same
-    // as a real verification.
-    dummyHash: await hasher.hash(crypto.randomUUID()),
+    // Verifying an unknown e-mail's "password" against one of these costs
+    // the same as a real verification at one of the costs in use.
+    dummyHashFor: (email) => dummyHashes.dummies.forAddress(email),
     lifetimes: config.lifetimes,
     maxSessionsPerUser: config.maxSessionsPerUser,
     refreshReuseGraceMs: config.refreshReuseGraceMs,
@@ -254,10 +273,12 @@ export async function createApp(config: Config, logger: Logger, overrides: AppOv
 
   const admin = createAdminService({ users, audit, defence, clock, recentAuthMaxAgeMs: config.mfa.recentAuthMaxAgeMs });
 
-  // Housekeeping: forgotten failure counts and spent MFA challenges. Every
-  // instance may run it; the deletes are idempotent.
+  // Housekeeping: forgotten failure counts and spent MFA challenges, and the
+  // dummy hashes of the parameter sets still in use. Every instance may run
+  // it; the deletes are idempotent.
   const prune = () => {
     const now = clock.now();
+    dummyHashes.refresh().catch((err: unknown) => logger.warn({ err }, "refreshing the dummy hashes failed"));
     Promise.all([pruneLoginThrottle(db, now, config.bruteForce), pruneExpiredChallenges(db, now)]).then(
       ([throttles, challenges]) => {
         if (throttles + challenges > 0) logger.info({ throttles, challenges }, "pruned expired abuse-defence rows");

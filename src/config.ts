@@ -5,6 +5,7 @@ import { z } from "zod";
 import type { SprayPolicy, ThrottlePolicy } from "./core/login-defence.js";
 import type { RoleLifetimes } from "./core/ports.js";
 import { parseSecretBoxKeys } from "./mfa/secret-box.js";
+import { DEFAULT_REDIS_PREFIX, isValidRedisPrefix } from "../verifier/src/protocol.js";
 
 // The only reader of process.env. Parsed once, validated, frozen; a bad
 // value stops the boot with a message naming the variable.
@@ -81,6 +82,12 @@ const EnvSchema = z.object({
     .string()
     .regex(/^rediss?:\/\//, "must be a redis:// or rediss:// URL")
     .optional(),
+  // Every Redis key and channel starts with it: deployments sharing a Redis
+  // (or a Redis database) need different ones.
+  REDIS_PREFIX: z
+    .string()
+    .refine(isValidRedisPrefix, "must be 1-64 printable ASCII characters without spaces, { or }")
+    .default(DEFAULT_REDIS_PREFIX),
   DB_POOL_MAX: int(1, 500).default(10),
   LOG_LEVEL: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
   JWT_ISSUER: z.string().min(1).default("urn:identity-service"),
@@ -179,6 +186,8 @@ export type Config = Readonly<{
   database: { kind: "postgres"; url: string; poolMax: number } | { kind: "pglite"; dataDir: string };
   /** Redis for the revocation fan-out; undefined = single-instance behaviour. */
   redisUrl: string | undefined;
+  /** The start of every Redis key and channel name of this deployment. */
+  redisPrefix: string;
   logLevel: z.infer<typeof EnvSchema>["LOG_LEVEL"];
   jwt: { issuer: string; audience: string; accessTokenTtlMs: number };
   session: { idleTtlMs: number; absoluteTtlMs: number; cacheTtlMs: number };
@@ -341,6 +350,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       ? { kind: "postgres", url: e.DATABASE_URL, poolMax: e.DB_POOL_MAX }
       : { kind: "pglite", dataDir: e.DATA_DIR },
     redisUrl: e.REDIS_URL,
+    redisPrefix: e.REDIS_PREFIX,
     logLevel: e.LOG_LEVEL,
     jwt: { issuer: e.JWT_ISSUER, audience: e.JWT_AUDIENCE, accessTokenTtlMs: e.ACCESS_TOKEN_TTL },
     session: { idleTtlMs: e.SESSION_IDLE_TTL, absoluteTtlMs: e.SESSION_ABSOLUTE_TTL, cacheTtlMs: e.SESSION_CACHE_TTL },

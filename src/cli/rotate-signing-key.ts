@@ -98,7 +98,7 @@ async function main(argv: string[]): Promise<number> {
     // Running instances would reload within a minute anyway; with Redis
     // they do it now (what matters after an emergency rotation).
     try {
-      const instances = await announceKeysChanged(config.redisUrl);
+      const instances = await announceKeysChanged(config.redisUrl, config.redisPrefix);
       process.stdout.write(`told ${instances} running instance(s) to reload their keys\n`);
     } catch (err) {
       process.stderr.write(`could not announce the change on Redis (${err instanceof Error ? err.message : String(err)}); instances reload within a minute\n`);

@@ -67,8 +67,8 @@ export function createAdminService(deps: AdminDeps): AdminService {
     if (!principal.amr?.includes("mfa")) throw recentAuthRequired(deps.recentAuthMaxAgeMs, "aal2");
   }
 
-  async function record(event: Omit<AuditEvent, "at" | "client" | "requestId">, call: CallInfo): Promise<void> {
-    await audit.record({ ...event, client: call.client, requestId: call.requestId, at: clock.now() });
+  async function record(event: Omit<AuditEvent, "at" | "client" | "requestId" | "clientRequestId">, call: CallInfo): Promise<void> {
+    await audit.record({ ...event, client: call.client, requestId: call.requestId, clientRequestId: call.clientRequestId, at: clock.now() });
   }
 
   return {

@@ -24,6 +24,7 @@ import type {
   User,
   UserStore,
 } from "./ports.js";
+import { isAccessTokenShape } from "./token-shape.js";
 import { isUuid, uuidv7 } from "./uuid.js";
 
 export interface IdentityDeps {
@@ -35,8 +36,11 @@ export interface IdentityDeps {
   revocations: RevocationListener;
   policy: PasswordPolicy;
   clock: Clock;
-  /** A hash of a random password, verified when the e-mail is unknown so both paths cost the same. */
-  dummyHash: string;
+  /**
+   * A hash of a random password, verified when the e-mail is unknown so both
+   * paths cost the same: one per parameter set in use (core/dummy-hash.ts).
+   */
+  dummyHashFor(canonicalEmail: string): string;
   /** Access-token, idle and absolute lifetimes of each role. */
   lifetimes: RoleLifetimes;
   /** Active sessions a user may have; a login beyond it ends the least recently used. */
@@ -75,7 +79,10 @@ export interface Principal {
 /** Per-call facts the domain records (audit) but never trusts for decisions. */
 export interface CallInfo {
   client: ClientInfo;
+  /** Ours, unique per call. */
   requestId?: string | undefined;
+  /** Whatever the client named its request (X-Request-Id): recorded, never trusted. */
+  clientRequestId?: string | undefined;
 }
 
 export interface TokenPair {
@@ -161,15 +168,6 @@ export interface IdentityService {
 }
 
 export const MAX_SESSIONS_PAGE_SIZE = 100;
-// JWS compact serialisation, as the auth interceptor accepts it; anything
-// else is inactive without any crypto.
-const ACCESS_TOKEN_SHAPE = /^[A-Za-z0-9_-]{2,}\.[A-Za-z0-9_-]{2,}\.[A-Za-z0-9_-]*$/;
-const MAX_ACCESS_TOKEN_LENGTH = 4096;
-
-/** Whether a presented access token could be one of ours at all (checked before any crypto). */
-export function isAccessTokenShape(token: string): boolean {
-  return token.length <= MAX_ACCESS_TOKEN_LENGTH && ACCESS_TOKEN_SHAPE.test(token);
-}
 
 // 256 bits, base64url: far above the 128 bits ASVS 7.2.3 asks for.
 const REFRESH_TOKEN_BYTES = 32;
@@ -216,8 +214,8 @@ function mfaEnrollmentRequired(): DomainError {
 export function createIdentityService(deps: IdentityDeps): IdentityService {
   const { users, sessions, audit, hasher, tokens, policy, clock, revocations, defence, mfa } = deps;
 
-  async function record(event: Omit<AuditEvent, "at" | "client" | "requestId">, call: CallInfo): Promise<void> {
-    await audit.record({ ...event, client: call.client, requestId: call.requestId, at: clock.now() });
+  async function record(event: Omit<AuditEvent, "at" | "client" | "requestId" | "clientRequestId">, call: CallInfo): Promise<void> {
+    await audit.record({ ...event, client: call.client, requestId: call.requestId, clientRequestId: call.clientRequestId, at: clock.now() });
   }
 
   // Records the failure of an attempt with the error's reason, then rethrows.
@@ -444,7 +442,8 @@ export function createIdentityService(deps: IdentityDeps): IdentityService {
         await defence.admitRegistration(input.captchaToken, call);
         const passwordHash = await hasher.hash(normalizePassword(input.password));
         const now = clock.now();
-        const user = await users.create({ id: uuidv7(now), email, passwordHash, profile: input.profile, now });
+        // Failures on the address before it had an owner (a lock included) are not the owner's.
+        const user = await users.create({ id: uuidv7(now), email, passwordHash, profile: input.profile, now, throttleKey: defence.accountKey(email) });
         await record({ type: "register", outcome: "success", userId: user.id }, call);
         return user;
       } catch (err) {
@@ -465,9 +464,10 @@ export function createIdentityService(deps: IdentityDeps): IdentityService {
         const knownDevice = presented !== undefined && !(await deps.risk.novelty(credential?.userId ?? NIL_UUID, presented)).newDevice;
         // Attempts on an address that cannot exist are counted too, under
         // its plain lower-cased spelling.
+        const canonicalEmail = email ?? input.email.trim().toLowerCase();
         const admission = await defence.admit(
           {
-            canonicalEmail: email ?? input.email.trim().toLowerCase(),
+            canonicalEmail,
             captchaToken: input.captchaToken,
             knownDevice,
             trustedDevice: knownDevice ? presented : undefined,
@@ -476,7 +476,7 @@ export function createIdentityService(deps: IdentityDeps): IdentityService {
           call,
         );
         // Same work whether or not the account exists: no timing oracle.
-        const ok = await hasher.verify(credential?.passwordHash ?? deps.dummyHash, password);
+        const ok = await hasher.verify(credential?.passwordHash ?? deps.dummyHashFor(canonicalEmail), password);
         // The trail names the account even when the password was wrong.
         userId = credential?.userId;
         if (!credential || !ok) {

@@ -139,6 +139,7 @@ export interface LoginDefenceDeps {
 export interface CallContext {
   client: ClientInfo;
   requestId?: string | undefined;
+  clientRequestId?: string | undefined;
 }
 
 export interface Admission {

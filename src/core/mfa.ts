@@ -66,6 +66,7 @@ export interface MfaDeps {
 export interface MfaCall {
   client: { ip?: string | undefined; userAgent?: string | undefined };
   requestId?: string | undefined;
+  clientRequestId?: string | undefined;
 }
 
 export const RECOVERY_CODE_COUNT = 10;

@@ -55,10 +55,16 @@ export interface NewUser {
   passwordHash: string;
   profile: Profile;
   now: Date;
+  /**
+   * The address's login-throttle key: its failure count (a lock included) is
+   * deleted with the account's creation, so failures run up before anyone
+   * owned the address do not lock its owner out.
+   */
+  throttleKey?: Uint8Array | undefined;
 }
 
 export interface UserStore {
-  /** Creates user, profile and credential atomically. Throws EMAIL_ALREADY_REGISTERED on a duplicate. */
+  /** Creates user, profile and credential atomically (and clears `throttleKey`). Throws EMAIL_ALREADY_REGISTERED on a duplicate. */
   create(user: NewUser): Promise<User>;
   get(userId: string): Promise<User | undefined>;
   findCredentialByEmail(email: string): Promise<PasswordCredential | undefined>;
@@ -210,7 +216,10 @@ export interface AuditEvent {
   actorUserId?: string | undefined;
   sessionId?: string | undefined;
   client: ClientInfo;
+  /** Our id of the request. */
   requestId?: string | undefined;
+  /** The X-Request-Id the client sent, as sent: stored as details.client_request_id. */
+  clientRequestId?: string | undefined;
   details?: AuditDetails | undefined;
   at: Date;
 }

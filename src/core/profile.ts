@@ -33,12 +33,18 @@ export function parseDateOfBirth(raw: string, today: Date): string {
   return `${m[1]}-${m[2]}-${m[3]}`;
 }
 
+// Bidi controls: embeddings and overrides (U+202A–U+202E), isolates
+// (U+2066–U+2069) and the marks LRM, RLM and ALM. They make a name display
+// other than it reads ("Trojan Source"): "evil\u202Egnp.exe" shows as
+// "evilexe.png". Ordinary right-to-left text needs none of them.
+const BIDI_CONTROLS = /[\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]/gu;
+// Control characters (C0, C1) and the line and paragraph separators would
+// turn into log or header injection, or a line break, somewhere downstream.
+const BREAKS_AND_CONTROLS = /[\p{Cc}\u2028\u2029]+/gu;
+
 function text(raw: string | undefined): string | null | undefined {
   if (raw === undefined) return undefined;
-  // Control characters have no place in a name or an address, and would
-  // turn into log or header injection somewhere downstream.
-   
-  const cleaned = raw.normalize("NFC").replace(/\p{Cc}+/gu, " ").trim();
+  const cleaned = raw.normalize("NFC").replace(BIDI_CONTROLS, "").replace(BREAKS_AND_CONTROLS, " ").trim();
   return cleaned === "" ? null : cleaned;
 }
 

@@ -1,5 +1,5 @@
 import { Redis } from "ioredis";
-import { decodeRevocation, publishRevocation, REVOCATION_CHANNEL } from "../../verifier/src/protocol.js";
+import { decodeRevocation, DEFAULT_REDIS_PREFIX, publishRevocation, revocationFeedNames } from "../../verifier/src/protocol.js";
 import type { RevocationListener } from "../core/ports.js";
 import type { Logger } from "../logger.js";
 
@@ -14,17 +14,20 @@ import type { Logger } from "../logger.js";
 
 /**
  * Signing keys changed in the store (an emergency rotation): every instance
- * reloads its keys at once instead of at its next periodic reload.
+ * of the deployment reloads its keys at once instead of at its next
+ * periodic reload. The channel is `<REDIS_PREFIX>keys`.
  */
-export const KEYS_CHANGED_CHANNEL = "identity:keys";
+export function keysChangedChannel(prefix: string = DEFAULT_REDIS_PREFIX): string {
+  return `${prefix}keys`;
+}
 
-/** Tells every instance listening on `url` to reload its signing keys now. */
-export async function announceKeysChanged(url: string): Promise<number> {
+/** Tells every instance of the deployment with this prefix listening on `url` to reload its signing keys now. */
+export async function announceKeysChanged(url: string, prefix: string = DEFAULT_REDIS_PREFIX): Promise<number> {
   const client = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 1, retryStrategy: () => null });
   client.on("error", () => {});
   try {
     await client.connect();
-    return await client.publish(KEYS_CHANGED_CHANNEL, "reload");
+    return await client.publish(keysChangedChannel(prefix), "reload");
   } finally {
     client.disconnect();
   }
@@ -46,15 +49,16 @@ export interface RedisFeedOptions {
   until(): number;
   /** Another process announced changed signing keys. */
   onKeysChanged?(): void;
-  channel?: string;
-  keyPrefix?: string;
+  /** REDIS_PREFIX: the deployment's channels and keys start with it (default "identity:"). */
+  prefix?: string;
   /** Publications kept while Redis is unreachable. */
   maxPending?: number;
 }
 
 export function createRedisRevocationFeed(opts: RedisFeedOptions): RedisRevocationFeed {
-  const channel = opts.channel ?? REVOCATION_CHANNEL;
-  const names = { channel, ...(opts.keyPrefix ? { keyPrefix: opts.keyPrefix } : {}) };
+  const names = revocationFeedNames(opts.prefix);
+  const { channel } = names;
+  const keysChannel = keysChangedChannel(opts.prefix);
   const maxPending = opts.maxPending ?? 100_000;
   const common = {
     lazyConnect: false,
@@ -79,7 +83,7 @@ export function createRedisRevocationFeed(opts: RedisFeedOptions): RedisRevocati
   }
 
   subscriber.on("ready", () => {
-    subscriber.subscribe(channel, KEYS_CHANGED_CHANNEL).then(
+    subscriber.subscribe(channel, keysChannel).then(
       () => {
         subscribed = true;
         opts.logger.info("revocation feed subscribed");
@@ -93,7 +97,7 @@ export function createRedisRevocationFeed(opts: RedisFeedOptions): RedisRevocati
     subscribed = false;
   });
   subscriber.on("message", (ch: string, message: string) => {
-    if (ch === KEYS_CHANGED_CHANNEL) {
+    if (ch === keysChannel) {
       opts.onKeysChanged?.();
       return;
     }

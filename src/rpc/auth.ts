@@ -1,7 +1,8 @@
 import type { DescMethod } from "@bufbuild/protobuf";
 import type { Interceptor } from "@connectrpc/connect";
 import { DomainError } from "../core/errors.js";
-import { isAccessTokenShape, tokenInvalid, type IdentityService } from "../core/identity.js";
+import { tokenInvalid, type IdentityService } from "../core/identity.js";
+import { isAccessTokenShape } from "../core/token-shape.js";
 import { kPrincipal } from "./context.js";
 
 const BEARER = /^Bearer[ ]+(\S+)$/i;
@@ -14,7 +15,7 @@ export function bearerToken(header: string | null): string {
   const value = header?.trim();
   if (!value || /^Bearer$/i.test(value)) throw new DomainError("unauthenticated", "TOKEN_MISSING", "an access token is required");
   const token = BEARER.exec(value)?.[1];
-  // JWS compact serialisation; anything else is refused before any crypto.
+  // Canonical compact JWS; anything else is refused before any crypto.
   if (!token || !isAccessTokenShape(token)) throw tokenInvalid();
   return token;
 }

@@ -7,15 +7,20 @@ import type { ClientInfo } from "../core/ports.js";
 // sets the client and request id; the authentication interceptor sets the
 // principal; handlers read them and pass plain values to the core.
 export const kClient = createContextKey<ClientInfo>({}, { description: "client address and user agent" });
-export const kRequestId = createContextKey<string>("", { description: "request id" });
+export const kRequestId = createContextKey<string>("", { description: "request id (ours)" });
+export const kClientRequestId = createContextKey<string | undefined>(undefined, { description: "the X-Request-Id the client sent" });
 export const kPrincipal = createContextKey<Principal | undefined>(undefined, { description: "authenticated caller" });
 
 /** The protocolName of the REST gateway's in-process calls: the only ones that can get cookies. */
 export const REST_PROTOCOL = "rest";
 
-/** The facts of the call the domain records (client, request id). */
+/** The facts of the call the domain records (client, request ids). */
 export function callInfo(ctx: HandlerContext): CallInfo {
-  return { client: ctx.values.get(kClient), requestId: ctx.values.get(kRequestId) || undefined };
+  return {
+    client: ctx.values.get(kClient),
+    requestId: ctx.values.get(kRequestId) || undefined,
+    clientRequestId: ctx.values.get(kClientRequestId),
+  };
 }
 
 /** The authenticated caller; the auth interceptor guarantees one, and this fails closed if it ever does not. */

@@ -1,26 +1,37 @@
-import { randomUUID } from "node:crypto";
 import { ConnectError, type Interceptor } from "@connectrpc/connect";
+import { uuidv7 } from "../core/uuid.js";
 import type { Logger } from "../logger.js";
-import { kRequestId } from "./context.js";
+import { kClientRequestId, kRequestId } from "./context.js";
 
-const REQUEST_ID = /^[A-Za-z0-9._-]{1,64}$/;
+// What a client may name its own request by; anything else is dropped.
+const CLIENT_REQUEST_ID = /^[A-Za-z0-9._-]{1,64}$/;
 
-/** Assigns the request id (the caller's if sane), answers it, logs the outcome. */
+/**
+ * Assigns the request id, always our own (logs, the x-request-id answer, the
+ * audit trail): a client-chosen one could collide with or impersonate other
+ * requests' ids. A sane X-Request-Id the client sent is kept beside it as
+ * the client request id.
+ */
 export function observeInterceptor(logger: Logger): Interceptor {
   return (next) => async (req) => {
+    const requestId = uuidv7();
     const incoming = req.header.get("x-request-id");
-    const requestId = req.contextValues.get(kRequestId) || (incoming && REQUEST_ID.test(incoming) ? incoming : randomUUID());
+    const clientRequestId = incoming !== null && CLIENT_REQUEST_ID.test(incoming) ? incoming : undefined;
     req.contextValues.set(kRequestId, requestId);
+    req.contextValues.set(kClientRequestId, clientRequestId);
     const started = performance.now();
     try {
       const res = await next(req);
       res.header.set("x-request-id", requestId);
-      logger.debug({ requestId, rpc: req.method.name, ms: Math.round(performance.now() - started) }, "rpc ok");
+      logger.debug({ requestId, clientRequestId, rpc: req.method.name, ms: Math.round(performance.now() - started) }, "rpc ok");
       return res;
     } catch (err) {
       const error = ConnectError.from(err);
       error.metadata.set("x-request-id", requestId);
-      logger.info({ requestId, rpc: req.method.name, code: error.code, ms: Math.round(performance.now() - started) }, "rpc failed");
+      logger.info(
+        { requestId, clientRequestId, rpc: req.method.name, code: error.code, ms: Math.round(performance.now() - started) },
+        "rpc failed",
+      );
       throw error;
     }
   };

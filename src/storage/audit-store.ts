@@ -329,7 +329,8 @@ export function createAuditLog(db: Db): AuditLog {
         userAgent: optText(e.client.userAgent),
         requestId: optText(e.requestId),
       };
-      const details = detailsJson(e.details);
+      // In details, which the chain covers: no new column, no new canonical form.
+      const details = detailsJson(e.clientRequestId === undefined ? e.details : { ...e.details, client_request_id: e.clientRequestId });
       return new Promise<void>((resolve, reject) => {
         queue.push({ row, details, resolve, reject });
         if (!draining) void drain();

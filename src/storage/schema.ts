@@ -57,14 +57,27 @@ export const profiles = pgTable("profiles", {
   updatedAt: ts("updated_at").notNull(),
 });
 
-export const passwordCredentials = pgTable("password_credentials", {
-  userId: uuid("user_id")
-    .primaryKey()
-    .references(() => users.id, { onDelete: "cascade" }),
-  // PHC string: algorithm, version, parameters, salt and hash.
-  passwordHash: text("password_hash").notNull(),
-  changedAt: ts("changed_at").notNull(),
-});
+/**
+ * The parameter head of an argon2 PHC string ("argon2id$v=19$m=19456,t=2,p=1"),
+ * NULL for anything else (whose third field may be a salt): what the index
+ * below holds, so the parameter sets in use are found by a loose index scan
+ * (storage/credential-params.ts) without reading every row.
+ */
+export const PHC_PARAMS_EXPRESSION =
+  "substring(password_hash from '^\\$(argon2(?:id|i|d)\\$v=[0-9]+\\$[a-z]=[0-9]+(?:,[a-z]=[0-9]+)*)\\$')";
+
+export const passwordCredentials = pgTable(
+  "password_credentials",
+  {
+    userId: uuid("user_id")
+      .primaryKey()
+      .references(() => users.id, { onDelete: "cascade" }),
+    // PHC string: algorithm, version, parameters, salt and hash.
+    passwordHash: text("password_hash").notNull(),
+    changedAt: ts("changed_at").notNull(),
+  },
+  () => [index("password_credentials_phc_params_idx").using("btree", sql.raw(PHC_PARAMS_EXPRESSION))],
+);
 
 export const sessions = pgTable(
   "sessions",

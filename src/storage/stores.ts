@@ -13,7 +13,7 @@ import {
   type UserStore,
 } from "../core/ports.js";
 import { pgErrorCode, type Db } from "./db.js";
-import { passwordCredentials, profiles, refreshTokens, sessions, users } from "./schema.js";
+import { loginThrottle, passwordCredentials, profiles, refreshTokens, sessions, users } from "./schema.js";
 
 // The audit trail has its own file; existing imports keep working.
 export { createAuditLog } from "./audit-store.js";
@@ -96,6 +96,8 @@ export function createUserStore(db: Db): UserStore {
             updatedAt: input.now,
           });
           await tx.insert(passwordCredentials).values({ userId: input.id, passwordHash: input.passwordHash, changedAt: input.now });
+          // In the same transaction: a duplicate (rolled back) clears nothing.
+          if (input.throttleKey) await tx.delete(loginThrottle).where(eq(loginThrottle.accountKey, Buffer.from(input.throttleKey)));
         });
       } catch (err) {
         if (pgErrorCode(err) === UNIQUE_VIOLATION) {

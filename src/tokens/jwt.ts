@@ -12,6 +12,7 @@ import {
 } from "jose";
 import { LRUCache } from "lru-cache";
 import { isRole, type AccessClaims, type TokenIssuer } from "../core/ports.js";
+import { isAccessTokenShape } from "../core/token-shape.js";
 import type { KeyStore, StoredKey } from "../keys/ports.js";
 import { isUuid } from "../core/uuid.js";
 
@@ -245,6 +246,9 @@ export function createJwtService(opts: JwtServiceOptions): JwtService {
     },
 
     async verifyAccessToken(token, at): Promise<AccessClaims | undefined> {
+      // jose decodes base64url leniently: only the canonical spelling of a
+      // token is one, whoever calls.
+      if (!isAccessTokenShape(token)) return undefined;
       const hit = verified.get(token);
       if (hit) {
         const key = keys.get(hit.kid);

@@ -123,6 +123,9 @@ const awkward: AuditEvent[] = [
   // PostgreSQL holds no U+0000 and no lone surrogate: stored as U+FFFD, still chained.
   anEvent({ client: { userAgent: "nul \u0000 byte" }, details: { lone: "surrogate \ud800 here", "nul\u0000key": ["a\u0000b"] } }),
   anEvent({ at: new Date("1969-07-20T20:17:40.123Z") }),
+  // The client's X-Request-Id travels in details, beside our own request id.
+  anEvent({ type: "logout", requestId: "ours-1", clientRequestId: "client-1" }),
+  anEvent({ type: "refresh", requestId: "ours-2", clientRequestId: "client-2", details: { attempt: 3 } }),
 ];
 
 for (const backend of backends) {
@@ -205,6 +208,8 @@ for (const backend of backends) {
         expect(bare.client).toEqual({});
         expect(listed.find((e) => e.type === "audit_verify")!.client).toEqual({ ip: "", userAgent: "" });
         expect(listed.find((e) => e.at.getTime() < 0)!.at).toEqual(new Date("1969-07-20T20:17:40.123Z"));
+        expect(listed.find((e) => e.type === "logout")).toMatchObject({ requestId: "ours-1", details: { client_request_id: "client-1" } });
+        expect(listed.find((e) => e.type === "refresh")).toMatchObject({ requestId: "ours-2", details: { attempt: 3, client_request_id: "client-2" } });
       });
 
       it("chains rows whatever the INSERT says: microsecond times, forged chain columns", async () => {
@@ -305,6 +310,16 @@ for (const backend of backends) {
           firstBrokenSeq: "5",
           problem: "hash_mismatch",
         });
+      });
+
+      it("an edited client request id breaks that row's hash (details are chained)", async () => {
+        await intactChain();
+        await audit.record(anEvent({ requestId: "ours", clientRequestId: "theirs" }));
+        await expect(audit.verifyChain()).resolves.toMatchObject({ ok: true, checked: N + 1 });
+        await tamper(t.db, (tx) =>
+          tx.execute(sql`update audit_events set details = jsonb_set(details, '{client_request_id}', '"forged"') where seq = ${N + 1}`),
+        );
+        await expect(audit.verifyChain()).resolves.toMatchObject({ ok: false, firstBrokenSeq: String(N + 1), problem: "hash_mismatch" });
       });
 
       it("an edited field with its hash recomputed breaks the next row's link", async () => {

@@ -9,6 +9,7 @@ import type { Database } from "../../src/storage/db.js";
 import { createKeyStore } from "../../src/storage/key-store.js";
 import {
   auditEvents,
+  loginThrottle,
   passwordCredentials,
   profiles,
   sessions as sessionsTable,
@@ -18,6 +19,7 @@ import {
 import { createAuditLog, createSessionStore, createUserStore } from "../../src/storage/stores.js";
 import type { KeyStore, StoredKey } from "../../src/keys/ports.js";
 import { newSigningKey } from "../../src/tokens/jwt.js";
+import { createLoginAttemptStore } from "../../src/storage/throttle-store.js";
 import { backends, openTestDatabase } from "../support/databases.js";
 import { testBox } from "../support/keys.js";
 
@@ -155,6 +157,28 @@ for (const backend of backends) {
       it("returns undefined for an unknown user", async () => {
         await expect(users.get(uuidv7(T0))).resolves.toBeUndefined();
         await expect(users.findCredentialByUserId(uuidv7(T0))).resolves.toBeUndefined();
+      });
+
+      it("clears the address's login-throttle row (a lock included) with the account, and only when the account is created", async () => {
+        const attempts = createLoginAttemptStore(database.db);
+        const policy = { freeAttempts: 1, baseDelayMs: 0, maxDelayMs: 0, lockoutThreshold: 3, resetAfterMs: 0 };
+        const throttleKey = randomBytes(32);
+        const otherKey = randomBytes(32);
+        for (let i = 0; i < 3; i++) await attempts.claim(throttleKey, T0, policy);
+        await attempts.claim(otherKey, T0, policy);
+        expect((await attempts.claim(throttleKey, T0, policy)).kind).toBe("locked");
+        const rowOf = async (key: Uint8Array) =>
+          (await database.db.select().from(loginThrottle).where(eq(loginThrottle.accountKey, Buffer.from(key)))).length;
+
+        const first = aUser();
+        await users.create(first);
+        // A duplicate rolls back whole: the throttle row stays.
+        await domainErrorOf(users.create(aUser({ email: first.email, throttleKey })));
+        expect(await rowOf(throttleKey)).toBe(1);
+        await users.create(aUser({ throttleKey }));
+        expect(await rowOf(throttleKey)).toBe(0);
+        expect(await rowOf(otherKey)).toBe(1);
+        expect(await attempts.claim(throttleKey, T0, policy)).toEqual({ kind: "claimed", failuresBefore: 0 });
       });
 
       it("refuses a duplicate e-mail with EMAIL_ALREADY_REGISTERED and writes nothing for it", async () => {

@@ -116,11 +116,15 @@ for (const backend of backends) {
         expect((await profile(s, { token: r.body.access_token })).status).toBe(200);
       });
 
-      it("accepts a bodyless refresh with X-Requested-With, and refuses one without any marker", async () => {
+      it("accepts a bodyless same-origin refresh; without Sec-Fetch-Site it needs X-Requested-With", async () => {
         const { refreshToken } = await browserLogin(s);
-        const cookie = `refresh_token=${refreshToken}`;
-        expectRestError(await rest(s.baseUrl, "POST", "/token/refresh", { cookie, headers: SAME_ORIGIN }), 403, "CSRF_REJECTED");
-        const r = await rest(s.baseUrl, "POST", "/token/refresh", { cookie, headers: { ...SAME_ORIGIN, "x-requested-with": "fetch" } });
+        let cookie = `refresh_token=${refreshToken}`;
+        // An older browser: our own Origin, no Sec-Fetch-Site, no marker.
+        expectRestError(await rest(s.baseUrl, "POST", "/token/refresh", { cookie, headers: { origin: s.baseUrl } }), 403, "CSRF_REJECTED");
+        let r = await rest(s.baseUrl, "POST", "/token/refresh", { cookie, headers: { origin: s.baseUrl, "x-requested-with": "fetch" } });
+        expect(r.status, r.text).toBe(200);
+        cookie = `refresh_token=${r.body.refresh_token}`;
+        r = await rest(s.baseUrl, "POST", "/token/refresh", { cookie, headers: SAME_ORIGIN });
         expect(r.status, r.text).toBe(200);
       });
 
@@ -191,12 +195,24 @@ for (const backend of backends) {
         expect(setCookie(r, "__Secure-refresh_token")!.attrs.get("max-age")).toBe("0");
       });
 
-      it("refuses a bodyless cookie logout without X-Requested-With (a form could send it), and the session lives on", async () => {
+      it("refuses a bodyless cookie logout without Sec-Fetch-Site or X-Requested-With (a form could send it), and the session lives on", async () => {
         const { accessToken } = await browserLogin(s);
-        const r = await rest(s.baseUrl, "POST", "/logout", { cookie: `access_token=${accessToken}`, headers: SAME_ORIGIN });
-        expectRestError(r, 403, "CSRF_REJECTED");
-        expect(r.headers.getSetCookie()).toEqual([]);
+        const refused: Record<string, string>[] = [{ origin: s.baseUrl }, { origin: s.baseUrl, "content-type": "text/plain" }, { "sec-fetch-site": "none" }, CROSS_SITE];
+        for (const headers of refused) {
+          const r = await rest(s.baseUrl, "POST", "/logout", { cookie: `access_token=${accessToken}`, headers });
+          expectRestError(r, 403, "CSRF_REJECTED");
+          expect(r.headers.getSetCookie()).toEqual([]);
+        }
         expect((await profile(s, { token: accessToken })).status).toBe(200);
+      });
+
+      it("ends the session on a same-origin page's bodyless fetch('/logout', {method: 'POST', credentials: 'include'})", async () => {
+        const { accessToken } = await browserLogin(s);
+        // What the browser sends for that fetch: the cookie, Sec-Fetch-Site, no body.
+        const r = await rest(s.baseUrl, "POST", "/logout", { cookie: `access_token=${accessToken}`, headers: { ...SAME_ORIGIN, origin: s.baseUrl } });
+        expect(r.status, r.text).toBe(204);
+        expect(setCookie(r, "access_token")!.attrs.get("max-age")).toBe("0");
+        expectRestError(await profile(s, { token: accessToken }), 401, "TOKEN_INVALID");
       });
     });
 

@@ -233,14 +233,20 @@ for (const backend of backends) {
         expect(c2.sid).not.toBe(claims.sid);
       });
 
-      it("audit (grey-box): records every attempt with type, outcome, reason, user id, IP, user agent and request id, and no secret", async () => {
+      it("audit (grey-box): records every attempt with type, outcome, reason, user id, IP, user agent and request ids, and no secret", async () => {
         const db = s.app.database.db;
         const ua = "identity-audit-test/1.0";
         let n = 0;
         const rid = () => `audit-${backend.name}-${Date.now().toString(36)}-${++n}`;
+        // The client names its request; the trail files it under our id (the
+        // answer's x-request-id) with the client's beside it.
+        const clientIds = new Map<string, string>();
         const call = async (method: string, path: string, opts: Parameters<typeof rest>[3] = {}) => {
-          const requestId = rid();
-          const r = await rest(s.baseUrl, method, path, { ...opts, headers: { "user-agent": ua, "x-request-id": requestId, ...opts.headers } });
+          const clientRequestId = rid();
+          const r = await rest(s.baseUrl, method, path, { ...opts, headers: { "user-agent": ua, "x-request-id": clientRequestId, ...opts.headers } });
+          const requestId = r.headers.get("x-request-id")!;
+          expect(requestId).not.toBe(clientRequestId);
+          clientIds.set(requestId, clientRequestId);
           return { ...r, requestId };
         };
         const email = uniqueEmail("audit");
@@ -281,10 +287,13 @@ for (const backend of backends) {
         expect(change.status).toBe(200);
         const logout = await call("POST", "/logout", { token: ok2.body.access_token });
         expect(logout.status).toBe(204);
-        const grpcRid = rid();
+        const grpcClientRid = rid();
         const g = grpcJsClient(IdentityService, s.port);
+        let grpcRid: string;
         try {
-          await grpcFailure(g.login({ email, password: wrongPassword }, { "x-request-id": grpcRid }));
+          const err = await grpcFailure(g.login({ email, password: wrongPassword }, { "x-request-id": grpcClientRid }));
+          grpcRid = String(err.metadata.get("x-request-id")[0]);
+          clientIds.set(grpcRid, grpcClientRid);
         } finally {
           g.close();
         }
@@ -310,6 +319,7 @@ for (const backend of backends) {
         const byRid = (requestId: string, eventType: string | undefined) => {
           const found = rows.filter((r) => r.requestId === requestId && r.eventType === eventType);
           expect(found, requestId).toHaveLength(1);
+          expect(found[0]!.details).toMatchObject({ client_request_id: clientIds.get(requestId) });
           return found[0]!;
         };
         const expectRow = (requestId: string, want: Partial<(typeof rows)[number]>) => {

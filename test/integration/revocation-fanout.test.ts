@@ -46,7 +46,7 @@ describe.skipIf(!canRun)("revocation fan-out across instances (postgres + redis)
       jwksUrl: `${a.baseUrl}/.well-known/jwks.json`,
       issuer: a.config.jwt.issuer,
       audience: a.config.jwt.audience,
-      revocation: { redis: redis.url },
+      revocation: { redis: redis.url, prefix: a.config.redisPrefix },
     });
     await verifier.ready();
   });
@@ -142,7 +142,7 @@ describe.skipIf(!canRun)("revocation fan-out across instances (postgres + redis)
     expect((await rest(b.baseUrl, "GET", "/user/profile", { token: t.access_token })).status).toBe(200);
     const rotated = await rotateSigningKey({ config: a.config, immediate: true, database: a.app.database });
     expect(rotated.rotated).toBe(true);
-    expect(await announceKeysChanged(redis.url)).toBeGreaterThanOrEqual(2);
+    expect(await announceKeysChanged(redis.url, a.config.redisPrefix)).toBeGreaterThanOrEqual(2);
     for (const s of [a, b]) {
       await until(async () => (await rest(s.baseUrl, "GET", "/user/profile", { token: t.access_token })).status === 401, 1_000);
     }

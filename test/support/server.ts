@@ -1,3 +1,4 @@
+import { randomUUID } from "node:crypto";
 import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -27,6 +28,9 @@ export const TEST_ENV: Record<string, string> = {
   GEOIP: "false",
   // Required with PostgreSQL; PGlite suites use it too (the embedded key file has a suite of its own).
   KEY_ENCRYPTION_KEYS: TEST_KEY_ENCRYPTION_KEYS,
+  // Test processes run in parallel on one Redis (and so do other checkouts'):
+  // each process's servers get keys and channels of their own.
+  REDIS_PREFIX: `identity:test:${randomUUID()}:`,
 };
 
 export interface TestServer {
@@ -39,8 +43,8 @@ export interface TestServer {
   server: ListeningServer;
   /** Stops the server; keeps the database unless destroy() is called. */
   stop(): Promise<void>;
-  /** Starts a new server on the same database (restart persistence). */
-  restart(): Promise<TestServer>;
+  /** Starts a new server on the same database (restart persistence), with changed settings if given. */
+  restart(changes?: { env?: Record<string, string>; overrides?: AppOverrides }): Promise<TestServer>;
   /** Stops the server and removes the database. */
   destroy(): Promise<void>;
 }
@@ -63,10 +67,8 @@ export async function startTestServer(
   } else {
     env.DATA_DIR = join(mkdtempSync(join(tmpdir(), "identity-test-")), "data");
   }
-  const config = loadConfig(env);
-
-  async function boot(): Promise<TestServer> {
-    const app = await createApp(config, createLogger(config.logLevel), opts.overrides);
+  async function boot(config: Config, overrides: AppOverrides | undefined): Promise<TestServer> {
+    const app = await createApp(config, createLogger(config.logLevel), overrides);
     const server = await app.listen({ port: 0, host: "127.0.0.1" });
     const grpcServer = await app.listenGrpcJs({ port: 0, host: "127.0.0.1" });
     const stop = async () => {
@@ -82,9 +84,10 @@ export async function startTestServer(
       app,
       server,
       stop,
-      restart: async () => {
+      restart: async (changes = {}) => {
         await stop();
-        return boot();
+        // The database stays: DATABASE_URL and DATA_DIR are not changed.
+        return boot(changes.env ? loadConfig({ ...env, ...changes.env, ...databaseEnv }) : config, changes.overrides ?? overrides);
       },
       destroy: async () => {
         await stop();
@@ -92,5 +95,6 @@ export async function startTestServer(
       },
     };
   }
-  return boot();
+  const databaseEnv = Object.fromEntries(Object.entries(env).filter(([k]) => k === "DATABASE_URL" || k === "DATA_DIR"));
+  return boot(loadConfig(env), opts.overrides);
 }

@@ -127,15 +127,25 @@ describe("CSRF guard", () => {
     ["same-site not allowed", "POST", { "sec-fetch-site": "same-site", origin: "https://blog.example.com", ...json }, "CSRF_REJECTED"],
     ["own host over http while cookies are Secure", "POST", { origin: "http://id.example.com", ...json }, "CSRF_REJECTED"],
     ["neither Origin nor Sec-Fetch-Site", "POST", json, "CSRF_REJECTED"],
-    ["no marker (form-like)", "POST", { "sec-fetch-site": "same-origin", "content-type": "text/plain" }, "CSRF_REJECTED"],
-    ["no marker, no body", "POST", { "sec-fetch-site": "same-origin" }, "CSRF_REJECTED"],
+    // Sec-Fetch-Site: same-origin is set by the browser itself: it needs no second proof.
+    ["same-origin, no body, no marker", "POST", { "sec-fetch-site": "same-origin" }, undefined],
+    ["same-origin form post", "POST", { "sec-fetch-site": "same-origin", "content-type": "application/x-www-form-urlencoded" }, undefined],
+    ["same-origin with our own Origin, no body", "DELETE", { "sec-fetch-site": "same-origin", origin: "https://id.example.com" }, undefined],
+    // Everything else still needs JSON or X-Requested-With.
+    ["own origin without Sec-Fetch-Site, no marker (older browser)", "POST", { origin: "https://id.example.com" }, "CSRF_REJECTED"],
+    ["own origin without Sec-Fetch-Site, form-like", "POST", { origin: "https://id.example.com", "content-type": "text/plain" }, "CSRF_REJECTED"],
+    ["allowed origin, cross-site, no marker", "POST", { "sec-fetch-site": "cross-site", origin: "https://app.example.com" }, "CSRF_REJECTED"],
+    ["allowed origin without Sec-Fetch-Site, no marker", "POST", { origin: "https://app.example.com" }, "CSRF_REJECTED"],
+    ["user-initiated, no marker", "POST", { "sec-fetch-site": "none" }, "CSRF_REJECTED"],
+    ["cross-site, no marker", "POST", { "sec-fetch-site": "cross-site", origin: "https://evil.example" }, "CSRF_REJECTED"],
   ] as const)("cookie request: %s", (_name, method, headers, expected) => {
     expect(cookieCheck(method, headers)).toBe(expected);
   });
 
-  it("trusts same-site when configured", () => {
+  it("trusts same-site when configured, with the JSON or X-Requested-With proof", () => {
     const lax = createCsrfGuard({ trustedOrigins: [], allowSameSite: true, secure: true });
     expect(reason(() => lax.checkCookieRequest(req("POST", { "sec-fetch-site": "same-site", ...json })))).toBeUndefined();
+    expect(reason(() => lax.checkCookieRequest(req("POST", { "sec-fetch-site": "same-site" })))).toBe("CSRF_REJECTED");
   });
 
   it("login: refused only when the browser reveals another site", () => {

@@ -165,6 +165,13 @@ describe("loadConfig: invalid values stop the boot with a ConfigError naming the
     ["TRUSTED_PROXIES", "10.0.0.0/8,garbage"],
     ["TRUSTED_PROXIES", "fd00::/129"],
     ["TRUSTED_PROXIES", "10.0.0.0/abc"],
+    ["REDIS_PREFIX", " "],
+    ["REDIS_PREFIX", "shop a:"],
+    ["REDIS_PREFIX", "shop\ta:"],
+    ["REDIS_PREFIX", "{shop}:"],
+    ["REDIS_PREFIX", "shop}:"],
+    ["REDIS_PREFIX", "bücher:"],
+    ["REDIS_PREFIX", "x".repeat(65)],
   ])("%s=%s", (name, value) => {
     expect(namedVariables(configError({ [name]: value }))).toEqual([name]);
   });
@@ -185,6 +192,18 @@ describe("loadConfig: invalid values stop the boot with a ConfigError naming the
     // "10.0.0.1/" is a typo; Number("") is 0, and a /0 range would trust every
     // client's X-Forwarded-For.
     expect(namedVariables(configError({ TRUSTED_PROXIES: "10.0.0.1/" }))).toEqual(["TRUSTED_PROXIES"]);
+  });
+});
+
+describe("loadConfig: REDIS_PREFIX", () => {
+  it('defaults to "identity:", the names a running fleet and its verifiers already use', () => {
+    expect(loadConfig({}).redisPrefix).toBe("identity:");
+    // Empty means unset, as for every variable.
+    expect(loadConfig({ REDIS_PREFIX: "" }).redisPrefix).toBe("identity:");
+  });
+
+  it("takes any printable ASCII without spaces or braces", () => {
+    for (const prefix of ["shop-a:", "identity:eu-west-1:", "x", "a|b~c[1]*?:"]) expect(loadConfig({ REDIS_PREFIX: prefix }).redisPrefix).toBe(prefix);
   });
 });
 

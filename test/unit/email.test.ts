@@ -23,6 +23,13 @@ describe("normalizeEmail", () => {
     expect(normalizeEmail(raw)).toBe(expected);
   });
 
+  it("accepts every atext character of a dot-atom local part (RFC 5322)", () => {
+    const atext = "!#$%&'*+/=?^_`{|}~-";
+    expect(normalizeEmail(`a${atext}z@example.com`)).toBe(`a${atext}z@example.com`);
+    expect(normalizeEmail("first.middle.last@example.com")).toBe("first.middle.last@example.com");
+    expect(normalizeEmail("-@example.com")).toBe("-@example.com");
+  });
+
   it("maps every spelling differing only in case to one address", () => {
     expect(normalizeEmail("JOHN@EXAMPLE.COM")).toBe(normalizeEmail("john@example.com"));
   });
@@ -77,6 +84,38 @@ describe("normalizeEmail", () => {
   ])("rejects %s", (_what, raw) => {
     expect(rejection(raw).reason).toBe("VALIDATION_FAILED");
   });
+
+  // One mailbox, one account: a quoted local part names the same mailbox as
+  // its unquoted form, and the specials are not atext.
+  it.each([
+    ["a quoted local part", '"alice"@example.com'],
+    ["a quoted local part with a dot", '"alice.smith"@example.com'],
+    ["a quoted local part with a space", '"alice smith"@example.com'],
+    ["a quoted empty local part", '""@example.com'],
+    ["a partly quoted local part", 'alice."smith"@example.com'],
+    ["a double quote inside", 'ali"ce@example.com'],
+    ["<", "a<b@example.com"],
+    [">", "a>b@example.com"],
+    ["a comment", "alice(comment)@example.com"],
+    ["(", "a(b@example.com"],
+    [")", "a)b@example.com"],
+    [";", "a;b@example.com"],
+    ["a backslash", "a\\b@example.com"],
+    ["a quoted-pair", '"a\\"b"@example.com'],
+    [",", "a,b@example.com"],
+    [":", "a:b@example.com"],
+    ["[", "a[b@example.com"],
+    ["]", "a]b@example.com"],
+    ["a leading dot", ".alice@example.com"],
+    ["a trailing dot", "alice.@example.com"],
+    ["two dots in a row", "al..ice@example.com"],
+    ["only a dot", ".@example.com"],
+  ])("rejects %s in the local part", (_what, raw) => {
+    const err = rejection(raw);
+    expect(err.kind).toBe("invalid_argument");
+    expect(err.reason).toBe("VALIDATION_FAILED");
+    expect(err.metadata).toMatchObject({ field: "email" });
+  });
 });
 
 describe("normalizeEmailForLookup", () => {
@@ -95,5 +134,22 @@ describe("normalizeEmailForLookup", () => {
   ])("returns undefined for %s instead of throwing", (_what, raw) => {
     expect(() => normalizeEmailForLookup(raw)).not.toThrow();
     expect(normalizeEmailForLookup(raw)).toBeUndefined();
+  });
+
+  it("agrees with normalizeEmail on every address that can be registered", () => {
+    for (const raw of ["Alice@Example.com", " o'brien@example.ie ", "a!#$%&'*+/=?^_`{|}~-z@sub.example.org"]) {
+      expect(normalizeEmailForLookup(raw)).toBe(normalizeEmail(raw));
+    }
+  });
+
+  it("finds addresses registered before the dot-atom rule as they were stored, never unquoted", () => {
+    // Such an account can still log in; a quoted spelling reaches only an
+    // account registered with exactly that spelling, not alice@example.com's.
+    expect(normalizeEmailForLookup(' "Alice"@Example.com ')).toBe('"alice"@example.com');
+    expect(normalizeEmailForLookup("a<b@example.com")).toBe("a<b@example.com");
+    expect(normalizeEmailForLookup("al..ice@example.com")).toBe("al..ice@example.com");
+    // Still nothing outside the old shape.
+    expect(normalizeEmailForLookup('"alice smith"@example.com')).toBeUndefined();
+    expect(normalizeEmailForLookup("alice@localhost")).toBeUndefined();
   });
 });

@@ -100,7 +100,7 @@ function setup(
     revocations: { sessionsRevoked: (list) => void log.push(`listener:${list.map((s) => s.id).join(",")}`) },
     policy: createPasswordPolicy({ minLength: 8, maxLength: 64, maxBytes: 256, blocklist: new Set() }),
     clock: { now: () => T0 },
-    dummyHash: "dummy",
+    dummyHashFor: () => "dummy",
     lifetimes: LIFETIMES,
     maxSessionsPerUser: 3,
     refreshReuseGraceMs: 5_000,
@@ -298,7 +298,8 @@ describe("verifyToken", () => {
     expiresAt: new Date(T0.getTime() + 5 * MINUTE),
     role: "admin",
   };
-  const jwtLike = "aa.bb.cc";
+  // Shaped like a compact JWS, every part canonical base64url.
+  const jwtLike = "aQ.bQ.cQ";
 
   it("is active with the claims when the token verifies and its session is active", async () => {
     const t = setup();

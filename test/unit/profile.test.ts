@@ -97,6 +97,26 @@ describe("toProfilePatch", () => {
     expect(patch.name).not.toMatch(/\p{Cc}/u);
   });
 
+  it.each([
+    ["RLO (the Trojan Source extension swap)", "evil\u202Egnp.exe", "evilgnp.exe"],
+    ["LRE, RLE, PDF, LRO", "a\u202Ab\u202Bc\u202Cd\u202De", "abcde"],
+    ["isolates LRI, RLI, FSI, PDI", "a\u2066b\u2067c\u2068d\u2069e", "abcde"],
+    ["the marks LRM, RLM and ALM", "a\u200Eb\u200Fc\u061Cd", "abcd"],
+    ["a value of nothing but bidi controls (cleared)", "\u202E\u2066\u2069", null],
+  ])("removes bidi controls: %s", (_what, raw, expected) => {
+    expect(toProfilePatch({ name: raw, address: raw }, today)).toEqual({ name: expected, address: expected });
+  });
+
+  it("turns line and paragraph separators (U+2028, U+2029) into spaces", () => {
+    expect(toProfilePatch({ address: "1 Main St\u2028Springfield\u2029\u2028USA\u2028" }, today)).toEqual({ address: "1 Main St Springfield USA" });
+  });
+
+  it("keeps the letters, marks and punctuation of every script, right-to-left ones included", () => {
+    for (const name of ["Nguyễn Văn An", "محمد عبد الله", "דוד כהן", "Ψυχή", "山田 太郎", "Иван Петров", "O'Brien-Smith", "हिन्दी", "ZWJ 👩‍💻 family"]) {
+      expect(toProfilePatch({ name }, today).name).toBe(name.normalize("NFC"));
+    }
+  });
+
   it("keeps gender false and true as given", () => {
     expect(toProfilePatch({ gender: false }, today)).toEqual({ gender: false });
     expect(toProfilePatch({ gender: true }, today)).toEqual({ gender: true });

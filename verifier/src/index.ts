@@ -12,6 +12,7 @@ export { VERIFICATION_ERROR_CODES, VerificationError, isVerificationError, type 
 export type { FeedState, RevocationFeedStats } from "./revocation-feed.js";
 export type { KeySetStats } from "./key-set.js";
 export {
+  DEFAULT_REDIS_PREFIX,
   REVOCATION_CHANNEL,
   REVOCATION_KEY_GRACE_SEC,
   REVOCATION_KEY_PREFIX,
@@ -19,8 +20,10 @@ export {
   decodeRevocation,
   decodeRevocationUntil,
   encodeRevocation,
+  isValidRedisPrefix,
   isValidSessionId,
   publishRevocation,
+  revocationFeedNames,
   revocationKey,
   type Revocation,
   type RevocationFeedNames,

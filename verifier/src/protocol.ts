@@ -5,7 +5,7 @@ import type { Redis } from "ioredis";
 // too, so both sides share one definition.
 //
 // Publish side (one MULTI, so a reader sees the key and the message together
-// or neither):
+// or neither), with the default prefix "identity:" (see revocationFeedNames):
 //   SET      identity:revoked:<sid> <until>
 //   EXPIREAT identity:revoked:<sid> <until + REVOCATION_KEY_GRACE_SEC>
 //   PUBLISH  identity:revocations {"sid":"<sid>","until":<until>}
@@ -21,8 +21,29 @@ import type { Redis } from "ioredis";
 // before the scan leaves no gap: a revocation is either in the scan or
 // delivered on the channel (or both; merging is idempotent).
 
-export const REVOCATION_CHANNEL = "identity:revocations";
-export const REVOCATION_KEY_PREFIX = "identity:revoked:";
+/**
+ * The Redis prefix of one deployment (the service's REDIS_PREFIX): every key
+ * and channel it uses starts with it, so deployments sharing a Redis never
+ * hear each other. The channel and keys above are those of the default.
+ */
+export const DEFAULT_REDIS_PREFIX = "identity:";
+export const REVOCATION_CHANNEL = `${DEFAULT_REDIS_PREFIX}revocations`;
+export const REVOCATION_KEY_PREFIX = `${DEFAULT_REDIS_PREFIX}revoked:`;
+
+// Printable ASCII without spaces (a key or channel name must survive logs and
+// redis-cli), and without braces: the service places its own Redis Cluster
+// hash tags after the prefix, and a brace in the prefix would move them.
+const REDIS_PREFIX = /^[\x21-\x7a\x7c\x7e]{1,64}$/;
+
+export function isValidRedisPrefix(prefix: unknown): prefix is string {
+  return typeof prefix === "string" && REDIS_PREFIX.test(prefix);
+}
+
+/** The revocation channel and denylist key prefix of the deployment with this Redis prefix. */
+export function revocationFeedNames(prefix: string = DEFAULT_REDIS_PREFIX): Required<RevocationFeedNames> {
+  if (!isValidRedisPrefix(prefix)) throw new TypeError("a Redis prefix is 1-64 printable ASCII characters without spaces or braces");
+  return { channel: `${prefix}revocations`, keyPrefix: `${prefix}revoked:` };
+}
 
 /**
  * The denylist key outlives `until` by this much. Verifiers accept a token up

@@ -4,7 +4,7 @@ import type { Redis } from "ioredis";
 import { VerificationError } from "./errors.js";
 import { createKeySet, type KeySetStats } from "./key-set.js";
 import { createLru } from "./lru.js";
-import { REVOCATION_CHANNEL, REVOCATION_KEY_PREFIX, isValidSessionId } from "./protocol.js";
+import { isValidRedisPrefix, isValidSessionId, revocationFeedNames } from "./protocol.js";
 import { createRevocationFeed, type RevocationFeed, type RevocationFeedStats } from "./revocation-feed.js";
 
 export const ACCESS_TOKEN_ALG = "EdDSA";
@@ -13,7 +13,14 @@ export const ACCESS_TOKEN_TYP = "at+jwt";
 export interface RevocationOptions {
   /** A Redis connection to copy settings from (we open our own two), or a redis:// URL. */
   redis: Redis | string;
+  /**
+   * The service's REDIS_PREFIX (default "identity:"): the feed is the
+   * channel `<prefix>revocations` and the keys `<prefix>revoked:*`.
+   */
+  prefix?: string;
+  /** Overrides the channel the prefix names. */
   channel?: string;
+  /** Overrides the denylist key prefix the prefix names. */
   keyPrefix?: string;
   /**
    * While the feed is not up: "serve" keeps using the last known set (a
@@ -140,26 +147,35 @@ for (let i = 0; i < 64; i++) B64URL["ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopq
 const SIGNATURE_CHARS = 86;
 
 /**
- * Decodes the header or payload, which TOKEN_SHAPE has already restricted to
- * the base64url alphabet with no padding. A length of 1 mod 4 is not
- * base64url at all. (Unused trailing bits need no check here: the signature
- * covers these parts as encoded, so another spelling fails it.)
+ * Whether the unused low bits of the last character are zero (TOKEN_SHAPE has
+ * already restricted the part to the base64url alphabet, and the length is
+ * not 1 mod 4). Base64url decoders ignore those bits, so without this check
+ * one part has up to 16 spellings and a signed token many distinct strings;
+ * only the canonical one is accepted, in every part.
  */
-function decodePart(part: string, what: string): Buffer {
-  if ((part.length & 3) === 1) throw fail("TOKEN_MALFORMED", `${what} is not base64url`);
-  return Buffer.from(part, "base64url");
+function canonicalTail(part: string): boolean {
+  const rest = part.length & 3;
+  if (rest === 0) return true;
+  // 2 characters carry 1 byte (4 spare bits), 3 carry 2 bytes (2 spare bits).
+  return (B64URL[part.charCodeAt(part.length - 1)]! & (rest === 2 ? 0x0f : 0x03)) === 0;
 }
 
 /**
- * The 64-byte Ed25519 signature. Base64url decoders ignore the unused low bits
- * of the last character, so without the check below one signature has 16
- * spellings and a signed token many distinct strings; only the canonical one
- * is accepted. Any other length or spelling is a bad signature.
+ * Decodes the header or payload. A length of 1 mod 4 is not base64url at
+ * all, and another spelling of the same bytes is not ours either (the service
+ * refuses both, with the same test vectors: test/conformance/).
  */
+function decodePart(part: string, what: string): Buffer {
+  if ((part.length & 3) === 1) throw fail("TOKEN_MALFORMED", `${what} is not base64url`);
+  if (!canonicalTail(part)) throw fail("TOKEN_MALFORMED", `${what} is not canonical base64url`);
+  return Buffer.from(part, "base64url");
+}
+
+/** The 64-byte Ed25519 signature, canonically spelt. Any other length or spelling is a bad signature. */
 function decodeSignature(part: string): Buffer {
   if ((part.length & 3) === 1) throw fail("TOKEN_MALFORMED", "signature is not base64url");
   if (part.length !== SIGNATURE_CHARS) throw fail("TOKEN_INVALID", "signature length");
-  if (B64URL[part.charCodeAt(SIGNATURE_CHARS - 1)]! & 0x0f) throw fail("TOKEN_INVALID", "signature not canonical base64url");
+  if (!canonicalTail(part)) throw fail("TOKEN_INVALID", "signature not canonical base64url");
   const signature = Buffer.from(part, "base64url");
   if (signature.length !== ED25519_SIGNATURE_BYTES) throw fail("TOKEN_INVALID", "signature length");
   return signature;
@@ -198,11 +214,15 @@ export function createVerifier(options: VerifierOptions): Verifier {
   const rev = options.revocation;
   const onFeedDown = rev?.onFeedDown ?? "serve";
   if (onFeedDown !== "serve" && onFeedDown !== "refuse") throw new TypeError('revocation.onFeedDown must be "serve" or "refuse"');
+  if (rev?.prefix !== undefined && !isValidRedisPrefix(rev.prefix)) {
+    throw new TypeError("revocation.prefix must be 1-64 printable ASCII characters without spaces or braces");
+  }
+  const names = revocationFeedNames(rev?.prefix);
   const feed: RevocationFeed | undefined = rev
     ? createRevocationFeed({
         redis: rev.redis,
-        channel: rev.channel ?? REVOCATION_CHANNEL,
-        keyPrefix: rev.keyPrefix ?? REVOCATION_KEY_PREFIX,
+        channel: rev.channel ?? names.channel,
+        keyPrefix: rev.keyPrefix ?? names.keyPrefix,
         now,
         retainSec: tolerance,
         heartbeatMs: positive("revocation.heartbeatMs", rev.heartbeatMs ?? 5_000),

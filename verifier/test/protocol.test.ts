@@ -1,12 +1,31 @@
 import { randomUUID } from "node:crypto";
 import { describe, expect, it } from "vitest";
-import { decodeRevocation, decodeRevocationUntil, encodeRevocation, REVOCATION_CHANNEL, REVOCATION_KEY_PREFIX, revocationKey } from "../src/index.js";
+import {
+  decodeRevocation,
+  decodeRevocationUntil,
+  encodeRevocation,
+  isValidRedisPrefix,
+  REVOCATION_CHANNEL,
+  REVOCATION_KEY_PREFIX,
+  revocationFeedNames,
+  revocationKey,
+} from "../src/index.js";
 
 describe("revocation feed protocol", () => {
   it("names the channel and keys as the service publishes them", () => {
     expect(REVOCATION_CHANNEL).toBe("identity:revocations");
     expect(REVOCATION_KEY_PREFIX).toBe("identity:revoked:");
     expect(revocationKey("abc")).toBe("identity:revoked:abc");
+    expect(revocationFeedNames()).toEqual({ channel: REVOCATION_CHANNEL, keyPrefix: REVOCATION_KEY_PREFIX });
+  });
+
+  it("names them under a deployment's REDIS_PREFIX", () => {
+    expect(revocationFeedNames("shop-a:")).toEqual({ channel: "shop-a:revocations", keyPrefix: "shop-a:revoked:" });
+    for (const prefix of ["", " ", "a b:", "{x}:", "x}", "\u00e9:", "x".repeat(65)]) {
+      expect(isValidRedisPrefix(prefix), JSON.stringify(prefix)).toBe(false);
+      expect(() => revocationFeedNames(prefix)).toThrow(TypeError);
+    }
+    expect(isValidRedisPrefix("x".repeat(64))).toBe(true);
   });
 
   it("encodes and decodes a revocation", () => {

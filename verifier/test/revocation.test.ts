@@ -9,6 +9,7 @@ import {
   decodeRevocation,
   publishRevocation,
   REVOCATION_KEY_GRACE_SEC,
+  revocationFeedNames,
   revocationKey,
   type RevocationOptions,
   type Verifier,
@@ -48,7 +49,7 @@ describe.skipIf(!redisAvailable)("revocation feed (real Redis)", () => {
     await Promise.all(open.splice(0).map((v) => v.close()));
   });
 
-  function make(revocation: Partial<RevocationOptions> & { channel: string; keyPrefix: string }, extra: { now?: () => number; readyTimeoutMs?: number } = {}): Verifier {
+  function make(revocation: Partial<RevocationOptions> & ({ channel: string; keyPrefix: string } | { prefix: string }), extra: { now?: () => number; readyTimeoutMs?: number } = {}): Verifier {
     const v = createVerifier({ jwksUrl: jwks.url, issuer: ISSUER, audience: AUDIENCE, ...extra, revocation: { redis: REDIS_TEST_URL, ...revocation } });
     open.push(v);
     return v;
@@ -122,6 +123,33 @@ describe.skipIf(!redisAvailable)("revocation feed (real Redis)", () => {
     for (const s of revoked) expect(await codeOf(v.verify(s.token))).toBe("TOKEN_REVOKED");
     await expect(v.verify(fine.token)).resolves.toBeDefined();
     expect(v.stats().revocation).toMatchObject({ revokedSessions: 3, messages: 0, syncs: 1 });
+  });
+
+  it("the prefix option names the deployment's feed: another prefix on the same Redis hears nothing of it", async () => {
+    const ours = `identity:test:${randomUUID()}:`;
+    const theirs = `identity:test:${randomUUID()}:`;
+    prefixes.push(revocationFeedNames(ours).keyPrefix, revocationFeedNames(theirs).keyPrefix);
+    const early = await session();
+    await publishRevocation(admin, early.sid, until(), revocationFeedNames(ours));
+    const mine = make({ prefix: ours });
+    const other = make({ prefix: theirs });
+    await Promise.all([mine.ready(), other.ready()]);
+    const late = await session();
+    await expect(other.verify(late.token)).resolves.toBeDefined();
+    await publishRevocation(admin, late.sid, until(), revocationFeedNames(ours));
+    // The denylist (SCAN at connect) and the channel both belong to the prefix.
+    expect(await codeOf(mine.verify(early.token))).toBe("TOKEN_REVOKED");
+    await waitFor(isRevoked(mine, late.token), 1_000);
+    await new Promise((r) => setTimeout(r, 200));
+    await expect(other.verify(early.token)).resolves.toBeDefined();
+    await expect(other.verify(late.token)).resolves.toBeDefined();
+    expect(other.stats().revocation).toMatchObject({ state: "up", revokedSessions: 0, messages: 0 });
+  });
+
+  it("refuses a prefix with spaces or braces", () => {
+    for (const prefix of ["", "a b:", "{identity}:", "x".repeat(65)]) {
+      expect(() => createVerifier({ jwksUrl: jwks.url, issuer: ISSUER, audience: AUDIENCE, revocation: { redis: REDIS_TEST_URL, prefix } })).toThrow(TypeError);
+    }
   });
 
   it("ignores malformed feed messages and denylist entries", async () => {
