@@ -418,7 +418,7 @@ for (const backend of backends) {
       const [disabled] = await hooks.waitFor("mfa_disabled", user.userId);
       expect(disabled).toEqual({ type: "mfa_disabled", verified: true, data: { user_id: user.userId, session_id: session.sessionId, ip: "127.0.0.1" } });
 
-      const changed = await changePassword(session.accessToken, user.password, strongPassword("alert"));
+      const changed = await changePassword(session.accessToken, user.password, strongPassword("renewed"));
       expect(changed.status, changed.text).toBe(200);
       const [passwordChanged] = await hooks.waitFor("password_changed", user.userId);
       expect(passwordChanged).toEqual({
