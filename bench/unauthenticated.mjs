@@ -4,9 +4,9 @@
 //   npm run bench:unauthenticated
 //
 // Starts the built service against a throwaway PostgreSQL database with its
-// rate limits off (to see the raw cost; the limits then bound the rate),
-// sends each kind of request an outsider can send without an account, and
-// reports the service's CPU per request; then opens idle connections of
+// rate limits and per-source connection cap off (to see the raw cost; those
+// then bound the rate), sends each kind of request an outsider can send
+// without an account, and reports the service's CPU per request; then opens idle connections of
 // each kind and reports resident memory per connection. Bounded: each phase
 // has a call budget and a deadline; loopback only; the database is dropped.
 import { randomBytes } from "node:crypto";
@@ -113,7 +113,7 @@ async function main() {
     mainJs,
     cwd: root,
     // A fixed key-encryption key: the database is thrown away.
-    env: { DATABASE_URL: dbUrl.href, RATE_LIMITS: "off", KEY_ENCRYPTION_KEYS: `bench:${Buffer.alloc(32, 7).toString("base64")}` },
+    env: { DATABASE_URL: dbUrl.href, RATE_LIMITS: "off", MAX_CONNECTIONS_PER_SOURCE: "0", KEY_ENCRYPTION_KEYS: `bench:${Buffer.alloc(32, 7).toString("base64")}` },
     serviceLog,
     onExit: (code, signal) => !stopping && fail(new Error(`the service exited (code ${code}, signal ${signal})`)),
   });
