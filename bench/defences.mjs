@@ -37,10 +37,9 @@
 // At the end (also on failure and Ctrl-C) the databases are dropped and only
 // the keys this run wrote are deleted (bench:<runid>:* and the service's
 // identity:rl:*, identity:ctr:*, identity:revoked:* in that database).
-import { spawn, execFileSync } from "node:child_process";
+import { execFileSync } from "node:child_process";
 import { createHmac, randomBytes, randomUUID } from "node:crypto";
 import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
-import * as http from "node:http";
 import { availableParallelism } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
@@ -49,14 +48,11 @@ import { Redis } from "ioredis";
 import * as nodeRsArgon2 from "@node-rs/argon2";
 import {
   assertLoopback,
-  benchKeyEncryptionKeys,
   envInt,
   fmt,
-  freePort,
   grpcJsClient,
   haltLoads,
   runLoad,
-  httpRequest,
   machineBusyMs,
   machineInfo,
   percentile,
@@ -65,8 +61,9 @@ import {
   sleep,
   sumCpuMs,
   table,
-  captureOutput,
   exitCleanly,
+  spawnService,
+  stopService,
 } from "./lib.mjs";
 
 const root = join(dirname(fileURLToPath(import.meta.url)), "..");
@@ -162,18 +159,6 @@ async function countKeys(pattern) {
     if (cursor === "0") break;
   }
   return n;
-}
-
-async function stopService(c) {
-  if (c.exitCode !== null || c.signalCode !== null) return;
-  c.expectedExit = true;
-  const exited = new Promise((r) => c.once("exit", r));
-  c.kill("SIGTERM");
-  const done = await Promise.race([exited.then(() => true), sleep(15_000).then(() => false)]);
-  if (!done) {
-    c.kill("SIGKILL");
-    await Promise.race([exited, sleep(5_000)]);
-  }
 }
 
 let cleaning;
@@ -694,36 +679,23 @@ async function partRisk(mods, db, pgPids, redisLimiter, results) {
 // Part 4: the built service, defences on and off
 
 
-async function startService(databaseUrl, extraEnv) {
-  const port = await freePort();
-  const grpcPort = await freePort();
-  const env = { ...process.env };
-  // Nothing of the caller's shell may change what is compared.
-  for (const k of ["REDIS_URL", "RATE_LIMITS", "TRUSTED_PROXIES", "GEOIP", "CAPTCHA_PROVIDER", "CAPTCHA_SECRET", "WEBHOOK_URL", "WEBHOOK_SECRET"]) delete env[k];
-  Object.assign(env, { PORT: String(port), GRPC_PORT: String(grpcPort), HOST: "127.0.0.1", DATABASE_URL: databaseUrl, KEY_ENCRYPTION_KEYS: benchKeyEncryptionKeys, LOG_LEVEL: "warn", ...extraEnv });
-  const c = spawn(process.execPath, [mainJs], { cwd: root, env, stdio: ["ignore", "pipe", "pipe"] });
-  children.add(c);
-  const onLine = (line) => {
-    if (/Redis unreachable/.test(line)) serviceLog.redisDown++;
-  };
-  captureOutput(c.stdout, serviceLog, onLine);
-  captureOutput(c.stderr, serviceLog, onLine);
-  c.once("exit", (code, signal) => {
-    children.delete(c);
-    if (!stopping && !c.expectedExit) fail(new Error(`the service exited unexpectedly (code ${code}, signal ${signal})`));
+function startService(databaseUrl, extraEnv) {
+  return spawnService({
+    mainJs,
+    cwd: root,
+    env: { DATABASE_URL: databaseUrl, ...extraEnv },
+    serviceLog,
+    onLine: (line) => {
+      if (/Redis unreachable/.test(line)) serviceLog.redisDown++;
+    },
+    onSpawn: (c) => {
+      children.add(c);
+      c.once("exit", () => children.delete(c));
+    },
+    onExit: (code, signal, c) => {
+      if (!stopping && !c.expectedExit) fail(new Error(`the service exited unexpectedly (code ${code}, signal ${signal})`));
+    },
   });
-  const agent = new http.Agent({ keepAlive: false });
-  const until = performance.now() + 60_000;
-  for (let i = 0; i < 300 && performance.now() < until && children.has(c); i++) {
-    try {
-      const r = await httpRequest(agent, { port, method: "GET", path: "/readyz", timeoutMs: 2_000 });
-      if (r.status === 200) return { child: c, port, grpcPort, pid: c.pid, ready: JSON.parse(r.body) };
-    } catch {
-      // not listening yet
-    }
-    await sleep(100);
-  }
-  throw new Error("the service did not become ready within 60 s");
 }
 
 function rawArgon2Hasher() {

@@ -397,20 +397,28 @@ export const SERVICE_ENV_NOISE = ["REDIS_URL", "RATE_LIMITS", "TRUSTED_PROXIES",
  * resolves once /readyz answers 200 (at most 60 s). `onExit` hears of an
  * exit at any time.
  */
-export async function spawnService({ mainJs, cwd, env, serviceLog, onLine, onExit }) {
+export async function spawnService({ mainJs, cwd, env, serviceLog, onLine, onSpawn, onExit }) {
   const { spawn } = await import("node:child_process");
   const port = await freePort();
   const grpcPort = await freePort();
   const full = { ...process.env };
   for (const k of SERVICE_ENV_NOISE) delete full[k];
-  Object.assign(full, { PORT: String(port), GRPC_PORT: String(grpcPort), HOST: "127.0.0.1", LOG_LEVEL: "warn", ...env });
+  Object.assign(full, {
+    PORT: String(port),
+    GRPC_PORT: String(grpcPort),
+    HOST: "127.0.0.1",
+    LOG_LEVEL: "warn",
+    KEY_ENCRYPTION_KEYS: benchKeyEncryptionKeys,
+    ...env,
+  });
   const child = spawn(process.execPath, [mainJs], { cwd, env: full, stdio: ["ignore", "pipe", "pipe"] });
+  onSpawn?.(child);
   let exited = false;
   captureOutput(child.stdout, serviceLog, onLine);
   captureOutput(child.stderr, serviceLog, onLine);
   child.once("exit", (code, signal) => {
     exited = true;
-    onExit?.(code, signal);
+    onExit?.(code, signal, child);
   });
   const agent = new http.Agent({ keepAlive: false });
   const until = performance.now() + 60_000;
@@ -427,9 +435,10 @@ export async function spawnService({ mainJs, cwd, env, serviceLog, onLine, onExi
   throw new Error("the service did not become ready within 60 s");
 }
 
-/** SIGTERM, then SIGKILL after 15 s. */
+/** SIGTERM, then SIGKILL after 15 s; the exit is marked expected (`child.expectedExit`). */
 export async function stopService(child) {
   if (child.exitCode !== null || child.signalCode !== null) return;
+  child.expectedExit = true;
   const exited = new Promise((r) => child.once("exit", r));
   child.kill("SIGTERM");
   const done = await Promise.race([exited.then(() => true), sleep(15_000).then(() => false)]);

@@ -9,7 +9,7 @@
 // per GetProfile call, prints one markdown report and writes it to
 // bench/results/latest.md. The database is dropped at the end, also on
 // failure and Ctrl-C. Every loop is bounded by a call budget and a deadline.
-import { spawn, execFileSync } from "node:child_process";
+import { execFileSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { existsSync, mkdirSync, writeFileSync } from "node:fs";
 import * as http from "node:http";
@@ -28,11 +28,9 @@ import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import { createConnectTransport, createGrpcTransport } from "@connectrpc/connect-node";
 import {
   assertLoopback,
-  benchKeyEncryptionKeys,
   clockTicks,
   envInt,
   fmt,
-  freePort,
   grpcJsClient,
   haltLoads,
   httpRequest,
@@ -40,12 +38,12 @@ import {
   measured,
   runCount,
   runLoad,
-  sleep,
   table,
   warmUp,
   CALL_TIMEOUT_MS,
-  captureOutput,
   exitCleanly,
+  spawnService,
+  stopService,
 } from "./lib.mjs";
 
 const root = join(dirname(fileURLToPath(import.meta.url)), "..");
@@ -105,7 +103,6 @@ const dbName = `bench_${runId}`;
 let admin;
 let dbCreated = false;
 let child;
-let childExited = false;
 let stopping = false;
 const closers = [];
 const serviceLog = { lines: 0, tail: [] };
@@ -122,15 +119,7 @@ function cleanup() {
         // best effort
       }
     }
-    if (child && !childExited) {
-      const exited = new Promise((r) => child.once("exit", r));
-      child.kill("SIGTERM");
-      const done = await Promise.race([exited.then(() => true), sleep(15_000).then(() => false)]);
-      if (!done) {
-        child.kill("SIGKILL");
-        await Promise.race([exited, sleep(5_000)]);
-      }
-    }
+    if (child) await stopService(child);
     if (admin && dbCreated) {
       try {
         await admin.unsafe(`drop database if exists "${dbName}" with (force)`);
@@ -147,41 +136,6 @@ function cleanup() {
 
 const fail = exitCleanly({ log, cleanup, isStopping: () => stopping, serviceLog, watchdogMs: WATCHDOG_MS });
 
-
-async function startService(port, grpcPort, databaseUrl) {
-  child = spawn(process.execPath, [mainJs], {
-    cwd: root,
-    env: {
-      ...process.env,
-      PORT: String(port),
-      GRPC_PORT: String(grpcPort),
-      HOST: "127.0.0.1",
-      DATABASE_URL: databaseUrl,
-      KEY_ENCRYPTION_KEYS: benchKeyEncryptionKeys,
-      LOG_LEVEL: "warn",
-    },
-    stdio: ["ignore", "pipe", "pipe"],
-  });
-  captureOutput(child.stdout, serviceLog);
-  captureOutput(child.stderr, serviceLog);
-  child.once("exit", (code, signal) => {
-    childExited = true;
-    if (!stopping) fail(new Error(`the service exited unexpectedly (code ${code}, signal ${signal})`));
-  });
-  // Wait for /readyz: 300 tries, 100 ms apart, at most ~60 s.
-  const agent = new http.Agent({ keepAlive: false });
-  const until = performance.now() + 60_000;
-  for (let i = 0; i < 300 && performance.now() < until && !childExited; i++) {
-    try {
-      const r = await httpRequest(agent, { port, method: "GET", path: "/readyz", timeoutMs: 2_000 });
-      if (r.status === 200) return;
-    } catch {
-      // not listening yet
-    }
-    await sleep(100);
-  }
-  throw new Error("the service did not become ready within 60 s");
-}
 
 // ---------------------------------------------------------------------------
 // Clients
@@ -231,11 +185,17 @@ async function main() {
   const pgPids = async () =>
     (await admin`select pid from pg_stat_activity where datname = ${dbName} or datname is null`).map((r) => r.pid);
 
-  const port = await freePort();
-  const grpcPort = await freePort();
-  log(`starting the service on 127.0.0.1:${port}`);
-  await startService(port, grpcPort, dbUrl.href);
-  const pid = child.pid;
+  log("starting the service");
+  const { port, grpcPort, pid } = await spawnService({
+    mainJs,
+    cwd: root,
+    env: { DATABASE_URL: dbUrl.href },
+    serviceLog,
+    onSpawn: (c) => (child = c),
+    onExit: (code, signal, c) => {
+      if (!stopping && !c.expectedExit) fail(new Error(`the service exited unexpectedly (code ${code}, signal ${signal})`));
+    },
+  });
   log(`service ready (pid ${pid}); phases of ${opts.durationS} s, each after a warm-up`);
 
   const rows = [];

@@ -112,8 +112,7 @@ async function main() {
   service = await spawnService({
     mainJs,
     cwd: root,
-    // A fixed key-encryption key: the database is thrown away.
-    env: { DATABASE_URL: dbUrl.href, RATE_LIMITS: "off", MAX_CONNECTIONS_PER_SOURCE: "0", KEY_ENCRYPTION_KEYS: `bench:${Buffer.alloc(32, 7).toString("base64")}` },
+    env: { DATABASE_URL: dbUrl.href, RATE_LIMITS: "off", MAX_CONNECTIONS_PER_SOURCE: "0" },
     serviceLog,
     onExit: (code, signal) => !stopping && fail(new Error(`the service exited (code ${code}, signal ${signal})`)),
   });
