@@ -11,17 +11,17 @@ export default tseslint.config(
     },
   },
   {
-    // The domain depends on nothing but its own ports: no transport, no
-    // generated code, no ORM.
-    files: ["src/core/**/*.ts"],
+    // The features depend on nothing but ports: no transport, no generated
+    // code, no ORM. Only app/ wires them to storage and transport.
+    files: ["src/{shared,accounts,login,sessions,mfa,risk,abuse,audit,admin,notify,keys,tokens,hashing}/**/*.ts"],
     rules: {
       "no-restricted-imports": [
         "error",
         {
           patterns: [
-            { group: ["**/gen/**", "@connectrpc/*", "@bufbuild/*"], message: "core must not depend on the transport or generated code" },
-            { group: ["drizzle-orm", "drizzle-orm/*", "postgres", "@electric-sql/*", "**/storage/**"], message: "core must not depend on storage" },
-            { group: ["**/rpc/**", "**/server.js", "**/gateway.js", "**/app.js"], message: "core must not depend on the outer layers" },
+            { group: ["**/gen/**", "@connectrpc/*", "@bufbuild/*"], message: "features must not depend on the transport or generated code" },
+            { group: ["drizzle-orm", "drizzle-orm/*", "postgres", "@electric-sql/*", "**/storage/**"], message: "features must not depend on storage" },
+            { group: ["**/transport/**", "**/app/**", "**/config/**"], message: "features must not depend on the outer layers" },
           ],
         },
       ],

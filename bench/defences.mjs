@@ -96,7 +96,7 @@ function readOptions() {
   u.pathname = `/${o.redisDb}`;
   o.redisDbUrl = u.href;
   o.redisPort = Number(u.port || 6379);
-  // The service's defaults (src/config.ts), as bench/run.mjs uses them.
+  // The service's defaults (src/config/), as bench/run.mjs uses them.
   o.argon = {
     memoryKib: envInt("ARGON2_MEMORY_KIB", 19_456, { min: 8_192, max: 4_194_304 }),
     timeCost: envInt("ARGON2_TIME_COST", 2, { min: 1, max: 100 }),
@@ -466,7 +466,7 @@ async function partLimiter(mods, results, redisLimiter) {
 
 async function partClaims(mods, db, pgPids, asyncDb) {
   const { createLoginAttemptStore } = mods.throttleStore;
-  // BRUTE_FORCE_* defaults (src/config.ts).
+  // BRUTE_FORCE_* defaults (src/config/).
   const policy = { freeAttempts: 5, baseDelayMs: 1_000, maxDelayMs: 15 * 60_000, lockoutThreshold: 100, resetAfterMs: 24 * 3_600_000 };
   const keys = Array.from({ length: 20_000 }, () => createHmac("sha256", "bench").update(randomUUID()).digest());
   const split = { claim: [], clear: [] };
@@ -931,11 +931,11 @@ async function main() {
   const mods = {
     rateLimiter: await import(dist("src/abuse/rate-limiter.js")),
     counters: await import(dist("src/abuse/counters.js")),
-    rateLimit: await import(dist("src/rpc/rate-limit.js")),
-    loginDefence: await import(dist("src/core/login-defence.js")),
+    rateLimit: await import(dist("src/transport/rpc/rate-limit.js")),
+    loginDefence: await import(dist("src/abuse/login-defence.js")),
     throttleStore: await import(dist("src/storage/throttle-store.js")),
     db: await import(dist("src/storage/db.js")),
-    risk: await import(dist("src/core/risk.js")),
+    risk: await import(dist("src/risk/assessor.js")),
     mfaStore: await import(dist("src/storage/mfa-store.js")),
     stores: await import(dist("src/storage/stores.js")),
     geo: await import(dist("src/risk/geo.js")),

@@ -67,7 +67,7 @@ function readOptions() {
   };
   if (!["grpc-js", "connect"].includes(opts.grpcClient)) throw new Error("BENCH_GRPC_CLIENT must be grpc-js or connect");
   assertLoopback(opts.pgUrl, "BENCH_PG_URL");
-  // The service's own defaults (src/config.ts), so raw hashing uses its cost.
+  // The service's own defaults (src/config/), so raw hashing uses its cost.
   const argonParams = {
     memoryKib: envInt("ARGON2_MEMORY_KIB", 19_456, { min: 8_192, max: 4_194_304 }),
     timeCost: envInt("ARGON2_TIME_COST", 2, { min: 1, max: 100 }),

@@ -1,6 +1,6 @@
-import { createApp } from "./app.js";
-import { ConfigError, loadConfig } from "./config.js";
-import { createLogger } from "./logger.js";
+import { createApp } from "./app/app.js";
+import { ConfigError, loadConfig } from "./config/config.js";
+import { createLogger } from "./shared/logger.js";
 
 // Process entry: config → app → listen; SIGTERM/SIGINT → drain → close.
 async function main(): Promise<void> {

@@ -1,4 +1,4 @@
-import { loadConfig } from "./config.js";
+import { loadConfig } from "./config/config.js";
 import { openDatabase } from "./storage/db.js";
 
 // `npm run migrate`: applies pending migrations and exits (the service also

@@ -1,9 +1,9 @@
 import { pathToFileURL } from "node:url";
-import { ConfigError, keyEncryptionSource, loadConfig, longestAccessTokenTtlMs, type Config } from "../config.js";
-import { openKeyEncryptionKeys } from "../keys/kek.js";
-import { createSecretBox } from "../mfa/secret-box.js";
+import { ConfigError, keyEncryptionSource, loadConfig, longestAccessTokenTtlMs, type Config } from "../config/config.js";
+import { openKeyEncryptionKeys } from "../config/key-encryption-keys.js";
+import { createSecretBox } from "../keys/secret-box.js";
 import { openDatabase, type Database } from "../storage/db.js";
-import { announceKeysChanged } from "../revocation/redis-feed.js";
+import { announceKeysChanged } from "../sessions/redis-revocation-feed.js";
 import { createKeyStore } from "../storage/key-store.js";
 import { holdsSealedData } from "../storage/sealed.js";
 import { createJwtService, type RotatedKey } from "../tokens/jwt.js";

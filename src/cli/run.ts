@@ -1,5 +1,5 @@
 import { pathToFileURL } from "node:url";
-import { ConfigError, loadConfig, type Config } from "../config.js";
+import { ConfigError, loadConfig, type Config } from "../config/config.js";
 
 /** What an operator command answers: an exit code and a line for the terminal. */
 export interface CommandResult {

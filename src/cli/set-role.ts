@@ -1,6 +1,6 @@
 import { runIfMain, withConfig } from "./run.js";
-import { normalizeEmailForLookup } from "../core/email.js";
-import { isRole, roles } from "../core/ports.js";
+import { normalizeEmailForLookup } from "../accounts/email.js";
+import { isRole, roles } from "../accounts/ports.js";
 import { openDatabase } from "../storage/db.js";
 import { createMfaStore } from "../storage/mfa-store.js";
 import { createAuditLog, createUserStore } from "../storage/stores.js";

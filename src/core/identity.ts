@@ -1,31 +1,21 @@
 import { createHash, randomBytes } from "node:crypto";
-import { normalizeEmail, normalizeEmailForLookup } from "./email.js";
-import { DomainError, invalidCredentials, isDomainError } from "./errors.js";
-import type { Admission, AlertSink, LoginDefence, SecurityAlertType } from "./login-defence.js";
-import { mfaAlreadyEnabled, type MfaService, type SecondFactor } from "./mfa.js";
-import type { RiskAssessor } from "./risk.js";
-import { decodePageToken, encodePageToken } from "./page-token.js";
-import { normalizePassword, type PasswordPolicy } from "./password-policy.js";
-import type {
-  AccessClaims,
-  AuditEvent,
-  AuditLog,
-  ClientInfo,
-  Clock,
-  PasswordHasher,
-  Profile,
-  RevocationListener,
-  ProfilePatch,
-  Role,
-  RoleLifetimes,
-  SessionInfo,
-  SessionStore,
-  TokenIssuer,
-  User,
-  UserStore,
-} from "./ports.js";
-import { isAccessTokenShape } from "./token-shape.js";
-import { isUuid, uuidv7 } from "./uuid.js";
+import { normalizeEmail, normalizeEmailForLookup } from "../accounts/email.js";
+import { DomainError, invalidCredentials, isDomainError } from "../shared/errors.js";
+import type { Admission, LoginDefence } from "../abuse/login-defence.js";
+import type { AlertSink, SecurityAlertType } from "../notify/ports.js";
+import { mfaAlreadyEnabled, type MfaService, type SecondFactor } from "../mfa/mfa-service.js";
+import type { RiskAssessor } from "../risk/assessor.js";
+import { decodePageToken, encodePageToken } from "../shared/page-token.js";
+import { normalizePassword, type PasswordPolicy } from "../accounts/password-policy.js";
+import type { AccessClaims, TokenIssuer } from "../tokens/ports.js";
+import type { AuditEvent, AuditLog } from "../audit/ports.js";
+import type { Clock } from "../shared/clock.js";
+import type { PasswordHasher } from "../hashing/ports.js";
+import type { Profile, ProfilePatch, Role, User, UserStore } from "../accounts/ports.js";
+import type { RevocationListener, RoleLifetimes, SessionInfo, SessionStore } from "../sessions/ports.js";
+import { isAccessTokenShape } from "../tokens/token-shape.js";
+import { isUuid, uuidv7 } from "../shared/uuid.js";
+import type { CallContext, Principal } from "../shared/call.js";
 
 export interface IdentityDeps {
   users: UserStore;
@@ -67,24 +57,6 @@ export interface IdentityDeps {
   onRehashError?(err: unknown): void;
 }
 
-/** Who is calling, as proved by a valid access token on an active session. */
-export interface Principal {
-  userId: string;
-  sessionId: string;
-  /** When the user last proved who they are on this session (auth_time). */
-  authTime?: Date | undefined;
-  amr?: readonly string[] | undefined;
-}
-
-/** Per-call facts the domain records (audit) but never trusts for decisions. */
-export interface CallInfo {
-  client: ClientInfo;
-  /** Ours, unique per call. */
-  requestId?: string | undefined;
-  /** Whatever the client named its request (X-Request-Id): recorded, never trusted. */
-  clientRequestId?: string | undefined;
-}
-
 export interface TokenPair {
   accessToken: string;
   accessTokenExpiresAt: Date;
@@ -124,27 +96,27 @@ export interface SessionView extends SessionInfo {
 export type TokenIntrospection = { active: false } | ({ active: true } & AccessClaims);
 
 export interface IdentityService {
-  register(input: RegisterInput, call: CallInfo): Promise<User>;
-  login(input: LoginInput, call: CallInfo): Promise<TokenPair>;
+  register(input: RegisterInput, call: CallContext): Promise<User>;
+  login(input: LoginInput, call: CallContext): Promise<TokenPair>;
   /** The second step of a login that answered MFA_REQUIRED. */
-  completeMfaLogin(input: SecondFactorInput & { challenge: string }, call: CallInfo): Promise<TokenPair>;
+  completeMfaLogin(input: SecondFactorInput & { challenge: string }, call: CallContext): Promise<TokenPair>;
   /** A fresh proof of identity on the caller's session: a new access token with a new auth_time. */
   reauthenticate(
     principal: Principal,
     input: SecondFactorInput & { password: string },
-    call: CallInfo,
+    call: CallContext,
   ): Promise<{ accessToken: string; accessTokenExpiresAt: Date }>;
   startTotpEnrollment(
     principal: Principal,
     input: { password: string },
-    call: CallInfo,
+    call: CallContext,
   ): Promise<{ uri: string; qrDataUrl: string; secret: string; expiresAt: Date }>;
-  confirmTotpEnrollment(principal: Principal, code: string, call: CallInfo): Promise<string[]>;
-  disableTotp(principal: Principal, input: { password: string; code: string }, call: CallInfo): Promise<void>;
-  regenerateRecoveryCodes(principal: Principal, call: CallInfo): Promise<string[]>;
+  confirmTotpEnrollment(principal: Principal, code: string, call: CallContext): Promise<string[]>;
+  disableTotp(principal: Principal, input: { password: string; code: string }, call: CallContext): Promise<void>;
+  regenerateRecoveryCodes(principal: Principal, call: CallContext): Promise<string[]>;
   mfaStatus(principal: Principal): Promise<{ totpEnabled: boolean; recoveryCodesRemaining: number }>;
-  refresh(refreshToken: string, call: CallInfo): Promise<TokenPair>;
-  logout(principal: Principal, call: CallInfo): Promise<void>;
+  refresh(refreshToken: string, call: CallContext): Promise<TokenPair>;
+  logout(principal: Principal, call: CallContext): Promise<void>;
   /** Verifies an access token and that its session is still active. */
   authenticate(accessToken: string): Promise<Principal>;
   getProfile(principal: Principal): Promise<User>;
@@ -152,7 +124,7 @@ export interface IdentityService {
   changePassword(
     principal: Principal,
     input: { oldPassword: string; newPassword: string; revokeOtherSessions: boolean },
-    call: CallInfo,
+    call: CallContext,
   ): Promise<{ revokedSessions: number }>;
   /** The caller's active sessions, newest first; `pageSize` 0 or above the cap means the cap. */
   listSessions(
@@ -160,9 +132,9 @@ export interface IdentityService {
     page: { pageSize: number; pageToken: string },
   ): Promise<{ sessions: SessionView[]; nextPageToken: string }>;
   /** Ends one of the caller's active sessions; SESSION_NOT_FOUND for anything else. */
-  revokeSession(principal: Principal, sessionId: string, call: CallInfo): Promise<void>;
+  revokeSession(principal: Principal, sessionId: string, call: CallContext): Promise<void>;
   /** Ends every active session of the caller except the current one. */
-  revokeOtherSessions(principal: Principal, call: CallInfo): Promise<{ revokedSessions: number }>;
+  revokeOtherSessions(principal: Principal, call: CallContext): Promise<{ revokedSessions: number }>;
   /** Introspection: never throws for a bad token, only when the check itself cannot run. */
   verifyToken(accessToken: string): Promise<TokenIntrospection>;
 }
@@ -214,7 +186,7 @@ function mfaEnrollmentRequired(): DomainError {
 export function createIdentityService(deps: IdentityDeps): IdentityService {
   const { users, sessions, audit, hasher, tokens, policy, clock, revocations, defence, mfa } = deps;
 
-  async function record(event: Omit<AuditEvent, "at" | "client" | "requestId" | "clientRequestId">, call: CallInfo): Promise<void> {
+  async function record(event: Omit<AuditEvent, "at" | "client" | "requestId" | "clientRequestId">, call: CallContext): Promise<void> {
     await audit.record({ ...event, client: call.client, requestId: call.requestId, clientRequestId: call.clientRequestId, at: clock.now() });
   }
 
@@ -222,7 +194,7 @@ export function createIdentityService(deps: IdentityDeps): IdentityService {
   async function failed(
     type: AuditEvent["type"],
     err: unknown,
-    call: CallInfo,
+    call: CallContext,
     ids: { userId?: string | undefined; sessionId?: string | undefined } = {},
   ): Promise<never> {
     const reason = isDomainError(err) ? err.reason : "INTERNAL_ERROR";
@@ -237,7 +209,7 @@ export function createIdentityService(deps: IdentityDeps): IdentityService {
 
   // Every ended session gets its own audit row, so "how did session S end?"
   // has an answer; the listener has been told before (after the commit).
-  async function recordRevocations(userId: string, sessionIds: string[], reason: string, call: CallInfo): Promise<void> {
+  async function recordRevocations(userId: string, sessionIds: string[], reason: string, call: CallContext): Promise<void> {
     await Promise.all(sessionIds.map((sessionId) => record({ type: "session_revoke", outcome: "success", reason, userId, sessionId }, call)));
   }
 
@@ -250,7 +222,7 @@ export function createIdentityService(deps: IdentityDeps): IdentityService {
   }
 
   // The user hears of what was done to their credentials, and from where.
-  function alertUser(type: SecurityAlertType, principal: Principal, call: CallInfo): void {
+  function alertUser(type: SecurityAlertType, principal: Principal, call: CallContext): void {
     deps.alerts.notify({
       type,
       at: clock.now(),
@@ -264,7 +236,7 @@ export function createIdentityService(deps: IdentityDeps): IdentityService {
   async function factorChanged(
     type: "mfa_enabled" | "mfa_disabled" | "recovery_codes_regenerated" | "password_changed",
     principal: Principal,
-    call: CallInfo,
+    call: CallContext,
   ): Promise<void> {
     await deps.risk.forgetMfa(principal.userId);
     alertUser(type, principal, call);
@@ -285,7 +257,7 @@ export function createIdentityService(deps: IdentityDeps): IdentityService {
   }
 
   // A password check that counts with the account's failed logins.
-  async function checkPassword(user: User, passwordHash: string, password: string, call: CallInfo): Promise<Admission> {
+  async function checkPassword(user: User, passwordHash: string, password: string, call: CallContext): Promise<Admission> {
     policy.checkSize(password);
     const admission = await defence.admit({ canonicalEmail: user.email, knownDevice: true }, call);
     if (!(await hasher.verify(passwordHash, normalizePassword(password)))) {
@@ -296,7 +268,7 @@ export function createIdentityService(deps: IdentityDeps): IdentityService {
   }
 
   // A second factor whose failure counts with the account's failed logins.
-  async function checkSecondFactor(userId: string, admission: Admission, input: SecondFactorInput, call: CallInfo): Promise<SecondFactor> {
+  async function checkSecondFactor(userId: string, admission: Admission, input: SecondFactorInput, call: CallContext): Promise<SecondFactor> {
     try {
       return await mfa.verify(userId, input, call);
     } catch (err) {
@@ -308,7 +280,7 @@ export function createIdentityService(deps: IdentityDeps): IdentityService {
   // After the password: risk, the admin rule, the second factor, then the session.
   async function completeLogin(
     input: { userId: string; role: Role; admission: Admission; deviceId?: string | undefined; captchaToken?: string | undefined } & SecondFactorInput,
-    call: CallInfo,
+    call: CallContext,
   ): Promise<TokenPair> {
     const { userId, role, admission } = input;
     const now = clock.now();
@@ -383,7 +355,7 @@ export function createIdentityService(deps: IdentityDeps): IdentityService {
     return { ...(await startSession(userId, role, call, { authTime: now, amr: amrOf(factor) })), deviceToken: device.token };
   }
 
-  async function startSession(userId: string, role: Role, call: CallInfo, auth: { authTime: Date; amr: string[] }): Promise<TokenPair> {
+  async function startSession(userId: string, role: Role, call: CallContext, auth: { authTime: Date; amr: string[] }): Promise<TokenPair> {
     const now = clock.now();
     const lifetime = deps.lifetimes[role];
     const sessionId = uuidv7(now);

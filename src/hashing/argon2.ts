@@ -1,5 +1,5 @@
 import { hash as argonHash, verify as argonVerify, type Options } from "@node-rs/argon2";
-import type { PasswordHasher } from "../core/ports.js";
+import type { PasswordHasher } from "./ports.js";
 import { createLimiter, type LimiterOptions } from "./limiter.js";
 
 // argon2id through @node-rs/argon2 (Rust, on the libuv pool, off the event

@@ -1,5 +1,5 @@
 import { randomUUID } from "node:crypto";
-import { createDummyHashes, type DummyHashes } from "../core/dummy-hash.js";
+import { createDummyHashes, type DummyHashes } from "../login/dummy-hash.js";
 import { hashWithParams, parsePhc, parsePhcHead, phcParamsId } from "./argon2.js";
 
 // Keeps one dummy hash per argon2 parameter set that stored credentials

@@ -1,4 +1,4 @@
-import { DomainError } from "../core/errors.js";
+import { DomainError } from "../shared/errors.js";
 
 // Bounds concurrent password hashes to the cores that can run them and the
 // queue in front of them. Past the queue a caller is refused at once

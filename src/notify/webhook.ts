@@ -1,13 +1,13 @@
 import { createHmac, randomUUID, timingSafeEqual } from "node:crypto";
 import { setTimeout as sleep } from "node:timers/promises";
-import type { AlertSink, SecurityAlert, SecurityAlertType } from "../core/login-defence.js";
-import type { Logger } from "../logger.js";
+import type { AlertSink, SecurityAlert, SecurityAlertType } from "./ports.js";
+import type { Logger } from "../shared/logger.js";
 
 // Security alerts as Standard Webhooks (https://www.standardwebhooks.com):
 // `webhook-id`, `webhook-timestamp` and `webhook-signature` headers, the
 // signature being base64 HMAC-SHA256 over "<id>.<timestamp>.<body>".
 
-export type { SecurityAlert, SecurityAlertType } from "../core/login-defence.js";
+export type { SecurityAlert, SecurityAlertType } from "./ports.js";
 
 export interface Notifier extends AlertSink {
   /** Never throws and never blocks the caller; delivery happens in the background. */

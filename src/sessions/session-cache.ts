@@ -1,5 +1,5 @@
 import { LRUCache } from "lru-cache";
-import type { ActiveSession, RevocationListener, SessionStore } from "../core/ports.js";
+import type { ActiveSession, RevocationListener, SessionStore } from "./ports.js";
 
 // Every authenticated call asks whether its session is still active. The
 // answer "active" is kept for a short time (SESSION_CACHE_TTL, default 1 s)

@@ -1,14 +1,6 @@
 import { createHash } from "node:crypto";
 import { and, desc, eq, gte, inArray, lt, sql, type SQL } from "drizzle-orm";
-import type {
-  AuditChainReport,
-  AuditDetails,
-  AuditEvent,
-  AuditEventType,
-  AuditLog,
-  AuditQuery,
-  StoredAuditEvent,
-} from "../core/ports.js";
+import type { AuditChainReport, AuditDetails, AuditEvent, AuditEventType, AuditLog, AuditQuery, StoredAuditEvent } from "../audit/ports.js";
 import { isUnavailableError, type Db } from "./db.js";
 import { auditEvents } from "./schema.js";
 

@@ -1,7 +1,7 @@
 import { and, desc, eq, gt, isNotNull, isNull, or, sql } from "drizzle-orm";
 import type { JWK } from "jose";
 import type { KeyStore, StoredKey } from "../keys/ports.js";
-import type { SecretBox } from "../mfa/secret-box.js";
+import type { SecretBox } from "../keys/secret-box.js";
 import type { Db } from "./db.js";
 import { signingKeys } from "./schema.js";
 import { bytes, openSealed } from "./sealed.js";

@@ -1,5 +1,5 @@
 import { isNotNull } from "drizzle-orm";
-import { SecretBoxError, sealedKeyId, type SecretBox } from "../mfa/secret-box.js";
+import { SecretBoxError, sealedKeyId, type SecretBox } from "../keys/secret-box.js";
 import type { Db } from "./db.js";
 import { serverSecrets, signingKeys } from "./schema.js";
 

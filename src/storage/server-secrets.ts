@@ -1,6 +1,6 @@
 import { randomBytes } from "node:crypto";
 import { and, eq, isNotNull } from "drizzle-orm";
-import type { SecretBox } from "../mfa/secret-box.js";
+import type { SecretBox } from "../keys/secret-box.js";
 import type { Db } from "./db.js";
 import { serverSecrets } from "./schema.js";
 import { bytes, openSealed } from "./sealed.js";

@@ -1,17 +1,7 @@
 import { and, desc, eq, gt, isNull, lt, ne, sql } from "drizzle-orm";
-import { DomainError } from "../core/errors.js";
-import {
-  isRole,
-  type ActiveSession,
-  type NewUser,
-  type Profile,
-  type ProfilePatch,
-  type Role,
-  type SessionInfo,
-  type SessionStore,
-  type User,
-  type UserStore,
-} from "../core/ports.js";
+import { DomainError } from "../shared/errors.js";
+import { isRole, type NewUser, type Profile, type ProfilePatch, type Role, type User, type UserStore } from "../accounts/ports.js";
+import { type ActiveSession, type SessionInfo, type SessionStore } from "../sessions/ports.js";
 import { pgErrorCode, type Db } from "./db.js";
 import { loginThrottle, passwordCredentials, profiles, refreshTokens, sessions, users } from "./schema.js";
 

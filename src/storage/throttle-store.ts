@@ -1,5 +1,5 @@
 import { and, eq, isNull, lt, sql } from "drizzle-orm";
-import { throttleDelayMs, type AttemptClaim, type LoginAttemptStore, type ThrottlePolicy } from "../core/login-defence.js";
+import { throttleDelayMs, type AttemptClaim, type LoginAttemptStore, type ThrottlePolicy } from "../abuse/login-defence.js";
 import type { Db } from "./db.js";
 import { loginThrottle } from "./schema.js";
 

@@ -11,10 +11,11 @@ import {
   type JWTHeaderParameters,
 } from "jose";
 import { LRUCache } from "lru-cache";
-import { isRole, type AccessClaims, type TokenIssuer } from "../core/ports.js";
-import { isAccessTokenShape } from "../core/token-shape.js";
+import { isRole } from "../accounts/ports.js";
+import { type AccessClaims, type TokenIssuer } from "./ports.js";
+import { isAccessTokenShape } from "./token-shape.js";
 import type { KeyStore, StoredKey } from "../keys/ports.js";
-import { isUuid } from "../core/uuid.js";
+import { isUuid } from "../shared/uuid.js";
 
 // Access tokens: JWT (RFC 9068 profile, typ "at+jwt"), EdDSA over Ed25519,
 // one algorithm accepted and nothing else. Verification never follows a

@@ -1,7 +1,7 @@
 import { decodeProtectedHeader } from "jose";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { describeRotation, rotateSigningKey } from "../../src/cli/rotate-signing-key.js";
-import { loadConfig } from "../../src/config.js";
+import { loadConfig } from "../../src/config/config.js";
 import { openDatabase, type Database } from "../../src/storage/db.js";
 import { createKeyStore } from "../../src/storage/key-store.js";
 import { signingKeys } from "../../src/storage/schema.js";

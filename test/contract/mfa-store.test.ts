@@ -1,9 +1,9 @@
 import { randomBytes } from "node:crypto";
 import { count, eq } from "drizzle-orm";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import type { MfaStore } from "../../src/core/mfa.js";
-import type { LoginHistoryStore } from "../../src/core/risk.js";
-import { uuidv7 } from "../../src/core/uuid.js";
+import type { MfaStore } from "../../src/mfa/mfa-service.js";
+import type { LoginHistoryStore } from "../../src/risk/assessor.js";
+import { uuidv7 } from "../../src/shared/uuid.js";
 import type { Database } from "../../src/storage/db.js";
 import { createLoginHistoryStore, createMfaStore, MAX_CHALLENGE_ATTEMPTS, pruneExpiredChallenges } from "../../src/storage/mfa-store.js";
 import { knownDevices, knownNetworks, lastLogins, mfaChallenges, mfaTotp, recoveryCodes, users as usersTable } from "../../src/storage/schema.js";

@@ -1,7 +1,7 @@
 import { randomBytes } from "node:crypto";
 import { eq } from "drizzle-orm";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { sealedKeyId } from "../../src/mfa/secret-box.js";
+import { sealedKeyId } from "../../src/keys/secret-box.js";
 import { openDatabase, type Database, type Db } from "../../src/storage/db.js";
 import { serverSecrets } from "../../src/storage/schema.js";
 import { holdsSealedData } from "../../src/storage/sealed.js";

@@ -3,7 +3,7 @@ import { eq, isNotNull } from "drizzle-orm";
 import { decodeProtectedHeader, SignJWT, type JWK } from "jose";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import type { KeyStore, StoredKey } from "../../src/keys/ports.js";
-import { sealedKeyId } from "../../src/mfa/secret-box.js";
+import { sealedKeyId } from "../../src/keys/secret-box.js";
 import { openDatabase, type Database } from "../../src/storage/db.js";
 import { createKeyStore } from "../../src/storage/key-store.js";
 import { signingKeys } from "../../src/storage/schema.js";

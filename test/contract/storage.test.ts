@@ -1,10 +1,12 @@
 import { randomBytes } from "node:crypto";
 import { and, count, eq, inArray, sql } from "drizzle-orm";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { DomainError } from "../../src/core/errors.js";
+import { DomainError } from "../../src/shared/errors.js";
 import { hashRefreshToken } from "../../src/core/identity.js";
-import type { AuditLog, NewSession, NewUser, Profile, RoleLifetimes, SessionStore, UserStore } from "../../src/core/ports.js";
-import { uuidv7 } from "../../src/core/uuid.js";
+import type { AuditLog } from "../../src/audit/ports.js";
+import type { NewSession, RoleLifetimes, SessionStore } from "../../src/sessions/ports.js";
+import type { NewUser, Profile, UserStore } from "../../src/accounts/ports.js";
+import { uuidv7 } from "../../src/shared/uuid.js";
 import type { Database } from "../../src/storage/db.js";
 import { createKeyStore } from "../../src/storage/key-store.js";
 import {

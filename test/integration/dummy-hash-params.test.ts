@@ -1,6 +1,6 @@
 import { eq } from "drizzle-orm";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import type { PasswordHasher } from "../../src/core/ports.js";
+import type { PasswordHasher } from "../../src/hashing/ports.js";
 import { createArgon2Hasher, parsePhc } from "../../src/hashing/argon2.js";
 import { passwordCredentials } from "../../src/storage/schema.js";
 import { rest, uniqueEmail } from "../support/clients.js";

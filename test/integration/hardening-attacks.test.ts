@@ -1,7 +1,7 @@
 import { and, eq, sql } from "drizzle-orm";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { IdentityService } from "../../gen/identity/v1/identity_service_pb.js";
-import { isUuid } from "../../src/core/uuid.js";
+import { isUuid } from "../../src/shared/uuid.js";
 import { auditEvents, users } from "../../src/storage/schema.js";
 import { createVerifier, type Verifier } from "../../verifier/src/index.js";
 import { grpcJsClient, rest, STRONG_PASSWORD, uniqueEmail } from "../support/clients.js";

@@ -1,7 +1,7 @@
 import { sql } from "drizzle-orm";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { IdentityService } from "../../gen/identity/v1/identity_service_pb.js";
-import type { PasswordHasher } from "../../src/core/ports.js";
+import type { PasswordHasher } from "../../src/hashing/ports.js";
 import { createArgon2Hasher } from "../../src/hashing/argon2.js";
 import { passwordCredentials, profiles, users } from "../../src/storage/schema.js";
 import { grpcJsClient, grpcJsReason, rest, restReason, STRONG_PASSWORD, uniqueEmail } from "../support/clients.js";

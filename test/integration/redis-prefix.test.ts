@@ -1,7 +1,7 @@
 import { randomUUID } from "node:crypto";
 import { Redis } from "ioredis";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { announceKeysChanged } from "../../src/revocation/redis-feed.js";
+import { announceKeysChanged } from "../../src/sessions/redis-revocation-feed.js";
 import { createVerifier, type Verifier } from "../../verifier/src/index.js";
 import { rest, STRONG_PASSWORD, uniqueEmail } from "../support/clients.js";
 import { postgresAvailable } from "../support/databases.js";

@@ -21,8 +21,8 @@ import { Health, HealthCheckResponse_ServingStatus as Status } from "../../gen/g
 import type { ServerReflectionResponse } from "../../gen/grpc/reflection/v1/reflection_pb.js";
 import { ServerReflection } from "../../gen/grpc/reflection/v1/reflection_pb.js";
 import { ServerReflection as ServerReflectionV1alpha } from "../../gen/grpc/reflection/v1alpha/reflection_pb.js";
-import { createHealth } from "../../src/rpc/health.js";
-import { registerReflection } from "../../src/rpc/reflection.js";
+import { createHealth } from "../../src/transport/rpc/health.js";
+import { registerReflection } from "../../src/transport/rpc/reflection.js";
 
 const IDENTITY = "identity.v1.IdentityService";
 const bufBin = fileURLToPath(new URL("../../node_modules/.bin/buf", import.meta.url));

@@ -6,7 +6,7 @@ import { postgresAvailable } from "../support/databases.js";
 import { redisAvailable, redisServerBinary, startPrivateRedis } from "../support/redis.js";
 import { startTestServer, type TestServer } from "../support/server.js";
 import { rotateSigningKey } from "../../src/cli/rotate-signing-key.js";
-import { announceKeysChanged } from "../../src/revocation/redis-feed.js";
+import { announceKeysChanged } from "../../src/sessions/redis-revocation-feed.js";
 
 // Two instances on one PostgreSQL and one Redis. Each caches "session
 // active" for a minute here, so only the revocation feed can make instance B

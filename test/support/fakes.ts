@@ -1,18 +1,11 @@
 import { createMemoryCounters } from "../../src/abuse/counters.js";
 import { createMemoryRateLimiter } from "../../src/abuse/rate-limiter.js";
-import {
-  createLoginDefence,
-  throttleDelayMs,
-  type AttemptClaim,
-  type LoginAttemptStore,
-  type LoginDefence,
-  type LoginDefenceDeps,
-  type SecurityAlert,
-  type ThrottlePolicy,
-} from "../../src/core/login-defence.js";
-import type { MfaService } from "../../src/core/mfa.js";
-import type { AuditEvent, Clock } from "../../src/core/ports.js";
-import { createRiskAssessor, type RiskAssessor } from "../../src/core/risk.js";
+import { createLoginDefence, throttleDelayMs, type AttemptClaim, type LoginAttemptStore, type LoginDefence, type LoginDefenceDeps, type ThrottlePolicy } from "../../src/abuse/login-defence.js";
+import { type SecurityAlert } from "../../src/notify/ports.js";
+import type { MfaService } from "../../src/mfa/mfa-service.js";
+import type { AuditEvent } from "../../src/audit/ports.js";
+import type { Clock } from "../../src/shared/clock.js";
+import { createRiskAssessor, type RiskAssessor } from "../../src/risk/assessor.js";
 import { defaultRiskThresholds } from "../../src/risk/engine.js";
 
 // In-memory stand-ins for domain unit tests: the same semantics as the

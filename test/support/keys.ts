@@ -1,4 +1,4 @@
-import { createSecretBox, parseSecretBoxKeys, type SecretBox } from "../../src/mfa/secret-box.js";
+import { createSecretBox, parseSecretBoxKeys, type SecretBox } from "../../src/keys/secret-box.js";
 
 // The key-encryption key of the test servers: fixed, because several
 // instances (and spawned service processes) share one database.

@@ -2,10 +2,10 @@ import { randomUUID } from "node:crypto";
 import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { createApp, type App, type AppOverrides } from "../../src/app.js";
-import { loadConfig, type Config } from "../../src/config.js";
-import { createLogger } from "../../src/logger.js";
-import type { ListeningServer } from "../../src/server.js";
+import { createApp, type App, type AppOverrides } from "../../src/app/app.js";
+import { loadConfig, type Config } from "../../src/config/config.js";
+import { createLogger } from "../../src/shared/logger.js";
+import type { ListeningServer } from "../../src/transport/one-port.js";
 import { createPostgresDatabase, type Backend } from "./databases.js";
 import { TEST_KEY_ENCRYPTION_KEYS } from "./keys.js";
 

@@ -13,11 +13,11 @@ import {
   RefreshTokenRequestSchema,
   RefreshTokenResponseSchema,
 } from "../../gen/identity/v1/identity_service_pb.js";
-import { ConfigError, loadConfig, longestAccessTokenTtlMs } from "../../src/config.js";
-import { createBrowserCredentials } from "../../src/http/browser-credentials.js";
-import { createCookiePolicy, readCookie } from "../../src/http/cookies.js";
-import { createCors } from "../../src/http/cors.js";
-import { createCsrfGuard } from "../../src/http/csrf.js";
+import { ConfigError, loadConfig, longestAccessTokenTtlMs } from "../../src/config/config.js";
+import { createBrowserCredentials } from "../../src/transport/http/browser-credentials.js";
+import { createCookiePolicy, readCookie } from "../../src/transport/http/cookies.js";
+import { createCors } from "../../src/transport/http/cors.js";
+import { createCsrfGuard } from "../../src/transport/http/csrf.js";
 
 // The pieces of browser support on their own: cookie names and attributes,
 // the CSRF decision table, CORS headers, and the configuration behind them.

@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
-import { ConfigError, loadConfig } from "../../src/config.js";
-import { createClientInfoResolver } from "../../src/rpc/client-info.js";
+import { ConfigError, loadConfig } from "../../src/config/config.js";
+import { createClientInfoResolver } from "../../src/transport/rpc/client-info.js";
 
 function request(remoteAddress: string | undefined, headers: Record<string, string | string[] | undefined> = {}) {
   return { headers, socket: { remoteAddress } };

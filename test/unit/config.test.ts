@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { resolve } from "node:path";
-import { ConfigError, keyEncryptionSource, loadConfig } from "../../src/config.js";
+import { ConfigError, keyEncryptionSource, loadConfig } from "../../src/config/config.js";
 import { OWASP_ARGON2ID } from "../../src/hashing/argon2.js";
 
 // loadConfig takes the environment as an argument: no process.env mutation.

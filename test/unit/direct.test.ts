@@ -1,7 +1,7 @@
 import { Code, ConnectError, createClient, createContextKey, createContextValues, createServiceImplSpec, type Interceptor } from "@connectrpc/connect";
 import { describe, expect, it } from "vitest";
 import { IdentityService } from "../../gen/identity/v1/identity_service_pb.js";
-import { createDirectTransport, createUnaryInvoker } from "../../src/rpc/direct.js";
+import { createDirectTransport, createUnaryInvoker } from "../../src/transport/rpc/direct.js";
 
 const kAddress = createContextKey("", { description: "address" });
 

@@ -1,6 +1,6 @@
 import { randomBytes } from "node:crypto";
 import { describe, expect, it } from "vitest";
-import { createDummyHashes } from "../../src/core/dummy-hash.js";
+import { createDummyHashes } from "../../src/login/dummy-hash.js";
 import { createArgon2Hasher, parsePhc, phcParamsId } from "../../src/hashing/argon2.js";
 import { loadDummyHashes } from "../../src/hashing/dummy-hashes.js";
 

@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
-import { normalizeEmail, normalizeEmailForLookup } from "../../src/core/email.js";
-import { DomainError } from "../../src/core/errors.js";
+import { normalizeEmail, normalizeEmailForLookup } from "../../src/accounts/email.js";
+import { DomainError } from "../../src/shared/errors.js";
 
 function rejection(raw: string): DomainError {
   try {

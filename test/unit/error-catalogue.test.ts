@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { ErrorReasonSchema } from "../../gen/identity/v1/errors_pb.js";
-import { errorReasons } from "../../src/core/errors.js";
+import { errorReasons } from "../../src/shared/errors.js";
 
 // core/errors.ts and identity.v1.ErrorReason are one catalogue written twice:
 // a reason the domain throws must exist in the contract, and a reason the

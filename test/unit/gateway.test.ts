@@ -23,8 +23,8 @@ import { http } from "../../gen/google/api/annotations_pb.js";
 import { HttpRuleSchema } from "../../gen/google/api/http_pb.js";
 import { ErrorInfoSchema } from "../../gen/google/rpc/error_details_pb.js";
 import { IdentityService } from "../../gen/identity/v1/identity_service_pb.js";
-import { compilePathTemplate, createRestGateway } from "../../src/gateway.js";
-import type { RestGateway, RestGatewayOptions } from "../../src/gateway.js";
+import { compilePathTemplate, createRestGateway } from "../../src/transport/gateway/gateway.js";
+import type { RestGateway, RestGatewayOptions } from "../../src/transport/gateway/gateway.js";
 
 const maxBodyBytes = 1024;
 const clientAddress = createContextKey<string>("", { description: "client address" });

@@ -1,21 +1,15 @@
-import type { MfaService } from "../../src/core/mfa.js";
+import type { MfaService } from "../../src/mfa/mfa-service.js";
 import { createTestDefence, noMfa, quietRisk } from "../support/fakes.js";
 import { describe, expect, it } from "vitest";
-import { DomainError } from "../../src/core/errors.js";
+import { DomainError } from "../../src/shared/errors.js";
 import { createIdentityService, MAX_SESSIONS_PAGE_SIZE, type IdentityDeps } from "../../src/core/identity.js";
-import { decodePageToken, encodePageToken } from "../../src/core/page-token.js";
-import { createPasswordPolicy } from "../../src/core/password-policy.js";
-import type {
-  AccessClaims,
-  AuditEvent,
-  RoleLifetimes,
-  RotateResult,
-  SessionInfo,
-  SessionStore,
-  TokenIssuer,
-  UserStore,
-} from "../../src/core/ports.js";
-import { uuidv7 } from "../../src/core/uuid.js";
+import { decodePageToken, encodePageToken } from "../../src/shared/page-token.js";
+import { createPasswordPolicy } from "../../src/accounts/password-policy.js";
+import type { AccessClaims, TokenIssuer } from "../../src/tokens/ports.js";
+import type { AuditEvent } from "../../src/audit/ports.js";
+import type { RoleLifetimes, RotateResult, SessionInfo, SessionStore } from "../../src/sessions/ports.js";
+import type { UserStore } from "../../src/accounts/ports.js";
+import { uuidv7 } from "../../src/shared/uuid.js";
 
 // The domain's session control with fakes: who is told what, in which
 // order, and which lifetimes a role gets. Storage semantics (SQL, locks,

@@ -2,8 +2,8 @@ import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSyn
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
-import { ConfigError } from "../../src/config.js";
-import { openKeyEncryptionKeys, type KekDeps } from "../../src/keys/kek.js";
+import { ConfigError } from "../../src/config/config.js";
+import { openKeyEncryptionKeys, type KekDeps } from "../../src/config/key-encryption-keys.js";
 
 // Embedded mode's zero-setup key file: created once beside the data
 // directory (mode 0600), reused afterwards, never silently replaced.

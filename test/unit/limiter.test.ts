@@ -1,6 +1,6 @@
 import { setTimeout as sleep } from "node:timers/promises";
 import { describe, expect, it } from "vitest";
-import { DomainError } from "../../src/core/errors.js";
+import { DomainError } from "../../src/shared/errors.js";
 import { createLimiter, type Limiter } from "../../src/hashing/limiter.js";
 
 // Real timers, small values: the limiter's contract is about time and order.

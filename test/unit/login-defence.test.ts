@@ -1,18 +1,8 @@
 import { describe, expect, it } from "vitest";
 import { createMemoryRateLimiter } from "../../src/abuse/rate-limiter.js";
-import { DomainError, invalidCredentials } from "../../src/core/errors.js";
-import {
-  sourceBlockKey,
-  sourceOf,
-  throttleDelayMs,
-  type Admission,
-  type CallContext,
-  type CaptchaCheck,
-  type CaptchaPolicy,
-  type CaptchaResult,
-  type LoginDefence,
-  type SprayPolicy,
-} from "../../src/core/login-defence.js";
+import { DomainError, invalidCredentials } from "../../src/shared/errors.js";
+import { sourceBlockKey, sourceOf, throttleDelayMs, type Admission, type CaptchaCheck, type CaptchaPolicy, type CaptchaResult, type LoginDefence, type SprayPolicy } from "../../src/abuse/login-defence.js";
+import { type CallContext } from "../../src/shared/call.js";
 import { createTestDefence, testThrottle } from "../support/fakes.js";
 
 // The login defence on memory stores and a controlled clock: the per-account

@@ -1,6 +1,6 @@
 import { randomBytes } from "node:crypto";
 import { describe, expect, it } from "vitest";
-import { createSecretBox, parseSecretBoxKeys, sealedKeyId, SecretBoxError } from "../../src/mfa/secret-box.js";
+import { createSecretBox, parseSecretBoxKeys, sealedKeyId, SecretBoxError } from "../../src/keys/secret-box.js";
 
 const k1 = { id: "k1", key: new Uint8Array(randomBytes(32)) };
 const k2 = { id: "k2", key: new Uint8Array(randomBytes(32)) };

@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest";
-import { DomainError, type ErrorReason } from "../../src/core/errors.js";
-import { createPasswordPolicy, type PasswordContext, type PasswordPolicyOptions } from "../../src/core/password-policy.js";
-import { loadCommonPasswords } from "../../src/password-blocklist.js";
+import { DomainError, type ErrorReason } from "../../src/shared/errors.js";
+import { createPasswordPolicy, type PasswordContext, type PasswordPolicyOptions } from "../../src/accounts/password-policy.js";
+import { loadCommonPasswords } from "../../src/accounts/password-blocklist.js";
 
 // The real list, loaded once for the file: the policy is only as good as it.
 const commonPasswords = loadCommonPasswords();

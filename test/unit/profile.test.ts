@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
-import { DomainError } from "../../src/core/errors.js";
-import { parseDateOfBirth, toProfile, toProfilePatch } from "../../src/core/profile.js";
+import { DomainError } from "../../src/shared/errors.js";
+import { parseDateOfBirth, toProfile, toProfilePatch } from "../../src/accounts/profile.js";
 
 const today = new Date("2025-06-15T12:00:00.000Z");
 

@@ -1,6 +1,6 @@
 import { connect } from "node:net";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { listen, type ListeningServer } from "../../src/server.js";
+import { listen, type ListeningServer } from "../../src/transport/one-port.js";
 
 describe("one-port server", () => {
   let server: ListeningServer;

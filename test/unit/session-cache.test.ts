@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import type { ActiveSession, SessionStore } from "../../src/core/ports.js";
+import type { ActiveSession, SessionStore } from "../../src/sessions/ports.js";
 import { createSessionCache } from "../../src/sessions/session-cache.js";
 
 function fakeStore(active: Map<string, ActiveSession>): SessionStore & { reads: number } {

@@ -1,8 +1,8 @@
 import { readFileSync } from "node:fs";
 import { importJWK, jwtVerify } from "jose";
 import { describe, expect, it } from "vitest";
-import { isAccessTokenShape } from "../../src/core/token-shape.js";
-import { bearerToken } from "../../src/rpc/auth.js";
+import { isAccessTokenShape } from "../../src/tokens/token-shape.js";
+import { bearerToken } from "../../src/transport/rpc/auth.js";
 import { createJwtService } from "../../src/tokens/jwt.js";
 import type { TokenVectorFile } from "../../verifier/test/conformance/token-vectors.js";
 import { memoryKeyStore } from "../support/memory-key-store.js";
