@@ -2,7 +2,7 @@ import { createHash } from "node:crypto";
 import { parseAuditFilter } from "../audit/audit-filter.js";
 import { normalizeEmailForLookup } from "../accounts/email.js";
 import { DomainError } from "../shared/errors.js";
-import { recentAuthRequired } from "../core/identity.js";
+import { recentAuthRequired } from "../sessions/recent-auth.js";
 import { type CallContext, type Principal } from "../shared/call.js";
 import type { LoginDefence } from "../abuse/login-defence.js";
 import type { AuditChainReport, AuditEvent, AuditLog, StoredAuditEvent } from "../audit/ports.js";

@@ -27,7 +27,9 @@ import { parseLimits, rateLimitInterceptors } from "../transport/rpc/rate-limit.
 import { createLoginAttemptStore, pruneLoginThrottle } from "../storage/throttle-store.js";
 import { Health } from "../../gen/grpc/health/v1/health_pb.js";
 import { keyEncryptionSource, longestAccessTokenTtlMs, type Config } from "../config/config.js";
-import { createIdentityService, type IdentityService } from "../core/identity.js";
+import { wireIdentity } from "./identity.js";
+import { createMfaChallenges } from "../mfa/challenge.js";
+import type { IdentityService } from "../transport/rpc/identity-handlers.js";
 import { createPasswordPolicy } from "../accounts/password-policy.js";
 import { systemClock, type Clock } from "../shared/clock.js";
 import { type AuditEvent } from "../audit/ports.js";
@@ -216,8 +218,9 @@ export async function createApp(config: Config, logger: Logger, overrides: AppOv
     },
     onError: (err) => logger.warn({ err }, "abuse detection failed"),
   });
+  const mfaStore = createMfaStore(db);
   const mfa = createMfaService({
-    store: createMfaStore(db),
+    store: mfaStore,
     box: totpBox,
     totp: createTotp(),
     clock,
@@ -225,7 +228,6 @@ export async function createApp(config: Config, logger: Logger, overrides: AppOv
     issuer: config.mfa.issuer,
     record,
     enrolmentTtlMs: config.mfa.enrolmentTtlMs,
-    challengeTtlMs: config.mfa.challengeTtlMs,
   });
   const risk = createRiskAssessor({
     history: createLoginHistoryStore(db),
@@ -246,8 +248,9 @@ export async function createApp(config: Config, logger: Logger, overrides: AppOv
     inUse: () => passwordHashParamHeads(db),
     onUnusable: (count) => logger.warn({ count }, "stored password hashes with parameters no dummy hash can imitate"),
   });
-  const identity = createIdentityService({
+  const identity = wireIdentity({
     mfa,
+    challenges: createMfaChallenges({ store: mfaStore, clock, ttlMs: config.mfa.challengeTtlMs }),
     risk,
     recentAuthMaxAgeMs: config.mfa.recentAuthMaxAgeMs,
     trustedDeviceTtlMs: config.mfa.trustedDeviceTtlMs,

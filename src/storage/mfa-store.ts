@@ -1,5 +1,5 @@
 import { and, count, eq, gt, isNotNull, isNull, lt, lte, or, sql } from "drizzle-orm";
-import type { MfaStore, TotpRecord } from "../mfa/mfa-service.js";
+import type { MfaStore, TotpRecord } from "../mfa/ports.js";
 import type { LoginHistory, LoginHistoryStore } from "../risk/assessor.js";
 import type { Db } from "./db.js";
 import { knownDevices, knownNetworks, lastLogins, mfaChallenges, mfaTotp, recoveryCodes, users } from "./schema.js";

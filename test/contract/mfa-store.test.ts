@@ -1,7 +1,7 @@
 import { randomBytes } from "node:crypto";
 import { count, eq } from "drizzle-orm";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import type { MfaStore } from "../../src/mfa/mfa-service.js";
+import type { MfaStore } from "../../src/mfa/ports.js";
 import type { LoginHistoryStore } from "../../src/risk/assessor.js";
 import { uuidv7 } from "../../src/shared/uuid.js";
 import type { Database } from "../../src/storage/db.js";

@@ -2,7 +2,7 @@ import { randomBytes } from "node:crypto";
 import { and, count, eq, inArray, sql } from "drizzle-orm";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { DomainError } from "../../src/shared/errors.js";
-import { hashRefreshToken } from "../../src/core/identity.js";
+import { hashRefreshToken } from "../../src/sessions/refresh-token.js";
 import type { AuditLog } from "../../src/audit/ports.js";
 import type { NewSession, RoleLifetimes, SessionStore } from "../../src/sessions/ports.js";
 import type { NewUser, Profile, UserStore } from "../../src/accounts/ports.js";

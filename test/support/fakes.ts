@@ -2,6 +2,7 @@ import { createMemoryCounters } from "../../src/abuse/counters.js";
 import { createMemoryRateLimiter } from "../../src/abuse/rate-limiter.js";
 import { createLoginDefence, throttleDelayMs, type AttemptClaim, type LoginAttemptStore, type LoginDefence, type LoginDefenceDeps, type ThrottlePolicy } from "../../src/abuse/login-defence.js";
 import { type SecurityAlert } from "../../src/notify/ports.js";
+import type { MfaChallenges } from "../../src/mfa/challenge.js";
 import type { MfaService } from "../../src/mfa/mfa-service.js";
 import type { AuditEvent } from "../../src/audit/ports.js";
 import type { Clock } from "../../src/shared/clock.js";
@@ -83,14 +84,19 @@ export const noMfa: MfaService = {
   enabled: async () => false,
   startEnrolment: () => Promise.reject(new Error("not in this test")),
   confirmEnrolment: () => Promise.reject(new Error("not in this test")),
-  verify: () => Promise.reject(new Error("not in this test")),
+  checkTotp: async () => false,
+  useRecoveryCode: async () => false,
   disable: () => Promise.reject(new Error("not in this test")),
   regenerateRecoveryCodes: () => Promise.reject(new Error("not in this test")),
   status: async () => ({ totpEnabled: false, recoveryCodesRemaining: 0 }),
-  issueChallenge: () => Promise.reject(new Error("not in this test")),
-  openChallenge: () => Promise.reject(new Error("not in this test")),
-  failChallenge: async () => {},
-  consumeChallenge: async () => {},
+};
+
+/** Two-step login challenges that no test of this kind reaches. */
+export const noChallenges: MfaChallenges = {
+  issue: () => Promise.reject(new Error("not in this test")),
+  open: () => Promise.reject(new Error("not in this test")),
+  fail: async () => {},
+  consume: async () => {},
 };
 
 /** A risk assessor over an empty in-memory history that never finds anything. */

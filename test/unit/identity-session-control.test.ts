@@ -1,8 +1,9 @@
 import type { MfaService } from "../../src/mfa/mfa-service.js";
-import { createTestDefence, noMfa, quietRisk } from "../support/fakes.js";
+import { createTestDefence, noChallenges, noMfa, quietRisk } from "../support/fakes.js";
 import { describe, expect, it } from "vitest";
 import { DomainError } from "../../src/shared/errors.js";
-import { createIdentityService, MAX_SESSIONS_PAGE_SIZE, type IdentityDeps } from "../../src/core/identity.js";
+import { wireIdentity, type IdentityCollaborators } from "../../src/app/identity.js";
+import { MAX_SESSIONS_PAGE_SIZE } from "../../src/sessions/session-control.js";
 import { decodePageToken, encodePageToken } from "../../src/shared/page-token.js";
 import { createPasswordPolicy } from "../../src/accounts/password-policy.js";
 import type { AccessClaims, TokenIssuer } from "../../src/tokens/ports.js";
@@ -85,7 +86,7 @@ function setup(
       return claims;
     },
   };
-  const deps: IdentityDeps = {
+  const deps: IdentityCollaborators = {
     users,
     sessions,
     audit: { record: async (e) => void audit.push(e), list: async () => [], verifyChain: async () => ({ ok: true, checked: 0, unchained: 0, headSeq: "0" }) },
@@ -101,11 +102,12 @@ function setup(
     defence: createTestDefence({ now: () => T0 }).defence,
     alerts: { notify: () => {} },
     mfa: opts.mfa ?? noMfa,
+    challenges: noChallenges,
     risk: quietRisk(),
     recentAuthMaxAgeMs: 10 * 60_000,
     trustedDeviceTtlMs: 30 * 86_400_000,
   };
-  const identity = createIdentityService(deps);
+  const identity = wireIdentity(deps);
   return {
     identity,
     log,
@@ -163,7 +165,7 @@ describe("login: lifetimes by role and the session cap", () => {
   });
 
   it("gives admins 5-minute tokens, 30 minutes idle and 12 hours in all", async () => {
-    const t = setup({ role: "admin", mfa: { ...noMfa, enabled: async () => true, verify: async () => "totp" } });
+    const t = setup({ role: "admin", mfa: { ...noMfa, enabled: async () => true, checkTotp: async () => true } });
     const pair = await t.identity.login({ email: "a@example.com", password: "long enough", mfaCode: "123456" }, call);
     expect(t.issued[0]).toMatchObject({ role: "admin", ttlMs: 5 * MINUTE });
     expect(pair.accessTokenExpiresAt).toEqual(new Date(T0.getTime() + 5 * MINUTE));

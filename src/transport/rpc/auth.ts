@@ -1,7 +1,7 @@
 import type { DescMethod } from "@bufbuild/protobuf";
 import type { Interceptor } from "@connectrpc/connect";
 import { DomainError } from "../../shared/errors.js";
-import { tokenInvalid, type IdentityService } from "../../core/identity.js";
+import { tokenInvalid, type Authentication } from "../../sessions/authenticate.js";
 import { isAccessTokenShape } from "../../tokens/token-shape.js";
 import { kPrincipal } from "./context.js";
 
@@ -25,7 +25,7 @@ export function bearerToken(header: string | null): string {
  * fail-closed, so a new RPC needs a token until it is listed as public.
  */
 export function authInterceptor(
-  identity: Pick<IdentityService, "authenticate">,
+  identity: Pick<Authentication, "authenticate">,
   services: ReadonlySet<string>,
   publicMethods: ReadonlySet<DescMethod>,
 ): Interceptor {

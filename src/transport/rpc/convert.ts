@@ -11,7 +11,8 @@ import {
   type UserInfo,
   type VerifyTokenResponse,
 } from "../../../gen/identity/v1/identity_service_pb.js";
-import type { SessionView, TokenIntrospection } from "../../core/identity.js";
+import type { TokenIntrospection } from "../../sessions/authenticate.js";
+import type { SessionView } from "../../sessions/session-control.js";
 import type { ProfileInput } from "../../accounts/profile.js";
 import type { Role, User } from "../../accounts/ports.js";
 

@@ -4,14 +4,39 @@ import { Code, type HandlerContext, type ServiceImpl } from "@connectrpc/connect
 import { BadRequest_FieldViolationSchema } from "../../../gen/google/rpc/error_details_pb.js";
 import { type IdentityService as IdentityServiceDesc } from "../../../gen/identity/v1/identity_service_pb.js";
 import { DomainError } from "../../shared/errors.js";
-import type { IdentityService, TokenPair } from "../../core/identity.js";
+import type { MyAccount } from "../../accounts/my-account.js";
+import type { RegisterInput } from "../../accounts/register.js";
+import type { User } from "../../accounts/ports.js";
+import type { LoginInput } from "../../login/login.js";
+import type { SecondFactorInput } from "../../login/second-factor.js";
+import type { TotpEnrolment } from "../../mfa/enrolment.js";
+import type { Authentication } from "../../sessions/authenticate.js";
+import type { SessionControl } from "../../sessions/session-control.js";
+import type { TokenPair } from "../../sessions/session-issuer.js";
+import type { CallContext, Principal } from "../../shared/call.js";
 import type { Clock } from "../../shared/clock.js";
 import { toProfile, toProfilePatch } from "../../accounts/profile.js";
 import { callContext as call, requirePrincipal as principal, REST_PROTOCOL } from "./context.js";
 import { introspectionToProto, profileInputFromProto, sessionToProto, userToProto } from "./convert.js";
 import { connectErrorOf } from "./errors.js";
 
-// Thin handlers: decode, one core call, encode.
+// Thin handlers: decode, one use-case call, encode.
+
+/** The use cases IdentityService's RPCs call, from every feature (wired in app/identity.ts). */
+export interface IdentityService extends MyAccount, TotpEnrolment, SessionControl, Authentication {
+  register(input: RegisterInput, call: CallContext): Promise<User>;
+  login(input: LoginInput, call: CallContext): Promise<TokenPair>;
+  /** The second step of a login that answered MFA_REQUIRED. */
+  completeMfaLogin(input: SecondFactorInput & { challenge: string }, call: CallContext): Promise<TokenPair>;
+  /** A fresh proof of identity on the caller's session: a new access token with a new auth_time. */
+  reauthenticate(
+    principal: Principal,
+    input: SecondFactorInput & { password: string },
+    call: CallContext,
+  ): Promise<{ accessToken: string; accessTokenExpiresAt: Date }>;
+  refresh(refreshToken: string, call: CallContext): Promise<TokenPair>;
+}
+
 
 // cookies_only asks for the tokens as cookies instead of in the body: only
 // the REST gateway sets cookies, so anywhere else the caller would get no
