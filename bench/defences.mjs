@@ -510,7 +510,7 @@ async function partClaims(mods, db, pgPids, asyncDb) {
 
 async function partRisk(mods, db, pgPids, redisLimiter, results) {
   const { createRiskAssessor } = mods.risk;
-  const { createLoginHistoryStore } = mods.mfaStore;
+  const { createLoginHistoryStore } = mods.loginHistory;
   const { createUserStore } = mods.stores;
   const { createGeoIpLocator, networkPrefix } = mods.geo;
   const { assessRisk, defaultRiskThresholds } = mods.engine;
@@ -936,8 +936,8 @@ async function main() {
     throttleStore: await import(dist("src/storage/throttle-store.js")),
     db: await import(dist("src/storage/db.js")),
     risk: await import(dist("src/risk/assessor.js")),
-    mfaStore: await import(dist("src/storage/mfa-store.js")),
-    stores: await import(dist("src/storage/stores.js")),
+    loginHistory: await import(dist("src/storage/login-history-store.js")),
+    stores: await import(dist("src/storage/user-store.js")),
     geo: await import(dist("src/risk/geo.js")),
     engine: await import(dist("src/risk/engine.js")),
   };

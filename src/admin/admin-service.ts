@@ -6,6 +6,7 @@ import { recentAuthRequired } from "../sessions/recent-auth.js";
 import { type CallContext, type Principal } from "../shared/call.js";
 import type { LoginDefence } from "../abuse/login-defence.js";
 import type { AuditChainReport, AuditEvent, AuditLog, StoredAuditEvent } from "../audit/ports.js";
+import { createAuditTrail } from "../audit/trail.js";
 import type { Clock } from "../shared/clock.js";
 import type { UserStore } from "../accounts/ports.js";
 
@@ -70,9 +71,7 @@ export function createAdminService(deps: AdminDeps): AdminService {
     if (!principal.amr?.includes("mfa")) throw recentAuthRequired(deps.recentAuthMaxAgeMs, "aal2");
   }
 
-  async function record(event: Omit<AuditEvent, "at" | "client" | "requestId" | "clientRequestId">, call: CallContext): Promise<void> {
-    await audit.record({ ...event, client: call.client, requestId: call.requestId, clientRequestId: call.clientRequestId, at: clock.now() });
-  }
+  const { record } = createAuditTrail({ audit, clock });
 
   return {
     async listAuditEvents(principal, page) {

@@ -3,7 +3,8 @@ import { normalizeEmailForLookup } from "../accounts/email.js";
 import { isRole, roles } from "../accounts/ports.js";
 import { openDatabase } from "../storage/db.js";
 import { createMfaStore } from "../storage/mfa-store.js";
-import { createAuditLog, createUserStore } from "../storage/stores.js";
+import { createAuditLog } from "../storage/audit-store.js";
+import { createUserStore } from "../storage/user-store.js";
 
 // `npm run set-role -- <email> <role>`: how an operator makes (or unmakes)
 // an admin (who must have TOTP on). There is deliberately no RPC for it, so no stolen token can

@@ -1,19 +1,14 @@
-import { createHash } from "node:crypto";
 import { and, desc, eq, gte, inArray, lt, sql, type SQL } from "drizzle-orm";
 import type { AuditChainReport, AuditDetails, AuditEvent, AuditEventType, AuditLog, AuditQuery, StoredAuditEvent } from "../audit/ports.js";
-import { isUnavailableError, type Db } from "./db.js";
+import { isUnavailableError, rowsOf, type Db } from "./db.js";
 import { auditEvents } from "./schema.js";
+import { auditChainHash } from "../audit/chain.js";
 
 // The audit trail: appended with group commit, listed with keyset
 // pagination, and verified as a hash chain. The chain itself is built by a
 // trigger in the database (migrations/0005_audit_chain_trigger.sql); the
 // verifier below re-renders and re-hashes every row on its own, so a
 // replaced SQL function cannot vouch for itself.
-
-/** Rows of db.execute, whichever driver answered (postgres.js: an array; PGlite: { rows }). */
-function rowsOf<T>(result: unknown): T[] {
-  return (Array.isArray(result) ? result : ((result as { rows?: T[] }).rows ?? [])) as T[];
-}
 
 // Group commit: while one INSERT is in flight, new events queue and go in
 // the next multi-row INSERT. A caller still waits until its own row is
@@ -22,52 +17,6 @@ const AUDIT_MAX_BATCH = 256;
 const VERIFY_BATCH = 1000;
 const VERIFY_MAX_BATCH = 10_000;
 const GENESIS = new Uint8Array(32);
-
-/** A chained row as the verifier reads it: every field already as text, NULL as null. */
-export interface AuditChainRow {
-  seq: string;
-  id: string;
-  /** occurred_at as integer epoch microseconds. */
-  occurredAtMicros: string;
-  eventType: string;
-  outcome: string;
-  reason: string | null;
-  userId: string | null;
-  actorUserId: string | null;
-  sessionId: string | null;
-  ip: string | null;
-  userAgent: string | null;
-  requestId: string | null;
-  /** details::text as the database renders jsonb. */
-  details: string | null;
-}
-
-const field = (value: string | null): string => (value === null ? "-" : Buffer.from(value, "utf8").toString("hex"));
-
-/** Canonical text v1 of a row, the same as audit_event_canonical() in the migration renders it. */
-export function canonicalAuditText(row: AuditChainRow): string {
-  return [
-    "v1",
-    field(row.seq),
-    field(row.id),
-    field(row.occurredAtMicros),
-    field(row.eventType),
-    field(row.outcome),
-    field(row.reason),
-    field(row.userId),
-    field(row.actorUserId),
-    field(row.sessionId),
-    field(row.ip),
-    field(row.userAgent),
-    field(row.requestId),
-    field(row.details),
-  ].join("|");
-}
-
-/** SHA-256(prevHash ‖ UTF-8 of the canonical text). */
-export function auditChainHash(prevHash: Uint8Array, row: AuditChainRow): Uint8Array {
-  return createHash("sha256").update(prevHash).update(canonicalAuditText(row), "utf8").digest();
-}
 
 function sameBytes(a: Uint8Array | null, b: Uint8Array | null): boolean {
   if (a === null || b === null || a.length !== b.length) return false;

@@ -1,10 +1,6 @@
 import { sql, type SQL } from "drizzle-orm";
-import type { Db } from "./db.js";
+import { rowsOf, type Db } from "./db.js";
 import { PHC_PARAMS_EXPRESSION } from "./schema.js";
-
-function rowsOf<T>(result: unknown): T[] {
-  return (Array.isArray(result) ? result : ((result as { rows?: T[] }).rows ?? [])) as T[];
-}
 
 /** More distinct heads than this are not parameter sets but something else (unversioned or foreign hashes). */
 export const MAX_PARAM_SETS = 32;

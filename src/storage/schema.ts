@@ -1,4 +1,6 @@
-
+// The database schema, one file on purpose (over 300 lines): drizzle-kit
+// diffs it as a whole to write migrations (drizzle.config.ts), and the
+// tables reference each other. Each table's comment says which feature owns it.
 import {
   bigint,
   bigserial,

@@ -1,11 +1,7 @@
 import { and, eq, isNull, lt, sql } from "drizzle-orm";
 import { throttleDelayMs, type AttemptClaim, type LoginAttemptStore, type ThrottlePolicy } from "../abuse/login-defence.js";
-import type { Db } from "./db.js";
+import { rowsOf, type Db } from "./db.js";
 import { loginThrottle } from "./schema.js";
-
-function rowsOf<T>(result: unknown): T[] {
-  return (Array.isArray(result) ? result : ((result as { rows?: T[] }).rows ?? [])) as T[];
-}
 
 /**
  * The per-account attempt counter. One statement claims an attempt: it

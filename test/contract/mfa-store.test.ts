@@ -5,9 +5,10 @@ import type { MfaStore } from "../../src/mfa/ports.js";
 import type { LoginHistoryStore } from "../../src/risk/assessor.js";
 import { uuidv7 } from "../../src/shared/uuid.js";
 import type { Database } from "../../src/storage/db.js";
-import { createLoginHistoryStore, createMfaStore, MAX_CHALLENGE_ATTEMPTS, pruneExpiredChallenges } from "../../src/storage/mfa-store.js";
+import { createLoginHistoryStore } from "../../src/storage/login-history-store.js";
+import { createMfaStore, MAX_CHALLENGE_ATTEMPTS, pruneExpiredChallenges } from "../../src/storage/mfa-store.js";
 import { knownDevices, knownNetworks, lastLogins, mfaChallenges, mfaTotp, recoveryCodes, users as usersTable } from "../../src/storage/schema.js";
-import { createUserStore } from "../../src/storage/stores.js";
+import { createUserStore } from "../../src/storage/user-store.js";
 import { backends, openTestDatabase } from "../support/databases.js";
 
 // The second-factor and login-history stores, run against every backend.

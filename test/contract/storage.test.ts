@@ -18,7 +18,9 @@ import {
   signingKeys,
   users as usersTable,
 } from "../../src/storage/schema.js";
-import { createAuditLog, createSessionStore, createUserStore } from "../../src/storage/stores.js";
+import { createAuditLog } from "../../src/storage/audit-store.js";
+import { createSessionStore } from "../../src/storage/session-store.js";
+import { createUserStore } from "../../src/storage/user-store.js";
 import type { KeyStore, StoredKey } from "../../src/keys/ports.js";
 import { newSigningKey } from "../../src/tokens/jwt.js";
 import { createLoginAttemptStore } from "../../src/storage/throttle-store.js";

@@ -5,7 +5,7 @@ import { decodeJwt } from "jose";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { AdminService } from "../../gen/identity/v1/admin_service_pb.js";
 import { auditEvents } from "../../src/storage/schema.js";
-import { createUserStore } from "../../src/storage/stores.js";
+import { createUserStore } from "../../src/storage/user-store.js";
 import { grpcJsClient, rest, uniqueEmail } from "../support/clients.js";
 import { backends } from "../support/databases.js";
 import { startTestServer, type TestServer } from "../support/server.js";

@@ -14,7 +14,7 @@ import { ErrorInfoSchema, RetryInfoSchema } from "../../gen/google/rpc/error_det
 import { StatusSchema } from "../../gen/google/rpc/status_pb.js";
 import { verifyWebhookSignature } from "../../src/notify/webhook.js";
 import { auditEvents } from "../../src/storage/schema.js";
-import { createUserStore } from "../../src/storage/stores.js";
+import { createUserStore } from "../../src/storage/user-store.js";
 import { rest, STRONG_PASSWORD, uniqueEmail, type RestResponse } from "../support/clients.js";
 import type { TestServer } from "../support/server.js";
 import { enrolTotp } from "./identity-helpers.js";

@@ -4,7 +4,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { IdentityService, Role } from "../../gen/identity/v1/identity_service_pb.js";
 import { setRole } from "../../src/cli/set-role.js";
 import { auditEvents, sessions as sessionsTable } from "../../src/storage/schema.js";
-import { createUserStore } from "../../src/storage/stores.js";
+import { createUserStore } from "../../src/storage/user-store.js";
 import { connectClient, grpcJsClient, grpcJsReason, rest, restReason, uniqueEmail } from "../support/clients.js";
 import { backends } from "../support/databases.js";
 import { startTestServer, type TestServer } from "../support/server.js";

@@ -4,7 +4,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { IdentityService, Role } from "../../gen/identity/v1/identity_service_pb.js";
 import { setRole } from "../../src/cli/set-role.js";
 import { sessions as sessionsTable } from "../../src/storage/schema.js";
-import { createUserStore } from "../../src/storage/stores.js";
+import { createUserStore } from "../../src/storage/user-store.js";
 import { grpcJsClient, rest, type RestResponse } from "../support/clients.js";
 import { backends } from "../support/databases.js";
 import { startTestServer, type TestServer } from "../support/server.js";
