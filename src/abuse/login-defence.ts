@@ -5,6 +5,8 @@ import type { AuditEvent } from "../audit/ports.js";
 import type { Clock } from "../shared/clock.js";
 import type { AlertSink } from "../notify/ports.js";
 import type { CallContext } from "../shared/call.js";
+import type { Flags, LoginAttemptStore, WindowCounters } from "./ports.js";
+import type { CaptchaPolicy, SprayPolicy, ThrottlePolicy } from "./policies.js";
 
 // Brute-force, password-spray and credential-stuffing defence for logins
 // (NIST SP 800-63B §3.2.2 "rate limiting"; ASVS 2.2.1).
@@ -25,76 +27,6 @@ import type { CallContext } from "../shared/call.js";
 //   and logins from unknown devices need a CAPTCHA. A fleet-wide surge of
 //   failures does the latter. Each detection is audited with its evidence
 //   and alerted.
-
-export interface ThrottlePolicy {
-  /** Attempts without any wait. */
-  freeAttempts: number;
-  /** The wait after the first attempt beyond the free ones; doubles per failure. */
-  baseDelayMs: number;
-  maxDelayMs: number;
-  /** Consecutive failures that lock the account until an unlock. */
-  lockoutThreshold: number;
-  /** Failures this old (and no lock) are forgotten; 0 = never. */
-  resetAfterMs: number;
-}
-
-export type AttemptClaim =
-  | { kind: "claimed"; failuresBefore: number }
-  | { kind: "throttled"; failures: number; retryAfterMs: number }
-  | { kind: "locked"; failures: number };
-
-/** The per-account attempt counter; lives in PostgreSQL so that it holds with Redis down. */
-export interface LoginAttemptStore {
-  /** Atomically counts an attempt unless the account must wait or is locked. */
-  claim(accountKey: Uint8Array, now: Date, policy: ThrottlePolicy): Promise<AttemptClaim>;
-  /** A successful login: the count starts again. */
-  clear(accountKey: Uint8Array): Promise<void>;
-  /** An administrator's unlock; what was cleared. */
-  unlock(accountKey: Uint8Array): Promise<{ clearedFailures: number; wasLocked: boolean }>;
-}
-
-/** The wait an account needs after `failures` consecutive failures (0 while free). */
-export function throttleDelayMs(failures: number, policy: ThrottlePolicy): number {
-  if (failures < policy.freeAttempts) return 0;
-  const exponent = Math.min(failures - policy.freeAttempts, 40);
-  return Math.min(policy.baseDelayMs * 2 ** exponent, policy.maxDelayMs);
-}
-
-/** Sliding-window counters shared by every instance (Redis, or per instance without it). */
-export interface WindowCounters {
-  addDistinct(key: string, member: string, windowMs: number): Promise<number>;
-  increment(key: string, windowMs: number): Promise<number>;
-}
-
-/** Timed flags: blocked sources and fleet-wide modes. */
-export interface Flags {
-  block(key: string, durationMs: number): Promise<void>;
-  blockedFor(key: string): Promise<number | undefined>;
-}
-
-export type CaptchaResult = { ok: true } | { ok: false; reason: "missing" | "invalid" | "unavailable"; errorCodes: string[] };
-
-export interface CaptchaCheck {
-  verify(token: string, remoteIp?: string): Promise<CaptchaResult>;
-}
-
-export interface SprayPolicy {
-  windowMs: number;
-  /** Distinct accounts failing from one source within the window. */
-  sourceAccounts: number;
-  /** Distinct accounts failing with one password within the window. */
-  passwordAccounts: number;
-  blockMs: number;
-  surgeFailuresPerMinute: number;
-  surgeMs: number;
-}
-
-export interface CaptchaPolicy {
-  verifier: CaptchaCheck;
-  onRegister: boolean;
-  onRiskyLogin: boolean;
-  failOpen: boolean;
-}
 
 export interface LoginDefenceDeps {
   attempts: LoginAttemptStore;

@@ -2,7 +2,7 @@ import { availableParallelism } from "node:os";
 import { isIP } from "node:net";
 import { resolve } from "node:path";
 import { z } from "zod";
-import type { SprayPolicy, ThrottlePolicy } from "../abuse/login-defence.js";
+import type { SprayPolicy, ThrottlePolicy } from "../abuse/policies.js";
 import type { RoleLifetimes } from "../sessions/ports.js";
 import { parseSecretBoxKeys } from "../keys/secret-box.js";
 import { DEFAULT_REDIS_PREFIX, isValidRedisPrefix } from "../../verifier/src/protocol.js";

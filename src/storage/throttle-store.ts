@@ -1,5 +1,6 @@
 import { and, eq, isNull, lt, sql } from "drizzle-orm";
-import { throttleDelayMs, type AttemptClaim, type LoginAttemptStore, type ThrottlePolicy } from "../abuse/login-defence.js";
+import { throttleDelayMs, type ThrottlePolicy } from "../abuse/policies.js";
+import { type AttemptClaim, type LoginAttemptStore } from "../abuse/ports.js";
 import { rowsOf, type Db } from "./db.js";
 import { loginThrottle } from "./schema.js";
 

@@ -1,6 +1,7 @@
 import { randomBytes } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import type { AttemptClaim, LoginAttemptStore, ThrottlePolicy } from "../../src/abuse/login-defence.js";
+import type { ThrottlePolicy } from "../../src/abuse/policies.js";
+import type { AttemptClaim, LoginAttemptStore } from "../../src/abuse/ports.js";
 import { openDatabase, type Database, type Db } from "../../src/storage/db.js";
 import { createLoginAttemptStore, pruneLoginThrottle } from "../../src/storage/throttle-store.js";
 import { createMemoryAttemptStore } from "../support/fakes.js";

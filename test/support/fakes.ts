@@ -1,6 +1,8 @@
 import { createMemoryCounters } from "../../src/abuse/counters.js";
 import { createMemoryRateLimiter } from "../../src/abuse/rate-limiter.js";
-import { createLoginDefence, throttleDelayMs, type AttemptClaim, type LoginAttemptStore, type LoginDefence, type LoginDefenceDeps, type ThrottlePolicy } from "../../src/abuse/login-defence.js";
+import { createLoginDefence, type LoginDefence, type LoginDefenceDeps } from "../../src/abuse/login-defence.js";
+import { throttleDelayMs, type ThrottlePolicy } from "../../src/abuse/policies.js";
+import { type AttemptClaim, type LoginAttemptStore } from "../../src/abuse/ports.js";
 import { type SecurityAlert } from "../../src/notify/ports.js";
 import type { MfaChallenges } from "../../src/mfa/challenge.js";
 import type { MfaService } from "../../src/mfa/mfa-service.js";

@@ -1,7 +1,9 @@
 import { describe, expect, it } from "vitest";
 import { createMemoryRateLimiter } from "../../src/abuse/rate-limiter.js";
 import { DomainError, invalidCredentials } from "../../src/shared/errors.js";
-import { sourceBlockKey, sourceOf, throttleDelayMs, type Admission, type CaptchaCheck, type CaptchaPolicy, type CaptchaResult, type LoginDefence, type SprayPolicy } from "../../src/abuse/login-defence.js";
+import { sourceBlockKey, sourceOf, type Admission, type LoginDefence } from "../../src/abuse/login-defence.js";
+import { throttleDelayMs, type CaptchaPolicy, type SprayPolicy } from "../../src/abuse/policies.js";
+import { type CaptchaCheck, type CaptchaResult } from "../../src/abuse/ports.js";
 import { type CallContext } from "../../src/shared/call.js";
 import { createTestDefence, testThrottle } from "../support/fakes.js";
 
