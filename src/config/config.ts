@@ -131,7 +131,7 @@ const EnvSchema = z.object({
   // rights starts with this off (see docs/operations.md).
   MIGRATE_ON_START: bool.default(true),
   // Rate limits: "off", or overrides of the defaults in
-  // src/transport/rpc/rate-limit.ts, e.g. "login.ip=30/1m,register.ip=10/1h:5".
+  // src/abuse/rate-limits.ts, e.g. "login.ip=30/1m,register.ip=10/1h:5".
   RATE_LIMITS: z.string().default(""),
   BRUTE_FORCE_FREE_ATTEMPTS: int(1, 100).default(5),
   BRUTE_FORCE_BASE_DELAY: duration.default(1_000),
