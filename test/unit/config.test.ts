@@ -55,7 +55,7 @@ describe("loadConfig: defaults", () => {
       if (!Object.isFrozen(value)) unfrozen.push(path);
       for (const [key, child] of Object.entries(value)) walk(child, `${path}.${key}`);
     };
-    walk(loadConfig({ CAPTCHA_PROVIDER: "turnstile", CAPTCHA_SECRET: "s", CAPTCHA_HOSTNAMES: "a.example" }), "config");
+    walk(loadConfig({ CAPTCHA_PROVIDER: "turnstile", CAPTCHA_SECRET: "s", CAPTCHA_HOSTNAMES: "a.example", RATE_LIMITS: "login.ip=1/1s" }), "config");
     expect(unfrozen).toEqual([]);
   });
 

@@ -1,13 +1,27 @@
 import { z } from "zod";
 import type { SprayPolicy, ThrottlePolicy } from "../../abuse/login-defence.js";
+import { parseLimits } from "../../abuse/rate-limits.js";
 import { HOUR, MINUTE, SECOND, bool, duration, int, lowercaseList, onceValid, refuse } from "../fields.js";
 
 // Abuse defence: rate limits, the per-account brute-force throttle, spray
 // and surge detection, CAPTCHA, e-mail domain policy.
 
+// "off", or overrides of the defaults in src/abuse/rate-limits.ts, e.g.
+// "login.ip=30/1m,register.ip=10/1h:5"; parsed here so that a typo stops the boot.
+const rateLimits = z
+  .string()
+  .default("")
+  .transform((v, ctx) => {
+    try {
+      return parseLimits(v.trim());
+    } catch (err) {
+      ctx.addIssue({ code: "custom", message: (err as Error).message });
+      return z.NEVER;
+    }
+  });
+
 const env = z.object({
-  // "off", or overrides of the defaults in src/abuse/rate-limits.ts, e.g. "login.ip=30/1m,register.ip=10/1h:5".
-  RATE_LIMITS: z.string().default(""),
+  RATE_LIMITS: rateLimits,
   BRUTE_FORCE_FREE_ATTEMPTS: int(1, 100).default(5),
   BRUTE_FORCE_BASE_DELAY: duration.default(SECOND),
   BRUTE_FORCE_MAX_DELAY: duration.default(15 * MINUTE),
@@ -41,8 +55,8 @@ export const abuseSchema = env
     if (e.CAPTCHA_SECRET !== undefined && e.CAPTCHA_PROVIDER === undefined) refuse(ctx, "CAPTCHA_PROVIDER", "required with CAPTCHA_SECRET (set both or neither)");
   }, onceValid)
   .transform((e) => ({
-    /** Overrides of the default rate limits ("" = defaults), or "off". */
-    rateLimits: e.RATE_LIMITS.trim(),
+    /** The rate limits in force (defaults with the RATE_LIMITS overrides), or undefined when "off". */
+    rateLimits: e.RATE_LIMITS,
     bruteForce: {
       freeAttempts: e.BRUTE_FORCE_FREE_ATTEMPTS,
       baseDelayMs: e.BRUTE_FORCE_BASE_DELAY,
