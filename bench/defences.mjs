@@ -931,7 +931,7 @@ async function main() {
   const mods = {
     rateLimiter: await import(dist("src/abuse/rate-limiter.js")),
     counters: await import(dist("src/abuse/counters.js")),
-    rateLimit: await import(dist("src/transport/rpc/rate-limit.js")),
+    rateLimit: await import(dist("src/abuse/rate-limits.js")),
     loginDefence: await import(dist("src/abuse/login-defence.js")),
     throttleStore: await import(dist("src/storage/throttle-store.js")),
     db: await import(dist("src/storage/db.js")),

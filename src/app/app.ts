@@ -24,7 +24,7 @@ import { createLoginHistoryStore } from "../storage/login-history-store.js";
 import { createMfaStore, pruneExpiredChallenges } from "../storage/mfa-store.js";
 import { createWebhookNotifier, nullNotifier, type Notifier } from "../notify/webhook.js";
 import { adminHandlers } from "../transport/rpc/admin-handlers.js";
-import { parseLimits, rateLimitInterceptors } from "../transport/rpc/rate-limit.js";
+import { rateLimitInterceptors } from "../transport/rpc/rate-limit.js";
 import { createLoginAttemptStore, pruneLoginThrottle } from "../storage/throttle-store.js";
 import { Health } from "../../gen/grpc/health/v1/health_pb.js";
 import { keyEncryptionSource, longestAccessTokenTtlMs, type Config } from "../config/config.js";
@@ -299,11 +299,10 @@ export async function createApp(config: Config, logger: Logger, overrides: AppOv
 
   const health = createHealth();
   const services = new Set([IdentityServiceDesc.typeName, AdminServiceDesc.typeName]);
-  const limitTable = parseLimits(config.rateLimits);
-  const limits = limitTable
+  const limits = config.rateLimits
     ? rateLimitInterceptors({
         limiter,
-        table: limitTable,
+        table: config.rateLimits,
         services,
         publicMethods: PUBLIC_METHODS,
         accountKey: (email) => keyTag(defence.accountKey(email)),

@@ -2,27 +2,9 @@ import { describe, expect, it } from "vitest";
 import { resolve } from "node:path";
 import { ConfigError, keyEncryptionSource, loadConfig } from "../../src/config/config.js";
 import { OWASP_ARGON2ID } from "../../src/hashing/argon2.js";
+import { configError, namedVariables } from "../support/config-errors.js";
 
 // loadConfig takes the environment as an argument: no process.env mutation.
-
-/** The ConfigError loadConfig throws for `env`. */
-function configError(env: Record<string, string | undefined>): ConfigError {
-  try {
-    loadConfig(env);
-  } catch (err) {
-    expect(err).toBeInstanceOf(ConfigError);
-    return err as ConfigError;
-  }
-  expect.fail(`expected ${JSON.stringify(env)} to be refused`);
-}
-
-/**
- * The variables a ConfigError names. ConfigError carries no structured field,
- * so the "NAME: problem" lines are the contract operators read at boot.
- */
-function namedVariables(err: ConfigError): string[] {
-  return [...err.message.matchAll(/^\s+([A-Z][A-Z0-9_]*):/gm)].map((m) => m[1]!);
-}
 
 describe("loadConfig: defaults", () => {
   const config = loadConfig({});
@@ -64,6 +46,17 @@ describe("loadConfig: defaults", () => {
     expect(() => {
       (config as { port: number }).port = 1;
     }).toThrow(TypeError);
+  });
+
+  it("is frozen all the way down", () => {
+    const unfrozen: string[] = [];
+    const walk = (value: unknown, path: string): void => {
+      if (typeof value !== "object" || value === null) return;
+      if (!Object.isFrozen(value)) unfrozen.push(path);
+      for (const [key, child] of Object.entries(value)) walk(child, `${path}.${key}`);
+    };
+    walk(loadConfig({ CAPTCHA_PROVIDER: "turnstile", CAPTCHA_SECRET: "s", CAPTCHA_HOSTNAMES: "a.example", RATE_LIMITS: "login.ip=1/1s" }), "config");
+    expect(unfrozen).toEqual([]);
   });
 
   it("treats empty strings as unset", () => {

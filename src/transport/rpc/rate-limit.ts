@@ -7,6 +7,7 @@ import { normalizeEmailForLookup } from "../../accounts/email.js";
 import { DomainError } from "../../shared/errors.js";
 import { sourceBlockKey, sourceOf } from "../../abuse/login-defence.js";
 import type { LimitCheck, Rate, RateLimiter } from "../../abuse/rate-limiter.js";
+import type { LimitTable } from "../../abuse/rate-limits.js";
 import { errorInfo } from "./errors.js";
 import { kClient, kPrincipal } from "./context.js";
 
@@ -16,63 +17,10 @@ import { kClient, kPrincipal } from "./context.js";
 // GCRA in Redis (shared by every instance; per instance while Redis is
 // down); a refusal is RESOURCE_EXHAUSTED with google.rpc.RetryInfo and a
 // `retry-after` header, which the REST gateway turns into 429 Retry-After.
-
-export type Scope = "ip" | "account" | "ip_account" | "global";
-
-/** Limits per RPC (snake_case name) and scope; `authenticated` applies to every RPC that needs a token. */
-export type LimitTable = Readonly<Record<string, Partial<Record<Scope, Rate>>>>;
-
-const per = (limit: number, periodMs: number, burst?: number): Rate => ({ limit, periodMs, burst });
-const MINUTE = 60_000;
-const HOUR = 3_600_000;
-
-/**
- * Defaults sized for one client address being a household or a mobile
- * carrier's NAT (many people behind one address), and for the fleet's
- * argon2 capacity. The per-account defence against guessing is the
- * progressive delay (core/login-defence.ts); these bound volume.
- */
-export const defaultLimits: LimitTable = {
-  login: { ip: per(60, MINUTE, 30), account: per(20, MINUTE, 10), ip_account: per(10, MINUTE, 6), global: per(3_000, 1_000, 3_000) },
-  complete_mfa_login: { ip: per(60, MINUTE, 30), global: per(3_000, 1_000, 3_000) },
-  register: { ip: per(20, HOUR, 10), account: per(5, HOUR, 3), global: per(500, 1_000, 500) },
-  refresh_token: { ip: per(600, MINUTE, 120), global: per(20_000, 1_000, 20_000) },
-  verify_token: { ip: per(6_000, MINUTE, 1_000) },
-  // Every RPC that needs an access token; `account` is the caller.
-  authenticated: { ip: per(1_200, MINUTE, 300), account: per(600, MINUTE, 120) },
-  // Calls refused for a missing or bad token, per address (token guessing).
-  auth_failure: { ip: per(300, MINUTE, 100) },
-};
+// The table (defaults and RATE_LIMITS) is abuse/rate-limits.ts.
 
 /** The RPCs a blocked source may not call. */
 const BLOCKABLE: ReadonlySet<string> = new Set(["login", "register", "complete_mfa_login"]);
-
-const SPEC = /^([a-z_]+)\.(ip|account|ip_account|global)=(\d+)\/(\d+)(ms|s|m|h)(?::(\d+))?$/;
-const UNIT = { ms: 1, s: 1_000, m: MINUTE, h: HOUR } as const;
-
-/**
- * The limits in force: the defaults with the overrides of RATE_LIMITS
- * ("login.ip=30/1m:10,register.ip=10/1h" — limit per period, optional
- * burst), or undefined for "off". Throws on a malformed entry.
- */
-export function parseLimits(spec: string, defaults: LimitTable = defaultLimits): LimitTable | undefined {
-  if (spec === "off") return undefined;
-  const table: Record<string, Partial<Record<Scope, Rate>>> = {};
-  for (const [method, scopes] of Object.entries(defaults)) table[method] = { ...scopes };
-  for (const item of spec
-    .split(",")
-    .map((s) => s.trim())
-    .filter(Boolean)) {
-    const m = SPEC.exec(item);
-    if (!m) throw new Error(`"${item}" is not a limit like login.ip=30/1m or register.ip=10/1h:5`);
-    const [, method = "", scope, limit, amount, unit, burst] = m;
-    if (!(method in table)) throw new Error(`"${item}": unknown RPC "${method}" (one of ${Object.keys(table).join(", ")})`);
-    const periodMs = Number(amount) * UNIT[unit as keyof typeof UNIT];
-    if (Number(limit) < 1 || periodMs < 1) throw new Error(`"${item}": limit and period must be positive`);
-    table[method]![scope as Scope] = per(Number(limit), periodMs, burst === undefined ? undefined : Math.max(1, Number(burst)));
-  }
-  return table;
-}
 
 function snake(name: string): string {
   return name.replace(/[A-Z]/g, (c, i: number) => (i === 0 ? c.toLowerCase() : `_${c.toLowerCase()}`));
@@ -115,7 +63,7 @@ export function rateLimitInterceptors(opts: RateLimitOptions): { beforeAuth: Int
   const { limiter, table } = opts;
   // Checked at no cost, the key only carries source blocks (spray and
   // stuffing detection) into every public RPC.
-  const blockRate = per(1, 1_000);
+  const blockRate: Rate = { limit: 1, periodMs: 1_000 };
 
   async function enforce(rpc: string, checks: LimitCheck[], scopes: string[], ip: string | undefined): Promise<void> {
     if (checks.length === 0) return;

@@ -1,0 +1,21 @@
+import { expect } from "vitest";
+import { ConfigError, loadConfig } from "../../src/config/config.js";
+
+/** The ConfigError loadConfig throws for `env`. */
+export function configError(env: Record<string, string | undefined>): ConfigError {
+  try {
+    loadConfig(env);
+  } catch (err) {
+    expect(err).toBeInstanceOf(ConfigError);
+    return err as ConfigError;
+  }
+  expect.fail(`expected ${JSON.stringify(env)} to be refused`);
+}
+
+/**
+ * The variables a ConfigError names. ConfigError carries no structured field,
+ * so the "NAME: problem" lines are the contract operators read at boot.
+ */
+export function namedVariables(err: ConfigError): string[] {
+  return [...err.message.matchAll(/^\s+([A-Z][A-Z0-9_]*):/gm)].map((m) => m[1]!);
+}
