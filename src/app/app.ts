@@ -1,9 +1,10 @@
 import type { ServerResponse } from "node:http";
-import type { DescMethod } from "@bufbuild/protobuf";
+import { getOption, hasOption, type DescMethod } from "@bufbuild/protobuf";
 import { createServiceImplSpec, type ConnectRouter, type Interceptor } from "@connectrpc/connect";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
 import { createContextValues } from "@connectrpc/connect";
 import { AdminService as AdminServiceDesc, file_identity_v1_admin_service } from "../../gen/identity/v1/admin_service_pb.js";
+import { http_success_status } from "../../gen/identity/v1/annotations_pb.js";
 import {
   file_identity_v1_identity_service,
   IdentityService as IdentityServiceDesc,
@@ -45,7 +46,7 @@ import { createClientInfoResolver, createProxyMatcher } from "../transport/rpc/c
 import { createDirectTransport, createUnaryInvoker } from "../transport/rpc/direct.js";
 import { kClient, REST_PROTOCOL } from "../transport/rpc/context.js";
 import { edgeErrorGate } from "../transport/rpc/edge-errors.js";
-import { errorInterceptor } from "../transport/rpc/errors.js";
+import { ERROR_DOMAIN, errorInterceptor } from "../transport/rpc/errors.js";
 import { createHealth } from "../transport/rpc/health.js";
 import { identityHandlers } from "../transport/rpc/identity-handlers.js";
 import { observeInterceptor } from "../transport/rpc/observe.js";
@@ -355,6 +356,8 @@ export async function createApp(config: Config, logger: Logger, overrides: AppOv
 
   const gateway = createRestGateway({
     services: [IdentityServiceDesc, AdminServiceDesc],
+    errorDomain: ERROR_DOMAIN,
+    successStatus: (method) => (hasOption(method, http_success_status) ? getOption(method, http_success_status) : undefined),
     transport: createDirectTransport(invoke, REST_PROTOCOL),
     maxBodyBytes: config.maxRequestBytes,
     forwardHeaders: ["retry-after", "x-request-id"],

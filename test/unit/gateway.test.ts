@@ -2,7 +2,7 @@ import { createServer, request as httpRequest } from "node:http";
 import type { Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { create, createFileRegistry, fromBinary, setExtension, toJson } from "@bufbuild/protobuf";
+import { create, createFileRegistry, fromBinary, getOption, hasOption, setExtension, toJson } from "@bufbuild/protobuf";
 import type { DescMessage, DescMethod, DescService, Message, MessageInitShape } from "@bufbuild/protobuf";
 import { base64Decode } from "@bufbuild/protobuf/wire";
 import {
@@ -22,6 +22,7 @@ import type { ConnectRouter, Interceptor } from "@connectrpc/connect";
 import { http } from "../../gen/google/api/annotations_pb.js";
 import { HttpRuleSchema } from "../../gen/google/api/http_pb.js";
 import { ErrorInfoSchema } from "../../gen/google/rpc/error_details_pb.js";
+import { http_success_status } from "../../gen/identity/v1/annotations_pb.js";
 import { IdentityService } from "../../gen/identity/v1/identity_service_pb.js";
 import { compilePathTemplate, createRestGateway } from "../../src/transport/gateway/gateway.js";
 import type { RestGateway, RestGatewayOptions } from "../../src/transport/gateway/gateway.js";
@@ -67,6 +68,8 @@ function gatewayOptions(
 ): RestGatewayOptions {
   return {
     services,
+    errorDomain: "identity.v1",
+    successStatus: (method) => (hasOption(method, http_success_status) ? getOption(method, http_success_status) : undefined),
     transport: createRouterTransport(routes, {
       router: { interceptors: interceptors.router ?? [] },
       transport: { interceptors: interceptors.transport ?? [] },
@@ -647,6 +650,6 @@ describe("REST gateway, general http.proto features", () => {
     ["no pattern", {}, /pattern/],
   ] as const)("fails at creation for %s", (_name, rule, message) => {
     const service = libraryService([rpc("Bad", "BookRequest", "Book", rule as HttpRuleInit)]);
-    expect(() => createRestGateway({ services: [service], transport: createRouterTransport(() => {}), maxBodyBytes })).toThrow(message);
+    expect(() => createRestGateway({ services: [service], errorDomain: "gw.v1", transport: createRouterTransport(() => {}), maxBodyBytes })).toThrow(message);
   });
 });
