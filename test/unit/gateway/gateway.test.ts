@@ -1,4 +1,6 @@
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { setTimeout as delay } from "node:timers/promises";
+import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
+import { Code, ConnectError } from "@connectrpc/connect";
 import { ErrorInfoSchema } from "../../../gen/google/rpc/error_details_pb.js";
 import {
   call,
@@ -18,6 +20,8 @@ import {
 
 describe("REST gateway calls and hooks", () => {
   let h: IdentityHarness;
+  // UpdateProfile waits on its signal: only an aborted call ever ends it.
+  const profileCalls: { abortedOnEntry: boolean; reason?: unknown }[] = [];
   let handlerEntered: () => void;
   const entered = new Promise<void>((resolve) => (handlerEntered = resolve));
   let markAborted: () => void;
@@ -26,8 +30,11 @@ describe("REST gateway calls and hooks", () => {
   beforeAll(async () => {
     h = await startIdentityGateway({
       async updateProfile(_req, ctx) {
+        const entry: (typeof profileCalls)[number] = { abortedOnEntry: ctx.signal.aborted };
+        profileCalls.push(entry);
         handlerEntered();
-        await new Promise<void>((resolve) => ctx.signal.addEventListener("abort", () => resolve()));
+        await new Promise((resolve) => ctx.signal.addEventListener("abort", resolve, { once: true }));
+        entry.reason = ctx.signal.reason;
         markAborted();
         return {};
       },
@@ -76,11 +83,23 @@ describe("REST gateway calls and hooks", () => {
       body: '{"info_user":{"name":"x"}}',
       headers: { "content-type": "application/json" },
       signal: controller.signal,
-    }).catch(() => undefined);
+    }).then(
+      () => "answered",
+      (err: unknown) => (err instanceof Error ? err.name : String(err)),
+    );
     await entered;
+    // The call was live until the client left: the abort below is its only cause.
+    expect(profileCalls).toEqual([{ abortedOnEntry: false }]);
     controller.abort();
-    await pending;
-    await aborted; // would time out if the handler's signal never fired
+    expect(await pending).toBe("AbortError");
+    // Bounded, so a signal that never fires fails here rather than as a test timeout.
+    const outcome = await Promise.race([aborted.then(() => "aborted"), delay(5_000, "handler still waiting", { ref: false })]);
+    expect(outcome).toBe("aborted");
+    // A cancellation, not a deadline or a failure.
+    expect(ConnectError.from(profileCalls[0]?.reason).code).toBe(Code.Canceled);
+    // The gateway reports the cancelled call; there is no one left to answer.
+    await vi.waitFor(() => expect(h.errors.at(-1)?.method?.name).toBe("UpdateProfile"));
+    expect(h.errors.at(-1)?.error.code).toBe(Code.Canceled);
   });
 });
 
