@@ -1,6 +1,6 @@
 import type { ServerResponse } from "node:http";
 import { getOption, hasOption, type DescMethod } from "@bufbuild/protobuf";
-import { createServiceImplSpec, type ConnectRouter, type Interceptor } from "@connectrpc/connect";
+import { Code, createServiceImplSpec, type ConnectRouter, type Interceptor } from "@connectrpc/connect";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
 import { createContextValues } from "@connectrpc/connect";
 import { AdminService as AdminServiceDesc, file_identity_v1_admin_service } from "../../gen/identity/v1/admin_service_pb.js";
@@ -33,7 +33,7 @@ import { createPasswordPolicy } from "../accounts/password-policy.js";
 import { systemClock, type Clock } from "../shared/clock.js";
 import { type AuditEvent } from "../audit/ports.js";
 import { type PasswordHasher } from "../hashing/ports.js";
-import { createRestGateway } from "../transport/gateway/gateway.js";
+import { createRestGateway, writeError } from "../transport/gateway/gateway.js";
 import { listenGrpcJs, type GrpcJsServer } from "../transport/grpc-js.js";
 import { createArgon2Hasher } from "../hashing/argon2.js";
 import { loadDummyHashes } from "../hashing/dummy-hashes.js";
@@ -46,7 +46,7 @@ import { createClientInfoResolver, createProxyMatcher } from "../transport/rpc/c
 import { createDirectTransport, createUnaryInvoker } from "../transport/rpc/direct.js";
 import { kClient, REST_PROTOCOL } from "../transport/rpc/context.js";
 import { edgeErrorGate } from "../transport/rpc/edge-errors.js";
-import { ERROR_DOMAIN, errorInterceptor } from "../transport/rpc/errors.js";
+import { connectErrorOf, ERROR_DOMAIN, errorInterceptor } from "../transport/rpc/errors.js";
 import { createHealth } from "../transport/rpc/health.js";
 import { identityHandlers } from "../transport/rpc/identity-handlers.js";
 import { observeInterceptor } from "../transport/rpc/observe.js";
@@ -395,13 +395,14 @@ export async function createApp(config: Config, logger: Logger, overrides: AppOv
     }),
     contextValues,
     fallback(req, res) {
+      // Errors in the gateway's error JSON, with a reason like every other.
       gateway(req as never, res as never).then(
         (handled) => {
-          if (!handled) json(res as ServerResponse, 404, { code: "not_found", message: "no such route" });
+          if (!handled) writeError(req, res as ServerResponse, connectErrorOf(Code.NotFound, "ROUTE_NOT_FOUND", "no such route"));
         },
         (err: unknown) => {
           logger.error({ err }, "gateway failed");
-          if (!res.headersSent) json(res as ServerResponse, 500, { code: "internal", message: "internal error" });
+          if (!res.headersSent) writeError(req, res as ServerResponse, connectErrorOf(Code.Internal, "INTERNAL_ERROR", "internal error"));
           else res.end();
         },
       );
