@@ -1,9 +1,10 @@
 import type { ServerResponse } from "node:http";
-import type { DescMethod } from "@bufbuild/protobuf";
-import { createServiceImplSpec, type ConnectRouter, type Interceptor } from "@connectrpc/connect";
+import { getOption, hasOption, type DescMethod } from "@bufbuild/protobuf";
+import { Code, createServiceImplSpec, type ConnectRouter, type Interceptor } from "@connectrpc/connect";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
 import { createContextValues } from "@connectrpc/connect";
 import { AdminService as AdminServiceDesc, file_identity_v1_admin_service } from "../../gen/identity/v1/admin_service_pb.js";
+import { http_success_status } from "../../gen/identity/v1/annotations_pb.js";
 import {
   file_identity_v1_identity_service,
   IdentityService as IdentityServiceDesc,
@@ -35,7 +36,7 @@ import { createPasswordPolicy } from "../accounts/password-policy.js";
 import { systemClock, type Clock } from "../shared/clock.js";
 import { type AuditEvent } from "../audit/ports.js";
 import { type PasswordHasher } from "../hashing/ports.js";
-import { createRestGateway } from "../transport/gateway/gateway.js";
+import { createRestGateway, writeError } from "../transport/gateway/gateway.js";
 import { listenGrpcJs, type GrpcJsServer } from "../transport/grpc-js.js";
 import { createArgon2Hasher } from "../hashing/argon2.js";
 import { loadDummyHashes } from "../hashing/dummy-hashes.js";
@@ -48,7 +49,7 @@ import { createClientInfoResolver, createProxyMatcher } from "../transport/rpc/c
 import { createDirectTransport, createUnaryInvoker } from "../transport/rpc/direct.js";
 import { kClient, REST_PROTOCOL } from "../transport/rpc/context.js";
 import { edgeErrorGate } from "../transport/rpc/edge-errors.js";
-import { errorInterceptor } from "../transport/rpc/errors.js";
+import { connectErrorOf, ERROR_DOMAIN, errorInterceptor } from "../transport/rpc/errors.js";
 import { createHealth } from "../transport/rpc/health.js";
 import { identityHandlers } from "../transport/rpc/identity-handlers.js";
 import { observeInterceptor } from "../transport/rpc/observe.js";
@@ -360,6 +361,8 @@ export async function createApp(config: Config, logger: Logger, overrides: AppOv
 
   const gateway = createRestGateway({
     services: [IdentityServiceDesc, AdminServiceDesc],
+    errorDomain: ERROR_DOMAIN,
+    successStatus: (method) => (hasOption(method, http_success_status) ? getOption(method, http_success_status) : undefined),
     transport: createDirectTransport(invoke, REST_PROTOCOL),
     maxBodyBytes: config.maxRequestBytes,
     forwardHeaders: ["retry-after", "x-request-id"],
@@ -397,13 +400,14 @@ export async function createApp(config: Config, logger: Logger, overrides: AppOv
     }),
     contextValues,
     fallback(req, res) {
+      // Errors in the gateway's error JSON, with a reason like every other.
       gateway(req as never, res as never).then(
         (handled) => {
-          if (!handled) json(res as ServerResponse, 404, { code: "not_found", message: "no such route" });
+          if (!handled) writeError(req, res as ServerResponse, connectErrorOf(Code.NotFound, "ROUTE_NOT_FOUND", "no such route"));
         },
         (err: unknown) => {
           logger.error({ err }, "gateway failed");
-          if (!res.headersSent) json(res as ServerResponse, 500, { code: "internal", message: "internal error" });
+          if (!res.headersSent) writeError(req, res as ServerResponse, connectErrorOf(Code.Internal, "INTERNAL_ERROR", "internal error"));
           else res.end();
         },
       );

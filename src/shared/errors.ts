@@ -37,6 +37,8 @@ export const errorReasons = [
   "MFA_ALREADY_ENABLED",
   "RECENT_AUTH_REQUIRED",
   "MFA_ENROLLMENT_REQUIRED",
+  "METHOD_NOT_ALLOWED",
+  "ROUTE_NOT_FOUND",
 ] as const;
 
 export type ErrorReason = (typeof errorReasons)[number];

@@ -480,6 +480,10 @@ for (const backend of backends) {
         ] as const) {
           const r = await rest(s.baseUrl, method, path);
           expect(r.status, `${method} ${path}`).toBe(404);
+          // The same error JSON as every other error.
+          expect(r.body, `${method} ${path}`).toMatchObject({ code: "not_found", message: "no such route" });
+          expect(restReason(r.body), `${method} ${path}`).toBe("ROUTE_NOT_FOUND");
+          expect(r.headers.get("cache-control")).toBe("no-store");
         }
         for (const [method, path, allow] of [
           ["GET", "/register", "POST"],
@@ -491,6 +495,7 @@ for (const backend of backends) {
           const r = await rest(s.baseUrl, method, path);
           expect(r.status, `${method} ${path}`).toBe(405);
           expect(r.headers.get("allow")).toBe(allow);
+          expect(restReason(r.body), `${method} ${path}`).toBe("METHOD_NOT_ALLOWED");
         }
       });
     });
