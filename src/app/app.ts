@@ -61,7 +61,7 @@ import { createServerSecrets } from "../storage/server-secrets.js";
 import { createAuditLog, createSessionStore, createUserStore } from "../storage/stores.js";
 import { combineListeners, createRedisRevocationFeed, type RedisRevocationFeed } from "../sessions/redis-revocation-feed.js";
 import { createSessionCache } from "../sessions/session-cache.js";
-import { createJwtService, type JwtService } from "../tokens/jwt.js";
+import { createJwtService, type JwtService } from "../tokens/jwt-service.js";
 
 // The composition root: the only module that knows every part.
 

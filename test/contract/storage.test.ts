@@ -20,7 +20,7 @@ import {
 } from "../../src/storage/schema.js";
 import { createAuditLog, createSessionStore, createUserStore } from "../../src/storage/stores.js";
 import type { KeyStore, StoredKey } from "../../src/keys/ports.js";
-import { newSigningKey } from "../../src/tokens/jwt.js";
+import { newSigningKey } from "../../src/tokens/key-ring.js";
 import { createLoginAttemptStore } from "../../src/storage/throttle-store.js";
 import { backends, openTestDatabase } from "../support/databases.js";
 import { testBox } from "../support/keys.js";

@@ -3,7 +3,7 @@ import { importJWK, jwtVerify } from "jose";
 import { describe, expect, it } from "vitest";
 import { isAccessTokenShape } from "../../src/tokens/token-shape.js";
 import { bearerToken } from "../../src/transport/rpc/auth.js";
-import { createJwtService } from "../../src/tokens/jwt.js";
+import { createJwtService } from "../../src/tokens/jwt-service.js";
 import type { TokenVectorFile } from "../../verifier/test/conformance/token-vectors.js";
 import { memoryKeyStore } from "../support/memory-key-store.js";
 
