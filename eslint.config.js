@@ -28,6 +28,14 @@ export default tseslint.config(
     },
   },
   {
+    // Storage implements ports (the signing keys': keys/ports.ts) and never
+    // reaches into the token logic that uses them.
+    files: ["src/storage/**/*.ts"],
+    rules: {
+      "no-restricted-imports": ["error", { patterns: [{ group: ["**/tokens/**"], message: "storage must not import tokens/: share through keys/" }] }],
+    },
+  },
+  {
     files: ["test/**/*.ts", "bench/**/*.mjs", "scripts/**/*.mjs"],
     rules: {
       "@typescript-eslint/no-explicit-any": "off",
