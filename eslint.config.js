@@ -1,7 +1,7 @@
 import tseslint from "typescript-eslint";
 
 export default tseslint.config(
-  { ignores: ["dist/", "gen/", "build/", "node_modules/", "data/", "coverage/", "bench/results/"] },
+  { ignores: ["dist/", "verifier/dist/", "gen/", "build/", "node_modules/", "data/", "coverage/", "bench/results/"] },
   ...tseslint.configs.recommended,
   {
     rules: {

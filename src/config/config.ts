@@ -5,7 +5,7 @@ import { z } from "zod";
 import type { SprayPolicy, ThrottlePolicy } from "../abuse/login-defence.js";
 import type { RoleLifetimes } from "../sessions/ports.js";
 import { parseSecretBoxKeys } from "../keys/secret-box.js";
-import { DEFAULT_REDIS_PREFIX, isValidRedisPrefix } from "../../verifier/src/protocol.js";
+import { DEFAULT_REDIS_PREFIX, isValidRedisPrefix } from "@platform/identity-verifier/protocol";
 
 // The only reader of process.env. Parsed once, validated, frozen; a bad
 // value stops the boot with a message naming the variable.
