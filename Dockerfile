@@ -5,9 +5,14 @@
 
 FROM node:24-slim AS build
 WORKDIR /app
+# The verifier library is an npm workspace: npm ci needs its manifest, and
+# the build compiles it to verifier/dist, which the service imports at run time.
 COPY package.json package-lock.json ./
+COPY verifier/package.json ./verifier/
 RUN npm ci --no-audit --no-fund
 COPY tsconfig.json tsconfig.build.json ./
+COPY verifier/tsconfig.build.json ./verifier/
+COPY verifier/src ./verifier/src
 COPY src ./src
 COPY gen ./gen
 RUN npm run build && npm prune --omit=dev
@@ -20,6 +25,9 @@ ENV NODE_ENV=production PORT=8080 DATA_DIR=/var/lib/identity/data
 WORKDIR /app
 COPY --from=build /app/node_modules ./node_modules
 COPY --from=build /app/dist ./dist
+# node_modules/@platform/identity-verifier links to ./verifier.
+COPY --from=build /app/verifier/package.json ./verifier/
+COPY --from=build /app/verifier/dist ./verifier/dist
 COPY package.json ./
 COPY migrations ./migrations
 RUN mkdir -p /var/lib/identity && chown node:node /var/lib/identity

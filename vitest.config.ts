@@ -1,6 +1,9 @@
 import { defineConfig } from "vitest/config";
 
 export default defineConfig({
+  // Workspace packages from their TypeScript sources (the "@platform/source"
+  // export condition), as the type-checker sees them: no build needed.
+  ssr: { resolve: { conditions: ["@platform/source"] } },
   test: {
     pool: "forks",
     include: ["test/**/*.test.ts", "verifier/test/**/*.test.ts"],

@@ -18,13 +18,14 @@ import { existsSync, mkdirSync, writeFileSync } from "node:fs";
 import * as http from "node:http";
 import { cpus } from "node:os";
 import { dirname, join } from "node:path";
-import { fileURLToPath, pathToFileURL } from "node:url";
+import { fileURLToPath } from "node:url";
 import postgres from "postgres";
 import { assertLoopback, benchKeyEncryptionKeys, envInt, fmt, freePort, httpRequest, machineInfo, percentile, sleep, table } from "./lib.mjs";
 
 const root = join(dirname(fileURLToPath(import.meta.url)), "..");
 const mainJs = join(root, "dist/src/main.js");
-const verifierJs = join(root, "dist/verifier/src/index.js");
+// The workspace package, as a consuming service imports it: its built verifier/dist.
+const verifierJs = fileURLToPath(import.meta.resolve("@platform/identity-verifier"));
 const opts = {
   pgUrl: process.env.BENCH_PG_URL || "postgres://postgres@127.0.0.1:5432/test",
   redisUrl: process.env.BENCH_REDIS_URL || "redis://127.0.0.1:6379",
@@ -93,7 +94,7 @@ async function startInstance(dbUrl) {
 
 async function main() {
   if (!existsSync(mainJs) || !existsSync(verifierJs)) throw new Error("run `npm run build` first");
-  const { createVerifier } = await import(pathToFileURL(verifierJs).href);
+  const { createVerifier } = await import("@platform/identity-verifier");
   admin = postgres(opts.pgUrl, { max: 1, onnotice: () => {} });
   await admin.unsafe(`create database "${dbName}"`);
   const dbUrl = new URL(opts.pgUrl);

@@ -67,7 +67,7 @@ import { createSessionStore } from "../storage/session-store.js";
 import { createUserStore } from "../storage/user-store.js";
 import { combineListeners, createRedisRevocationFeed, type RedisRevocationFeed } from "../sessions/redis-revocation-feed.js";
 import { createSessionCache } from "../sessions/session-cache.js";
-import { createJwtService, type JwtService } from "../tokens/jwt.js";
+import { createJwtService, type JwtService } from "../tokens/jwt-service.js";
 
 // The composition root: the only module that knows every part.
 

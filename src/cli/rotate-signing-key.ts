@@ -6,7 +6,7 @@ import { openDatabase, type Database } from "../storage/db.js";
 import { announceKeysChanged } from "../sessions/redis-revocation-feed.js";
 import { createKeyStore } from "../storage/key-store.js";
 import { holdsSealedData } from "../storage/sealed.js";
-import { createJwtService, type RotatedKey } from "../tokens/jwt.js";
+import { createKeyRing, type RotatedKey } from "../tokens/key-ring.js";
 
 // `npm run rotate-signing-key [-- --now]`: creates the next access-token
 // signing key in the shared store. Running instances pick it up on their
@@ -39,18 +39,15 @@ export async function rotateSigningKey(opts: {
       holdsSealedData: () => holdsSealedData(database.db),
       warn: (message) => process.stderr.write(`${message}\n`),
     });
-    const tokens = createJwtService({
+    const ring = createKeyRing({
       keys: createKeyStore(database.db, createSecretBox(keks)),
-      issuer: opts.config.jwt.issuer,
-      audience: opts.config.jwt.audience,
-      accessTokenTtlMs: opts.config.jwt.accessTokenTtlMs,
       maxAccessTokenTtlMs: longestAccessTokenTtlMs(opts.config),
       publishLeadMs: opts.config.signingKeys.publishLeadMs,
       refreshIntervalMs: 0,
       ...(opts.now ? { now: opts.now } : {}),
     });
-    await tokens.init();
-    return await tokens.rotate({ immediate: opts.immediate });
+    await ring.init();
+    return await ring.rotate({ immediate: opts.immediate });
   } finally {
     if (!opts.database) await database.close();
   }

@@ -1,11 +1,11 @@
 import { Redis } from "ioredis";
-import { decodeRevocation, DEFAULT_REDIS_PREFIX, publishRevocation, revocationFeedNames } from "../../verifier/src/protocol.js";
+import { decodeRevocation, DEFAULT_REDIS_PREFIX, publishRevocation, revocationFeedNames } from "@platform/identity-verifier/protocol";
 import type { RevocationListener } from "./ports.js";
 import type { Logger } from "../shared/logger.js";
 
 // The revocation fan-out over Redis (REDIS_URL). After PostgreSQL has
 // recorded a revocation, this instance publishes it (denylist key + pub/sub
-// message, the protocol in verifier/src/protocol.ts); every instance and
+// message, the protocol of @platform/identity-verifier/protocol); every instance and
 // every verifier library hears it within milliseconds. PostgreSQL stays the
 // source of truth: with Redis down, revoked stays revoked here (the session
 // check reads the database, and the session cache expires within

@@ -6,7 +6,8 @@ import { openDatabase, type Database } from "../../src/storage/db.js";
 import { createKeyStore } from "../../src/storage/key-store.js";
 import { signingKeys } from "../../src/storage/schema.js";
 import type { KeyStore } from "../../src/keys/ports.js";
-import { createJwtService, newSigningKey, type JwtService } from "../../src/tokens/jwt.js";
+import { createJwtService, type JwtService } from "../../src/tokens/jwt-service.js";
+import { newSigningKey } from "../../src/tokens/key-ring.js";
 import { backends, createPostgresDatabase } from "../support/databases.js";
 import { TEST_KEY_ENCRYPTION_KEYS, testBox } from "../support/keys.js";
 

@@ -22,7 +22,7 @@ import { createAuditLog } from "../../src/storage/audit-store.js";
 import { createSessionStore } from "../../src/storage/session-store.js";
 import { createUserStore } from "../../src/storage/user-store.js";
 import type { KeyStore, StoredKey } from "../../src/keys/ports.js";
-import { newSigningKey } from "../../src/tokens/jwt.js";
+import { newSigningKey } from "../../src/tokens/key-ring.js";
 import { createLoginAttemptStore } from "../../src/storage/throttle-store.js";
 import { backends, openTestDatabase } from "../support/databases.js";
 import { testBox } from "../support/keys.js";

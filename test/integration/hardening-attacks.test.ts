@@ -3,7 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { IdentityService } from "../../gen/identity/v1/identity_service_pb.js";
 import { isUuid } from "../../src/shared/uuid.js";
 import { auditEvents, users } from "../../src/storage/schema.js";
-import { createVerifier, type Verifier } from "../../verifier/src/index.js";
+import { createVerifier, type Verifier } from "@platform/identity-verifier";
 import { grpcJsClient, rest, STRONG_PASSWORD, uniqueEmail } from "../support/clients.js";
 import { backends } from "../support/databases.js";
 import { startTestServer, type TestServer } from "../support/server.js";

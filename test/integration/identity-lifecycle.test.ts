@@ -500,13 +500,12 @@ for (const backend of backends) {
 }
 
 let built = false;
-/** `npm run build` (tsc -p tsconfig.build.json) once per test file, so dist/ matches src/. */
+/** `npm run build` (the verifier workspace, then the service) once per test file, so dist/ matches src/. */
 function buildOnce(): void {
   if (built) return;
-  execFileSync(process.execPath, [join(ROOT, "node_modules/typescript/bin/tsc"), "-p", "tsconfig.build.json"], {
-    cwd: ROOT,
-    stdio: "pipe",
-  });
+  for (const project of ["verifier/tsconfig.build.json", "tsconfig.build.json"]) {
+    execFileSync(process.execPath, [join(ROOT, "node_modules/typescript/bin/tsc"), "-p", project], { cwd: ROOT, stdio: "pipe" });
+  }
   built = true;
 }
 

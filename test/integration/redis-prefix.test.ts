@@ -2,7 +2,7 @@ import { randomUUID } from "node:crypto";
 import { Redis } from "ioredis";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { announceKeysChanged } from "../../src/sessions/redis-revocation-feed.js";
-import { createVerifier, type Verifier } from "../../verifier/src/index.js";
+import { createVerifier, type Verifier } from "@platform/identity-verifier";
 import { rest, STRONG_PASSWORD, uniqueEmail } from "../support/clients.js";
 import { postgresAvailable } from "../support/databases.js";
 import { REDIS_TEST_URL, redisAvailable } from "../support/redis.js";

@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { IdentityService } from "../../gen/identity/v1/identity_service_pb.js";
-import { createVerifier, type Verifier } from "../../verifier/src/index.js";
+import { createVerifier, type Verifier } from "@platform/identity-verifier";
 import { grpcJsClient, rest, restReason, STRONG_PASSWORD, uniqueEmail } from "../support/clients.js";
 import { postgresAvailable } from "../support/databases.js";
 import { redisAvailable, redisServerBinary, startPrivateRedis } from "../support/redis.js";

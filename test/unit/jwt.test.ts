@@ -12,7 +12,8 @@ import {
 } from "jose";
 import { afterEach, beforeAll, beforeEach, describe, expect, it, vi } from "vitest";
 import type { KeyStore, StoredKey } from "../../src/keys/ports.js";
-import { createJwtService, newSigningKey, type JwtService } from "../../src/tokens/jwt.js";
+import { createJwtService, type JwtService } from "../../src/tokens/jwt-service.js";
+import { newSigningKey } from "../../src/tokens/key-ring.js";
 import { memoryKeyStore, type MemoryKeyStore } from "../support/memory-key-store.js";
 
 const ISSUER = "urn:test:identity";

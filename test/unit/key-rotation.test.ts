@@ -1,7 +1,7 @@
 import { decodeProtectedHeader } from "jose";
 import { afterEach, describe, expect, it, vi } from "vitest";
 import type { KeyStore } from "../../src/keys/ports.js";
-import { createJwtService, type JwtService } from "../../src/tokens/jwt.js";
+import { createJwtService, type JwtService } from "../../src/tokens/jwt-service.js";
 import { memoryKeyStore, type MemoryKeyStore } from "../support/memory-key-store.js";
 
 // Signing-key rotation with a clock the test moves: the next key is published

@@ -1,20 +1,17 @@
-import { readFileSync } from "node:fs";
+import { loadTokenVectors } from "@platform/identity-verifier/conformance";
 import { importJWK, jwtVerify } from "jose";
 import { describe, expect, it } from "vitest";
 import { isAccessTokenShape } from "../../src/tokens/token-shape.js";
 import { bearerToken } from "../../src/transport/rpc/auth.js";
-import { createJwtService } from "../../src/tokens/jwt.js";
-import type { TokenVectorFile } from "../../verifier/test/conformance/token-vectors.js";
+import { createJwtService } from "../../src/tokens/jwt-service.js";
 import { memoryKeyStore } from "../support/memory-key-store.js";
 
-// The token-spelling vectors the verifier library passes
-// (verifier/test/conformance.test.ts) through the service's auth path: the
-// bearer shape check, then jose verification with the vectors' key. Both
-// must give every vector the same verdict.
+// The token-spelling vectors, from the verifier package's entry point (its
+// own suite, verifier/test/conformance.test.ts, runs the same file), through
+// the service's auth path: the bearer shape check, then jose verification
+// with the vectors' key. Both must give every vector its `valid` verdict.
 
-const file = JSON.parse(
-  readFileSync(new URL("../../verifier/test/conformance/token-vectors.json", import.meta.url), "utf8"),
-) as TokenVectorFile;
+const file = loadTokenVectors();
 const at = new Date(file.nowSec * 1000);
 
 function service() {

@@ -1,5 +1,5 @@
 import { z } from "zod";
-import { DEFAULT_REDIS_PREFIX, isValidRedisPrefix } from "../../../verifier/src/protocol.js";
+import { DEFAULT_REDIS_PREFIX, isValidRedisPrefix } from "@platform/identity-verifier/protocol";
 import { bool, int } from "../fields.js";
 
 // PostgreSQL (or embedded PGlite) and Redis.

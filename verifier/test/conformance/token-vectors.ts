@@ -1,13 +1,15 @@
 import { createPrivateKey, sign } from "node:crypto";
 import { pathToFileURL } from "node:url";
+import type { TokenVector, TokenVectorFile } from "../../src/conformance.js";
 
-// Token-spelling conformance vectors shared by the service (test/unit/token-
-// conformance.test.ts) and this library (verifier/test/conformance.test.ts):
-// both must give every vector the same verdict. Ed25519 signatures are
-// deterministic, so this module always builds the same vectors;
-// token-vectors.json is its output, for verifiers in other languages, and a
-// test keeps the two equal. Regenerate with
-//   node verifier/test/conformance/token-vectors.ts > verifier/test/conformance/token-vectors.json
+// Builds the token-spelling conformance vectors that the package exports
+// (src/conformance.ts, conformance/token-vectors.json). The service
+// (test/unit/token-conformance.test.ts) and this library
+// (verifier/test/conformance.test.ts) run them, and both must give every
+// vector its `valid` verdict. Ed25519 signatures are deterministic, so this
+// module always builds the same vectors, and a test keeps the JSON equal to
+// its output. Regenerate with
+//   node verifier/test/conformance/token-vectors.ts > verifier/conformance/token-vectors.json
 
 // The Ed25519 test key of RFC 8037, Appendix A.1: public test material, not a secret.
 const TEST_JWK = {
@@ -22,22 +24,6 @@ const ISSUER = "urn:test:identity";
 const AUDIENCE = "urn:test:platform";
 // 2025-06-15T15:06:40Z: the clock both suites verify at.
 const NOW_SEC = 1_750_000_000;
-
-export interface TokenVector {
-  name: string;
-  token: string;
-  valid: boolean;
-}
-
-export interface TokenVectorFile {
-  description: string;
-  issuer: string;
-  audience: string;
-  nowSec: number;
-  publicJwk: { kty: string; crv: string; x: string; kid: string; alg: string; use: string };
-  privateJwk: typeof TEST_JWK;
-  vectors: TokenVector[];
-}
 
 const B64URL = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
 const key = createPrivateKey({ key: TEST_JWK, format: "jwk" });
