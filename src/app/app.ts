@@ -1,5 +1,4 @@
 import type { ServerResponse } from "node:http";
-import type { DescMethod } from "@bufbuild/protobuf";
 import { createServiceImplSpec, type ConnectRouter, type Interceptor } from "@connectrpc/connect";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
 import { createContextValues } from "@connectrpc/connect";
@@ -23,7 +22,7 @@ import { createGeoIpLocator, type GeoLocator } from "../risk/geo.js";
 import { createLoginHistoryStore, createMfaStore, pruneExpiredChallenges } from "../storage/mfa-store.js";
 import { createWebhookNotifier, nullNotifier, type Notifier } from "../notify/webhook.js";
 import { adminHandlers } from "../transport/rpc/admin-handlers.js";
-import { parseLimits, rateLimitInterceptors } from "../transport/rpc/rate-limit.js";
+import { parseLimits, rateLimitClasses, rateLimitInterceptors } from "../transport/rpc/rate-limit.js";
 import { createLoginAttemptStore, pruneLoginThrottle } from "../storage/throttle-store.js";
 import { Health } from "../../gen/grpc/health/v1/health_pb.js";
 import { keyEncryptionSource, longestAccessTokenTtlMs, type Config } from "../config/config.js";
@@ -40,6 +39,7 @@ import { createBrowserCredentials } from "../transport/http/browser-credentials.
 import { createCors } from "../transport/http/cors.js";
 import type { Logger } from "../shared/logger.js";
 import { loadCommonPasswords } from "../accounts/password-blocklist.js";
+import { buildAccessPolicies } from "../transport/rpc/access-policy.js";
 import { authInterceptor } from "../transport/rpc/auth.js";
 import { createClientInfoResolver, createProxyMatcher } from "../transport/rpc/client-info.js";
 import { createDirectTransport, createUnaryInvoker } from "../transport/rpc/direct.js";
@@ -89,18 +89,11 @@ export interface App {
   dispose(): Promise<void>;
 }
 
-const PUBLIC_METHODS: ReadonlySet<DescMethod> = new Set([
-  IdentityServiceDesc.method.register,
-  IdentityServiceDesc.method.login,
-  IdentityServiceDesc.method.refreshToken,
-  // Introspection answers for the token in its body, not the caller's.
-  IdentityServiceDesc.method.verifyToken,
-  // The MFA challenge in its body is the credential.
-  IdentityServiceDesc.method.completeMfaLogin,
-]);
-
 export async function createApp(config: Config, logger: Logger, overrides: AppOverrides = {}): Promise<App> {
   const clock = overrides.clock ?? systemClock;
+  // Who may call each RPC, from the access policies in the proto; a served
+  // method without one stops the boot here, before anything is opened.
+  const policies = buildAccessPolicies([IdentityServiceDesc, AdminServiceDesc], rateLimitClasses);
   // Before anything is opened: PostgreSQL without KEY_ENCRYPTION_KEYS is refused.
   const kekSource = keyEncryptionSource(config);
   const database = overrides.database ?? (await openDatabase(config.database, { migrate: config.migrateOnStart }));
@@ -292,14 +285,12 @@ export async function createApp(config: Config, logger: Logger, overrides: AppOv
   pruneTimer.unref();
 
   const health = createHealth();
-  const services = new Set([IdentityServiceDesc.typeName, AdminServiceDesc.typeName]);
   const limitTable = parseLimits(config.rateLimits);
   const limits = limitTable
     ? rateLimitInterceptors({
         limiter,
         table: limitTable,
-        services,
-        publicMethods: PUBLIC_METHODS,
+        policies,
         accountKey: (email) => keyTag(defence.accountKey(email)),
         onRefused: (info) => logger.info(info, "rate limit refused a call"),
       })
@@ -309,7 +300,7 @@ export async function createApp(config: Config, logger: Logger, overrides: AppOv
     observeInterceptor(logger),
     errorInterceptor(logger, isUnavailableError),
     ...(limits ? [limits.beforeAuth] : []),
-    authInterceptor(identity, services, PUBLIC_METHODS),
+    authInterceptor(identity, policies),
     ...(limits ? [limits.afterAuth] : []),
     validationInterceptor(config.maxRequestBytes),
   ];
@@ -342,7 +333,7 @@ export async function createApp(config: Config, logger: Logger, overrides: AppOv
     cookieHostPrefix: config.cookieHostPrefix,
     corsOrigins: config.corsOrigins,
     csrfAllowSameSite: config.csrfAllowSameSite,
-    publicMethods: PUBLIC_METHODS,
+    publicMethods: policies.publicMethods,
     trustedDeviceTtlMs: config.mfa.trustedDeviceTtlMs,
     now: () => clock.now(),
     onCsrfRejected: (req, error) =>
