@@ -41,6 +41,7 @@ import type { Logger } from "../shared/logger.js";
 import { loadCommonPasswords } from "../accounts/password-blocklist.js";
 import { buildAccessPolicies } from "../transport/rpc/access-policy.js";
 import { authInterceptor } from "../transport/rpc/auth.js";
+import { authorizeInterceptor } from "../transport/rpc/authorize.js";
 import { createClientInfoResolver, createProxyMatcher } from "../transport/rpc/client-info.js";
 import { createDirectTransport, createUnaryInvoker } from "../transport/rpc/direct.js";
 import { kClient, REST_PROTOCOL } from "../transport/rpc/context.js";
@@ -266,7 +267,7 @@ export async function createApp(config: Config, logger: Logger, overrides: AppOv
     onRehashError: (err) => logger.warn({ err }, "password re-hash failed"),
   });
 
-  const admin = createAdminService({ users, audit, defence, clock, recentAuthMaxAgeMs: config.mfa.recentAuthMaxAgeMs });
+  const admin = createAdminService({ users, audit, defence, clock });
 
   // Housekeeping: forgotten failure counts and spent MFA challenges, and the
   // dummy hashes of the parameter sets still in use. Every instance may run
@@ -295,7 +296,7 @@ export async function createApp(config: Config, logger: Logger, overrides: AppOv
         onRefused: (info) => logger.info(info, "rate limit refused a call"),
       })
     : undefined;
-  // Outermost first: observe → map errors → limit → authenticate → limit per caller → validate.
+  // Outermost first: observe → map errors → limit → authenticate → limit per caller → validate → authorise.
   const interceptors: Interceptor[] = [
     observeInterceptor(logger),
     errorInterceptor(logger, isUnavailableError),
@@ -303,6 +304,12 @@ export async function createApp(config: Config, logger: Logger, overrides: AppOv
     authInterceptor(identity, policies),
     ...(limits ? [limits.afterAuth] : []),
     validationInterceptor(config.maxRequestBytes),
+    authorizeInterceptor({
+      policies,
+      roleOf: async (userId) => (await users.findCredentialByUserId(userId))?.role,
+      recentAuthMaxAgeMs: config.mfa.recentAuthMaxAgeMs,
+      now: () => clock.now(),
+    }),
   ];
   const identityImpl = identityHandlers(identity, clock);
   const adminImpl = adminHandlers(admin);
