@@ -1,12 +1,15 @@
 #!/usr/bin/env node
-// Generates gen/ from proto/ without the Buf Schema Registry.
+// Generates gen/ from proto/ without the Buf Schema Registry: builds the
+// image build/identity.binpb, then runs `buf generate` with buf.gen.yaml
+// (local protoc-gen-es), the one configuration of the generated code.
 //
 // buf/validate/validate.proto ships only as an embedded descriptor inside
 // @bufbuild/protovalidate, so it is written out as a FileDescriptorSet and
 // handed to protoc with --descriptor_set_in; generated code imports the
 // package's copy (map_imports). google/api and google/rpc come from
 // google-proto-files; gRPC reflection and health from their npm packages.
-// The full image (build/identity.binpb) is what `buf lint` checks.
+// The image holds our files, those third-party ones and every import; it is
+// also what `buf lint` checks.
 import { execFileSync } from "node:child_process";
 import { copyFileSync, mkdirSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { createRequire } from "node:module";
@@ -73,23 +76,14 @@ const common = [
   `--proto_path=${deps}`,
 ];
 
-// 3. The image: own files plus every import, with source info for lint.
-execFileSync(process.execPath, [...common, "--include_imports", "--include_source_info", `--descriptor_set_out=${join(build, "identity.binpb")}`, ...own], { stdio: "inherit" });
-
-// 4. TypeScript.
-const gen = join(root, "gen");
-rmSync(gen, { recursive: true, force: true });
-mkdirSync(gen, { recursive: true });
+// 3. The image: own and third-party files plus every import, with source
+// info (lint, and the comments of the generated code).
 execFileSync(
   process.execPath,
-  [
-    ...common,
-    `--plugin=protoc-gen-es=${nm(".bin/protoc-gen-es")}`,
-    `--es_out=${gen}`,
-    "--es_opt=target=ts,import_extension=js,map_imports=buf/validate/:@bufbuild/protovalidate/gen",
-    ...own,
-    ...thirdParty,
-  ],
+  [...common, "--include_imports", "--include_source_info", `--descriptor_set_out=${join(build, "identity.binpb")}`, ...own, ...thirdParty],
   { stdio: "inherit" },
 );
+
+// 4. TypeScript, as buf.gen.yaml says.
+execFileSync(nm(".bin/buf"), ["generate"], { stdio: "inherit", cwd: root });
 console.log(`generated gen/ from ${own.length} own and ${thirdParty.length} imported files`);

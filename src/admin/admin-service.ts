@@ -2,7 +2,6 @@ import { createHash } from "node:crypto";
 import { parseAuditFilter } from "../audit/audit-filter.js";
 import { normalizeEmailForLookup } from "../accounts/email.js";
 import { DomainError } from "../shared/errors.js";
-import { recentAuthRequired } from "../sessions/recent-auth.js";
 import { type CallContext, type Principal } from "../shared/call.js";
 import type { LoginDefence } from "../abuse/login-defence.js";
 import type { AuditChainReport, AuditEvent, AuditLog, StoredAuditEvent } from "../audit/ports.js";
@@ -10,32 +9,26 @@ import { createAuditTrail } from "../audit/trail.js";
 import type { Clock } from "../shared/clock.js";
 import type { UserStore } from "../accounts/ports.js";
 
-// Operator RPCs. The caller's role is read from the database on every call
-// (not from the token's claim), so a demotion applies at once.
+// Operator RPCs. Who may call them is their access policy in the proto
+// (ACCESS_ADMIN with AAL2), enforced at the edge before any of these runs:
+// the role is read from the database on every call, so a demotion applies
+// at once, and the session must have passed a second factor.
 
 export interface AdminDeps {
-  users: Pick<UserStore, "findCredentialByUserId" | "findCredentialByEmail">;
+  users: Pick<UserStore, "findCredentialByEmail">;
   audit: AuditLog;
   defence: Pick<LoginDefence, "unlock">;
   clock: Clock;
-  recentAuthMaxAgeMs: number;
 }
 
 export interface AdminService {
-  listAuditEvents(
-    principal: Principal,
-    page: { pageSize: number; pageToken: string; filter: string },
-  ): Promise<{ events: StoredAuditEvent[]; nextPageToken: string }>;
+  listAuditEvents(page: { pageSize: number; pageToken: string; filter: string }): Promise<{ events: StoredAuditEvent[]; nextPageToken: string }>;
   verifyAuditChain(principal: Principal, call: CallContext): Promise<AuditChainReport>;
   unlockAccount(principal: Principal, email: string, call: CallContext): Promise<{ clearedFailures: number; wasLocked: boolean }>;
 }
 
 export const MAX_AUDIT_PAGE_SIZE = 500;
 const MAX_BIGINT = 2n ** 63n - 1n;
-
-function adminRequired(): DomainError {
-  return new DomainError("permission_denied", "ADMIN_ROLE_REQUIRED", "this RPC is for administrators");
-}
 
 function badToken(): DomainError {
   return new DomainError("invalid_argument", "VALIDATION_FAILED", "page_token: not a token from a previous page with this filter", {
@@ -64,18 +57,10 @@ function decodeToken(token: string, filter: string): string {
 export function createAdminService(deps: AdminDeps): AdminService {
   const { users, audit, clock } = deps;
 
-  async function requireAdmin(principal: Principal): Promise<void> {
-    const credential = await users.findCredentialByUserId(principal.userId);
-    if (credential?.role !== "admin") throw adminRequired();
-    // Admin sessions always pass MFA; a token without it is not an admin's.
-    if (!principal.amr?.includes("mfa")) throw recentAuthRequired(deps.recentAuthMaxAgeMs, "aal2");
-  }
-
   const { record } = createAuditTrail({ audit, clock });
 
   return {
-    async listAuditEvents(principal, page) {
-      await requireAdmin(principal);
+    async listAuditEvents(page) {
       const filter = parseAuditFilter(page.filter);
       const beforeId = page.pageToken === "" ? undefined : decodeToken(page.pageToken, page.filter);
       const limit = page.pageSize <= 0 || page.pageSize > MAX_AUDIT_PAGE_SIZE ? MAX_AUDIT_PAGE_SIZE : page.pageSize;
@@ -96,7 +81,6 @@ export function createAdminService(deps: AdminDeps): AdminService {
     },
 
     async verifyAuditChain(principal, call) {
-      await requireAdmin(principal);
       const report = await audit.verifyChain();
       await record(
         {
@@ -119,7 +103,6 @@ export function createAdminService(deps: AdminDeps): AdminService {
     },
 
     async unlockAccount(principal, rawEmail, call) {
-      await requireAdmin(principal);
       const email = normalizeEmailForLookup(rawEmail) ?? rawEmail.trim().toLowerCase();
       const subject = await users.findCredentialByEmail(email);
       const result = await deps.defence.unlock(email);

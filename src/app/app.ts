@@ -1,5 +1,5 @@
 import type { ServerResponse } from "node:http";
-import { getOption, hasOption, type DescMethod } from "@bufbuild/protobuf";
+import { getOption, hasOption } from "@bufbuild/protobuf";
 import { Code, createServiceImplSpec, type ConnectRouter, type Interceptor } from "@connectrpc/connect";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
 import { createContextValues } from "@connectrpc/connect";
@@ -25,7 +25,7 @@ import { createLoginHistoryStore } from "../storage/login-history-store.js";
 import { createMfaStore, pruneExpiredChallenges } from "../storage/mfa-store.js";
 import { createWebhookNotifier, nullNotifier, type Notifier } from "../notify/webhook.js";
 import { adminHandlers } from "../transport/rpc/admin-handlers.js";
-import { rateLimitInterceptors } from "../transport/rpc/rate-limit.js";
+import { rateLimitClasses, rateLimitInterceptors } from "../transport/rpc/rate-limit.js";
 import { createLoginAttemptStore, pruneLoginThrottle } from "../storage/throttle-store.js";
 import { Health } from "../../gen/grpc/health/v1/health_pb.js";
 import { keyEncryptionSource, longestAccessTokenTtlMs, type Config } from "../config/config.js";
@@ -44,7 +44,9 @@ import { createBrowserCredentials } from "../transport/http/browser-credentials.
 import { createCors } from "../transport/http/cors.js";
 import type { Logger } from "../shared/logger.js";
 import { loadCommonPasswords } from "../accounts/password-blocklist.js";
+import { buildAccessPolicies } from "../transport/rpc/access-policy.js";
 import { authInterceptor } from "../transport/rpc/auth.js";
+import { authorizeInterceptor } from "../transport/rpc/authorize.js";
 import { createClientInfoResolver, createProxyMatcher } from "../transport/rpc/client-info.js";
 import { createDirectTransport, createUnaryInvoker } from "../transport/rpc/direct.js";
 import { kClient, REST_PROTOCOL } from "../transport/rpc/context.js";
@@ -95,18 +97,11 @@ export interface App {
   dispose(): Promise<void>;
 }
 
-const PUBLIC_METHODS: ReadonlySet<DescMethod> = new Set([
-  IdentityServiceDesc.method.register,
-  IdentityServiceDesc.method.login,
-  IdentityServiceDesc.method.refreshToken,
-  // Introspection answers for the token in its body, not the caller's.
-  IdentityServiceDesc.method.verifyToken,
-  // The MFA challenge in its body is the credential.
-  IdentityServiceDesc.method.completeMfaLogin,
-]);
-
 export async function createApp(config: Config, logger: Logger, overrides: AppOverrides = {}): Promise<App> {
   const clock = overrides.clock ?? systemClock;
+  // Who may call each RPC, from the access policies in the proto; a served
+  // method without one stops the boot here, before anything is opened.
+  const policies = buildAccessPolicies([IdentityServiceDesc, AdminServiceDesc], rateLimitClasses);
   // Before anything is opened: PostgreSQL without KEY_ENCRYPTION_KEYS is refused.
   const kekSource = keyEncryptionSource(config);
   const database = overrides.database ?? (await openDatabase(config.database, { migrate: config.migrateOnStart }));
@@ -280,7 +275,7 @@ export async function createApp(config: Config, logger: Logger, overrides: AppOv
     onRehashError: (err) => logger.warn({ err }, "password re-hash failed"),
   });
 
-  const admin = createAdminService({ users, audit, defence, clock, recentAuthMaxAgeMs: config.mfa.recentAuthMaxAgeMs });
+  const admin = createAdminService({ users, audit, defence, clock });
 
   // Housekeeping: forgotten failure counts and spent MFA challenges, and the
   // dummy hashes of the parameter sets still in use. Every instance may run
@@ -299,25 +294,28 @@ export async function createApp(config: Config, logger: Logger, overrides: AppOv
   pruneTimer.unref();
 
   const health = createHealth();
-  const services = new Set([IdentityServiceDesc.typeName, AdminServiceDesc.typeName]);
   const limits = config.rateLimits
     ? rateLimitInterceptors({
         limiter,
         table: config.rateLimits,
-        services,
-        publicMethods: PUBLIC_METHODS,
+        policies,
         accountKey: (email) => keyTag(defence.accountKey(email)),
         onRefused: (info) => logger.info(info, "rate limit refused a call"),
       })
     : undefined;
-  // Outermost first: observe → map errors → limit → authenticate → limit per caller → validate.
+  // Outermost first: observe → map errors → limit → authenticate → limit per caller → validate → authorise.
   const interceptors: Interceptor[] = [
     observeInterceptor(logger),
     errorInterceptor(logger, isUnavailableError),
     ...(limits ? [limits.beforeAuth] : []),
-    authInterceptor(identity, services, PUBLIC_METHODS),
+    authInterceptor(identity, policies),
     ...(limits ? [limits.afterAuth] : []),
     validationInterceptor(config.maxRequestBytes),
+    authorizeInterceptor({
+      policies,
+      roleOf: async (userId) => (await users.findCredentialByUserId(userId))?.role,
+      recentAuthMaxAgeMs: config.mfa.recentAuthMaxAgeMs,
+    }),
   ];
   const identityImpl = identityHandlers(identity, clock);
   const adminImpl = adminHandlers(admin);
@@ -348,7 +346,7 @@ export async function createApp(config: Config, logger: Logger, overrides: AppOv
     cookieHostPrefix: config.cookieHostPrefix,
     corsOrigins: config.corsOrigins,
     csrfAllowSameSite: config.csrfAllowSameSite,
-    publicMethods: PUBLIC_METHODS,
+    publicMethods: policies.publicMethods,
     trustedDeviceTtlMs: config.mfa.trustedDeviceTtlMs,
     now: () => clock.now(),
     onCsrfRejected: (req, error) =>

@@ -2,20 +2,159 @@
 // @generated from file identity/v1/annotations.proto (package identity.v1, syntax proto3)
 /* eslint-disable */
 
-import type { GenExtension, GenFile } from "@bufbuild/protobuf/codegenv2";
-import { extDesc, fileDesc } from "@bufbuild/protobuf/codegenv2";
+import type { GenEnum, GenExtension, GenFile, GenMessage } from "@bufbuild/protobuf/codegenv2";
+import { enumDesc, extDesc, fileDesc, messageDesc } from "@bufbuild/protobuf/codegenv2";
 import type { MethodOptions } from "@bufbuild/protobuf/wkt";
 import { file_google_protobuf_descriptor } from "@bufbuild/protobuf/wkt";
+import type { Message } from "@bufbuild/protobuf";
 
 /**
  * Describes the file identity/v1/annotations.proto.
  */
 export const file_identity_v1_annotations: GenFile = /*@__PURE__*/
-  fileDesc("Ch1pZGVudGl0eS92MS9hbm5vdGF0aW9ucy5wcm90bxILaWRlbnRpdHkudjE6UAoTaHR0cF9zdWNjZXNzX3N0YXR1cxIeLmdvb2dsZS5wcm90b2J1Zi5NZXRob2RPcHRpb25zGNGGAyABKAVSEWh0dHBTdWNjZXNzU3RhdHVzYgZwcm90bzM", [file_google_protobuf_descriptor]);
+  fileDesc("Ch1pZGVudGl0eS92MS9hbm5vdGF0aW9ucy5wcm90bxILaWRlbnRpdHkudjEi8gIKDEFjY2Vzc1BvbGljeRIwCgZhY2Nlc3MYASABKA4yIC5pZGVudGl0eS52MS5BY2Nlc3NQb2xpY3kuQWNjZXNzEjkKB21pbl9hYWwYAiABKA4yKC5pZGVudGl0eS52MS5BY2Nlc3NQb2xpY3kuQXNzdXJhbmNlTGV2ZWwSEwoLcmVjZW50X2F1dGgYAyABKAgSGAoQcmF0ZV9saW1pdF9jbGFzcxgEIAEoCSJfCgZBY2Nlc3MSFgoSQUNDRVNTX1VOU1BFQ0lGSUVEEAASEQoNQUNDRVNTX1BVQkxJQxABEhgKFEFDQ0VTU19BVVRIRU5USUNBVEVEEAISEAoMQUNDRVNTX0FETUlOEAMiZQoOQXNzdXJhbmNlTGV2ZWwSHwobQVNTVVJBTkNFX0xFVkVMX1VOU1BFQ0lGSUVEEAASGAoUQVNTVVJBTkNFX0xFVkVMX0FBTDEQARIYChRBU1NVUkFOQ0VfTEVWRUxfQUFMMhACOlAKE2h0dHBfc3VjY2Vzc19zdGF0dXMSHi5nb29nbGUucHJvdG9idWYuTWV0aG9kT3B0aW9ucxjRhgMgASgFUhFodHRwU3VjY2Vzc1N0YXR1czpgCg1hY2Nlc3NfcG9saWN5Eh4uZ29vZ2xlLnByb3RvYnVmLk1ldGhvZE9wdGlvbnMY0oYDIAEoCzIZLmlkZW50aXR5LnYxLkFjY2Vzc1BvbGljeVIMYWNjZXNzUG9saWN5YgZwcm90bzM", [file_google_protobuf_descriptor]);
+
+/**
+ * The access policy of one RPC.
+ *
+ * @generated from message identity.v1.AccessPolicy
+ */
+export type AccessPolicy = Message<"identity.v1.AccessPolicy"> & {
+  /**
+   * Who may call.
+   *
+   * @generated from field: identity.v1.AccessPolicy.Access access = 1;
+   */
+  access: AccessPolicy_Access;
+
+  /**
+   * The least assurance of the caller's session. Needs an authenticated
+   * `access`; ACCESS_ADMIN needs ASSURANCE_LEVEL_AAL2.
+   *
+   * @generated from field: identity.v1.AccessPolicy.AssuranceLevel min_aal = 2;
+   */
+  minAal: AccessPolicy_AssuranceLevel;
+
+  /**
+   * Needs a login or Reauthenticate within RECENT_AUTH_MAX_AGE
+   * (UNAUTHENTICATED / RECENT_AUTH_REQUIRED otherwise), so that a stolen
+   * access token alone cannot change the account's credentials. Needs an
+   * authenticated `access`.
+   *
+   * @generated from field: bool recent_auth = 3;
+   */
+  recentAuth: boolean;
+
+  /**
+   * The entry of the rate-limit table the RPC's calls count against, by the
+   * name RATE_LIMITS uses (`login`, `register`, `authenticated`, ...). RPCs
+   * of one class share its counters; a class serves either public or
+   * authenticated RPCs, not both.
+   *
+   * @generated from field: string rate_limit_class = 4;
+   */
+  rateLimitClass: string;
+};
+
+/**
+ * Describes the message identity.v1.AccessPolicy.
+ * Use `create(AccessPolicySchema)` to create a new message.
+ */
+export const AccessPolicySchema: GenMessage<AccessPolicy> = /*@__PURE__*/
+  messageDesc(file_identity_v1_annotations, 0);
+
+/**
+ * Who may call an RPC.
+ *
+ * @generated from enum identity.v1.AccessPolicy.Access
+ */
+export enum AccessPolicy_Access {
+  /**
+   * Not declared: the server refuses to start.
+   *
+   * @generated from enum value: ACCESS_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * Anyone, without an access token: the request carries its own
+   * credential (a password, a refresh token, an MFA challenge) or asks
+   * about a token it names.
+   *
+   * @generated from enum value: ACCESS_PUBLIC = 1;
+   */
+  PUBLIC = 1,
+
+  /**
+   * The holder of a valid access token of an active session.
+   *
+   * @generated from enum value: ACCESS_AUTHENTICATED = 2;
+   */
+  AUTHENTICATED = 2,
+
+  /**
+   * An authenticated caller whose role is `admin` at the time of the call
+   * (read from the database, so a demotion applies at once); anyone else
+   * gets PERMISSION_DENIED / ADMIN_ROLE_REQUIRED.
+   *
+   * @generated from enum value: ACCESS_ADMIN = 3;
+   */
+  ADMIN = 3,
+}
+
+/**
+ * Describes the enum identity.v1.AccessPolicy.Access.
+ */
+export const AccessPolicy_AccessSchema: GenEnum<AccessPolicy_Access> = /*@__PURE__*/
+  enumDesc(file_identity_v1_annotations, 0, 0);
+
+/**
+ * Authentication assurance level (NIST SP 800-63B), as the `acr` claim
+ * of access tokens names it.
+ *
+ * @generated from enum identity.v1.AccessPolicy.AssuranceLevel
+ */
+export enum AccessPolicy_AssuranceLevel {
+  /**
+   * No requirement beyond what `access` implies.
+   *
+   * @generated from enum value: ASSURANCE_LEVEL_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * One factor: the password.
+   *
+   * @generated from enum value: ASSURANCE_LEVEL_AAL1 = 1;
+   */
+  AAL1 = 1,
+
+  /**
+   * Two factors: the session passed TOTP or a recovery code (`amr`
+   * "mfa"). A session without it gets UNAUTHENTICATED /
+   * RECENT_AUTH_REQUIRED with metadata `acr: aal2` until Reauthenticate
+   * with a code.
+   *
+   * @generated from enum value: ASSURANCE_LEVEL_AAL2 = 2;
+   */
+  AAL2 = 2,
+}
+
+/**
+ * Describes the enum identity.v1.AccessPolicy.AssuranceLevel.
+ */
+export const AccessPolicy_AssuranceLevelSchema: GenEnum<AccessPolicy_AssuranceLevel> = /*@__PURE__*/
+  enumDesc(file_identity_v1_annotations, 0, 1);
 
 /**
  * @generated from extension: int32 http_success_status = 50001;
  */
 export const http_success_status: GenExtension<MethodOptions, number> = /*@__PURE__*/
   extDesc(file_identity_v1_annotations, 0);
+
+/**
+ * @generated from extension: identity.v1.AccessPolicy access_policy = 50002;
+ */
+export const access_policy: GenExtension<MethodOptions, AccessPolicy> = /*@__PURE__*/
+  extDesc(file_identity_v1_annotations, 1);
 

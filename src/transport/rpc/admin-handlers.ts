@@ -30,8 +30,8 @@ export function auditEventToProto(e: StoredAuditEvent) {
 
 export function adminHandlers(admin: AdminService): ServiceImpl<typeof AdminServiceDesc> {
   return {
-    async listAuditEvents(req, ctx) {
-      const page = await admin.listAuditEvents(principal(ctx), { pageSize: req.pageSize, pageToken: req.pageToken, filter: req.filter });
+    async listAuditEvents(req) {
+      const page = await admin.listAuditEvents({ pageSize: req.pageSize, pageToken: req.pageToken, filter: req.filter });
       return { auditEvents: page.events.map(auditEventToProto), nextPageToken: page.nextPageToken };
     },
 

@@ -1,8 +1,8 @@
-import type { DescMethod } from "@bufbuild/protobuf";
 import type { Interceptor } from "@connectrpc/connect";
 import { DomainError } from "../../shared/errors.js";
 import { tokenInvalid, type Authentication } from "../../sessions/authenticate.js";
 import { isAccessTokenShape } from "../../tokens/token-shape.js";
+import type { AccessPolicies } from "./access-policy.js";
 import { kPrincipal } from "./context.js";
 
 const BEARER = /^Bearer[ ]+(\S+)$/i;
@@ -21,16 +21,15 @@ export function bearerToken(header: string | null): string {
 }
 
 /**
- * Authenticates calls to the methods of `services` except `publicMethods`:
- * fail-closed, so a new RPC needs a token until it is listed as public.
+ * Authenticates every call to a governed method whose access policy is not
+ * public. Fail-closed: the policy table refuses to load without a policy
+ * for each method, and looks up an unknown one of a governed service as an
+ * error, never as public.
  */
-export function authInterceptor(
-  identity: Pick<Authentication, "authenticate">,
-  services: ReadonlySet<string>,
-  publicMethods: ReadonlySet<DescMethod>,
-): Interceptor {
+export function authInterceptor(identity: Pick<Authentication, "authenticate">, policies: Pick<AccessPolicies, "of">): Interceptor {
   return (next) => async (req) => {
-    if (!services.has(req.service.typeName) || publicMethods.has(req.method)) return next(req);
+    const policy = policies.of(req.method);
+    if (!policy || policy.access === "public") return next(req);
     const token = bearerToken(req.header.get("authorization"));
     const principal = await identity.authenticate(token);
     req.contextValues.set(kPrincipal, principal);

@@ -1,4 +1,3 @@
-import type { DescMethod } from "@bufbuild/protobuf";
 import { durationFromMs } from "@bufbuild/protobuf/wkt";
 import { create } from "@bufbuild/protobuf";
 import { Code, ConnectError, type Interceptor } from "@connectrpc/connect";
@@ -7,20 +6,31 @@ import { normalizeEmailForLookup } from "../../accounts/email.js";
 import { DomainError } from "../../shared/errors.js";
 import { sourceBlockKey, sourceOf } from "../../abuse/login-defence.js";
 import type { LimitCheck, Rate, RateLimiter } from "../../abuse/rate-limiter.js";
-import type { LimitTable } from "../../abuse/rate-limits.js";
+import { defaultLimits, type LimitTable } from "../../abuse/rate-limits.js";
+import type { AccessPolicies } from "./access-policy.js";
 import { errorInfo } from "./errors.js";
 import { kClient, kPrincipal } from "./context.js";
 
 // Rate limits on every RPC of the service, keyed per client address, per
 // account (the e-mail a login or registration names, or the caller of an
 // authenticated RPC), per address and account, and a fleet-wide ceiling.
+// Each RPC counts against the table entry its access policy names
+// (rate_limit_class); RPCs of one class share its counters.
 // GCRA in Redis (shared by every instance; per instance while Redis is
 // down); a refusal is RESOURCE_EXHAUSTED with google.rpc.RetryInfo and a
 // `retry-after` header, which the REST gateway turns into 429 Retry-After.
 // The table (defaults and RATE_LIMITS) is abuse/rate-limits.ts.
 
-/** The RPCs a blocked source may not call. */
+const AUTH_FAILURE = "auth_failure";
+
+/** The classes an RPC's access policy may name: every entry but the token-failure count. */
+export const rateLimitClasses: ReadonlySet<string> = new Set(Object.keys(defaultLimits).filter((c) => c !== AUTH_FAILURE));
+
+/** The classes a blocked source may not call: those that check a password or a second factor. */
 const BLOCKABLE: ReadonlySet<string> = new Set(["login", "register", "complete_mfa_login"]);
+
+/** Key prefixes that differ from the class name (the keys Redis already holds). */
+const KEY_PREFIX: Readonly<Record<string, string>> = { authenticated: "auth" };
 
 function snake(name: string): string {
   return name.replace(/[A-Z]/g, (c, i: number) => (i === 0 ? c.toLowerCase() : `_${c.toLowerCase()}`));
@@ -46,9 +56,8 @@ export function rateLimited(retryAfterMs: number, scope: string): ConnectError {
 export interface RateLimitOptions {
   limiter: RateLimiter;
   table: LimitTable;
-  /** The service(s) limited; health and reflection are not. */
-  services: ReadonlySet<string>;
-  publicMethods: ReadonlySet<DescMethod>;
+  /** Each governed RPC's class and access; other services (health, reflection) are not limited. */
+  policies: Pick<AccessPolicies, "of">;
   /** A short keyed hash of a canonical e-mail: no address reaches Redis. */
   accountKey(canonicalEmail: string): string;
   onRefused?(info: { rpc: string; scope: string; ip: string | undefined; retryAfterMs: number }): void;
@@ -81,10 +90,11 @@ export function rateLimitInterceptors(opts: RateLimitOptions): { beforeAuth: Int
   }
 
   const beforeAuth: Interceptor = (next) => async (req) => {
-    if (!opts.services.has(req.service.typeName)) return next(req);
+    const policy = opts.policies.of(req.method);
+    if (!policy) return next(req);
     const ip = req.contextValues.get(kClient).ip;
     const source = sourceOf(ip);
-    if (!opts.publicMethods.has(req.method)) {
+    if (policy.access !== "public") {
       try {
         return await next(req);
       } catch (err) {
@@ -102,34 +112,38 @@ export function rateLimitInterceptors(opts: RateLimitOptions): { beforeAuth: Int
         throw err;
       }
     }
-    const rpc = snake(req.method.name);
-    const limits = table[rpc] ?? {};
+    const cls = policy.rateLimitClass;
+    const prefix = KEY_PREFIX[cls] ?? cls;
+    const limits = table[cls] ?? {};
     const checks: LimitCheck[] = [];
     const scopes: string[] = [];
     // Blocks of spraying sources apply to the RPCs they abuse; a shared
     // address keeps refreshing and introspecting tokens.
-    if (BLOCKABLE.has(rpc)) add(checks, scopes, "source_blocked", sourceBlockKey(ip), blockRate, 0);
-    add(checks, scopes, "ip", `${rpc}:ip:${source}`, limits.ip);
+    if (BLOCKABLE.has(cls)) add(checks, scopes, "source_blocked", sourceBlockKey(ip), blockRate, 0);
+    add(checks, scopes, "ip", `${prefix}:ip:${source}`, limits.ip);
     const email = limits.account || limits.ip_account ? emailOf(req.message) : undefined;
     if (email !== undefined) {
       const account = opts.accountKey(email);
-      add(checks, scopes, "account", `${rpc}:acct:${account}`, limits.account);
-      add(checks, scopes, "ip_account", `${rpc}:ipacct:${source}:${account}`, limits.ip_account);
+      add(checks, scopes, "account", `${prefix}:acct:${account}`, limits.account);
+      add(checks, scopes, "ip_account", `${prefix}:ipacct:${source}:${account}`, limits.ip_account);
     }
-    add(checks, scopes, "global", `${rpc}:global`, limits.global);
-    await enforce(rpc, checks, scopes, ip);
+    add(checks, scopes, "global", `${prefix}:global`, limits.global);
+    await enforce(snake(req.method.name), checks, scopes, ip);
     return next(req);
   };
 
   const afterAuth: Interceptor = (next) => async (req) => {
     const principal = req.contextValues.get(kPrincipal);
-    if (!principal || !opts.services.has(req.service.typeName) || opts.publicMethods.has(req.method)) return next(req);
+    const policy = opts.policies.of(req.method);
+    if (!principal || !policy || policy.access === "public") return next(req);
     const ip = req.contextValues.get(kClient).ip;
-    const limits = table.authenticated ?? {};
+    const cls = policy.rateLimitClass;
+    const prefix = KEY_PREFIX[cls] ?? cls;
+    const limits = table[cls] ?? {};
     const checks: LimitCheck[] = [];
     const scopes: string[] = [];
-    add(checks, scopes, "ip", `auth:ip:${sourceOf(ip)}`, limits.ip);
-    add(checks, scopes, "account", `auth:user:${principal.userId}`, limits.account);
+    add(checks, scopes, "ip", `${prefix}:ip:${sourceOf(ip)}`, limits.ip);
+    add(checks, scopes, "account", `${prefix}:user:${principal.userId}`, limits.account);
     await enforce(snake(req.method.name), checks, scopes, ip);
     return next(req);
   };
