@@ -104,7 +104,7 @@ describe("error catalogue", () => {
     );
     expect(sourceReasons.get("src/transport/http/csrf.ts")).toContain("CSRF_REJECTED");
     expect(sourceReasons.get("src/transport/rpc/edge-errors.ts")).toEqual(expect.arrayContaining(["MALFORMED_REQUEST", "REQUEST_TOO_LARGE"]));
-    expect(sourceReasons.get("src/app/app.ts")).toEqual(expect.arrayContaining(["ROUTE_NOT_FOUND", "DEPENDENCY_UNAVAILABLE"]));
+    expect(sourceReasons.get("src/app/http.ts")).toEqual(expect.arrayContaining(["ROUTE_NOT_FOUND", "DEPENDENCY_UNAVAILABLE"]));
   });
 
   it("finds a reason literal whatever it is handed to, and one set as a reason anywhere", () => {

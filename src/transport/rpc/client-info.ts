@@ -36,7 +36,10 @@ export function createProxyMatcher(trustedProxies: readonly string[]): (ip: stri
  * from the right, and only while the hop that appended it is a configured
  * proxy. A forged header from anyone else changes nothing.
  */
-export function createClientInfoResolver(trustedProxies: readonly string[]): (req: RequestLike) => ClientInfo {
+/** The client of a request: address (through trusted proxies only) and user agent. */
+export type ClientInfoResolver = (req: RequestLike) => ClientInfo;
+
+export function createClientInfoResolver(trustedProxies: readonly string[]): ClientInfoResolver {
   const isTrusted = createProxyMatcher(trustedProxies);
 
   return (req) => {

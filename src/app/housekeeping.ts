@@ -1,0 +1,32 @@
+import type { Config } from "../config/config.js";
+import type { Clock } from "../shared/clock.js";
+import type { Logger } from "../shared/logger.js";
+import type { Db } from "../storage/db.js";
+import { pruneExpiredChallenges } from "../storage/mfa-store.js";
+import { pruneLoginThrottle } from "../storage/throttle-store.js";
+
+// Hourly: forgotten failure counts and spent MFA challenges are pruned, and
+// the dummy hashes follow the parameter sets still in use. Every instance
+// may run it; the deletes are idempotent.
+
+const PRUNE_INTERVAL_MS = 3_600_000;
+
+export function startHousekeeping(
+  config: Config,
+  deps: { db: Db; clock: Clock; logger: Logger; refreshDummyHashes(): Promise<void> },
+): { stop(): void } {
+  const { db, clock, logger } = deps;
+  const run = () => {
+    const now = clock.now();
+    deps.refreshDummyHashes().catch((err: unknown) => logger.warn({ err }, "refreshing the dummy hashes failed"));
+    Promise.all([pruneLoginThrottle(db, now, config.bruteForce), pruneExpiredChallenges(db, now)]).then(
+      ([throttles, challenges]) => {
+        if (throttles + challenges > 0) logger.info({ throttles, challenges }, "pruned expired abuse-defence rows");
+      },
+      (err: unknown) => logger.warn({ err }, "pruning expired abuse-defence rows failed"),
+    );
+  };
+  const timer = setInterval(run, PRUNE_INTERVAL_MS);
+  timer.unref();
+  return { stop: () => clearInterval(timer) };
+}
