@@ -1,5 +1,3 @@
-import { createContextValues } from "@connectrpc/connect";
-import { Health } from "../../gen/grpc/health/v1/health_pb.js";
 import type { Config } from "../config/config.js";
 import { createArgon2Hasher } from "../hashing/argon2.js";
 import type { PasswordHasher } from "../hashing/ports.js";
@@ -13,16 +11,16 @@ import { openDatabase, type Database } from "../storage/db.js";
 import { createSessionStore } from "../storage/session-store.js";
 import { createUserStore } from "../storage/user-store.js";
 import type { JwtService } from "../tokens/jwt-service.js";
-import { listenGrpcJs, type GrpcJsServer } from "../transport/grpc-js.js";
-import { listen, type ListeningServer, type RequestHandler } from "../transport/one-port.js";
-import { createClientInfoResolver, createProxyMatcher } from "../transport/rpc/client-info.js";
-import { kClient } from "../transport/rpc/context.js";
+import type { GrpcJsServer } from "../transport/grpc-js.js";
+import type { ListeningServer, RequestHandler } from "../transport/one-port.js";
+import { createClientInfoResolver } from "../transport/rpc/client-info.js";
 import type { IdentityService } from "../transport/rpc/identity-handlers.js";
 import { buildFeatures } from "./features.js";
 import { joinFleet, type Fleet } from "./fleet.js";
 import { startHousekeeping } from "./housekeeping.js";
 import { buildHttpHandler } from "./http.js";
-import { buildRpc, GOVERNED_SERVICES, loadAccessPolicies } from "./rpc.js";
+import { listeners } from "./listeners.js";
+import { buildRpc, loadAccessPolicies } from "./rpc.js";
 import { checkKeySource, openSecrets, type OpenedSecrets } from "./secrets.js";
 
 // The composition root: the only module that knows every part. Each area is
@@ -122,25 +120,7 @@ export async function createApp(config: Config, logger: Logger, overrides: AppOv
   return {
     handler,
     feed: fleet.feed,
-    listen: ({ port, host }) =>
-      listen(handler, {
-        port,
-        host,
-        limits: config.connections,
-        exemptFromSourceCap: createProxyMatcher(config.trustedProxies),
-        onSourceCapped: (source) => logger.warn({ source }, "connection refused: too many open connections from one source"),
-      }),
-    listenGrpcJs: ({ port, host }) =>
-      listenGrpcJs({
-        port,
-        host,
-        services: [...GOVERNED_SERVICES, Health],
-        invoke: rpc.invoke,
-        maxReceiveBytes: config.maxRequestBytes,
-        // grpc-js's own cap, above which a message is not read at all.
-        transportMaxBytes: Math.max(4 * 1_048_576, config.maxRequestBytes),
-        contextValues: ({ remoteAddress, headers }) => createContextValues().set(kClient, clientInfo({ headers, socket: { remoteAddress } })),
-      }),
+    ...listeners(config, { handler, invoke: rpc.invoke, clientInfo, logger }),
     identity: features.identity,
     database,
     tokens: secrets.tokens,

@@ -1,13 +1,13 @@
 import type { ServerResponse } from "node:http";
 import { getOption, hasOption } from "@bufbuild/protobuf";
-import { Code, createContextValues } from "@connectrpc/connect";
+import { Code, createContextValues, type ContextValues } from "@connectrpc/connect";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
 import { http_success_status } from "../../gen/identity/v1/annotations_pb.js";
 import type { Config } from "../config/config.js";
 import type { Clock } from "../shared/clock.js";
 import type { Logger } from "../shared/logger.js";
-import { createRestGateway, writeError } from "../transport/gateway/gateway.js";
-import { createBrowserCredentials } from "../transport/http/browser-credentials.js";
+import { createRestGateway, writeError, type RestGateway } from "../transport/gateway/gateway.js";
+import { createBrowserCredentials, type BrowserCredentials } from "../transport/http/browser-credentials.js";
 import { createCors } from "../transport/http/cors.js";
 import type { AnyRequest, AnyResponse, RequestHandler } from "../transport/one-port.js";
 import type { AccessPolicies } from "../transport/rpc/access-policy.js";
@@ -52,31 +52,7 @@ export function buildHttpHandler(
   });
   const cors = createCors({ origins: config.corsOrigins });
 
-  const gateway = createRestGateway({
-    services: [...GOVERNED_SERVICES],
-    errorDomain: ERROR_DOMAIN,
-    successStatus: (method) => (hasOption(method, http_success_status) ? getOption(method, http_success_status) : undefined),
-    transport: createDirectTransport(rpc.invoke, REST_PROTOCOL),
-    maxBodyBytes: config.maxRequestBytes,
-    forwardHeaders: ["retry-after", "x-request-id"],
-    onError({ method, error }) {
-      if (!method) logger.info({ code: error.code, reason: error.rawMessage }, "rest request refused");
-    },
-    requestHeaders(req) {
-      const headers = new Headers();
-      const auth = req.headers.authorization;
-      const fromCookie = browser.accessToken(req);
-      if (auth) headers.set("authorization", auth);
-      // Whatever the cookie holds, the auth interceptor judges it.
-      else if (fromCookie) headers.set("authorization", /^[\x21-\x7e]+$/.test(fromCookie) ? `Bearer ${fromCookie}` : "Bearer -");
-      const rid = req.headers["x-request-id"];
-      if (typeof rid === "string") headers.set("x-request-id", rid);
-      return headers;
-    },
-    contextValues,
-    prepareCall: browser.prepareCall,
-    onSuccess: browser.onSuccess,
-  });
+  const gateway = buildGateway(config, { rpc, browser, contextValues, logger });
 
   const connect = connectNodeAdapter({
     routes: rpc.routes,
@@ -128,6 +104,41 @@ export function buildHttpHandler(
     }
     connect(req as never, res as never);
   };
+}
+
+// REST/JSON from the google.api.http rules, through the in-process invoker
+// (the same interceptors); cookies stand in for the token and the refresh
+// token, under the CSRF checks.
+function buildGateway(
+  config: Config,
+  deps: { rpc: Rpc; browser: BrowserCredentials; contextValues(req: AnyRequest): ContextValues; logger: Logger },
+): RestGateway {
+  const { rpc, browser, contextValues, logger } = deps;
+  return createRestGateway({
+    services: [...GOVERNED_SERVICES],
+    errorDomain: ERROR_DOMAIN,
+    successStatus: (method) => (hasOption(method, http_success_status) ? getOption(method, http_success_status) : undefined),
+    transport: createDirectTransport(rpc.invoke, REST_PROTOCOL),
+    maxBodyBytes: config.maxRequestBytes,
+    forwardHeaders: ["retry-after", "x-request-id"],
+    onError({ method, error }) {
+      if (!method) logger.info({ code: error.code, reason: error.rawMessage }, "rest request refused");
+    },
+    requestHeaders(req) {
+      const headers = new Headers();
+      const auth = req.headers.authorization;
+      const fromCookie = browser.accessToken(req);
+      if (auth) headers.set("authorization", auth);
+      // Whatever the cookie holds, the auth interceptor judges it.
+      else if (fromCookie) headers.set("authorization", /^[\x21-\x7e]+$/.test(fromCookie) ? `Bearer ${fromCookie}` : "Bearer -");
+      const rid = req.headers["x-request-id"];
+      if (typeof rid === "string") headers.set("x-request-id", rid);
+      return headers;
+    },
+    contextValues,
+    prepareCall: browser.prepareCall,
+    onSuccess: browser.onSuccess,
+  });
 }
 
 function json(res: AnyResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {

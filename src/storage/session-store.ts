@@ -11,6 +11,35 @@ import { toRole } from "./user-store.js";
 // First key of the advisory locks that serialise session-cap evictions per user.
 const EVICTION_LOCK_CLASS = 0x5e55;
 
+type Tx = Parameters<Parameters<Db["transaction"]>[0]>[0];
+
+// The presented refresh token with its session and user, locked so that two
+// concurrent refreshes with one token serialise: exactly one rotates, the
+// other sees it superseded.
+async function lockPresentedToken(tx: Tx, presented: Uint8Array) {
+  const found = await tx
+    .select({
+      sessionId: refreshTokens.sessionId,
+      supersededAt: refreshTokens.supersededAt,
+      replacedBy: refreshTokens.replacedBy,
+      userId: sessions.userId,
+      revokedAt: sessions.revokedAt,
+      createdAt: sessions.createdAt,
+      expiresAt: sessions.expiresAt,
+      absoluteExpiresAt: sessions.absoluteExpiresAt,
+      authTime: sessions.authTime,
+      amr: sessions.amr,
+      role: users.role,
+    })
+    .from(refreshTokens)
+    .innerJoin(sessions, eq(sessions.id, refreshTokens.sessionId))
+    .innerJoin(users, eq(users.id, sessions.userId))
+    .where(eq(refreshTokens.tokenHash, presented))
+    .for("update", { of: [refreshTokens, sessions] })
+    .limit(1);
+  return found[0];
+}
+
 export function createSessionStore(db: Db): SessionStore {
   const activeSession = db
     .select({ id: sessions.id, userId: sessions.userId, expiresAt: sessions.expiresAt })
@@ -66,29 +95,7 @@ export function createSessionStore(db: Db): SessionStore {
 
     async rotate({ presented, next, now, lifetimes, reuseGraceMs, client }) {
       return db.transaction(async (tx) => {
-        // Lock the token row so two concurrent refreshes with one token
-        // serialise: exactly one rotates, the other sees it superseded.
-        const found = await tx
-          .select({
-            sessionId: refreshTokens.sessionId,
-            supersededAt: refreshTokens.supersededAt,
-            replacedBy: refreshTokens.replacedBy,
-            userId: sessions.userId,
-            revokedAt: sessions.revokedAt,
-            createdAt: sessions.createdAt,
-            expiresAt: sessions.expiresAt,
-            absoluteExpiresAt: sessions.absoluteExpiresAt,
-            authTime: sessions.authTime,
-            amr: sessions.amr,
-            role: users.role,
-          })
-          .from(refreshTokens)
-          .innerJoin(sessions, eq(sessions.id, refreshTokens.sessionId))
-          .innerJoin(users, eq(users.id, sessions.userId))
-          .where(eq(refreshTokens.tokenHash, presented))
-          .for("update", { of: [refreshTokens, sessions] })
-          .limit(1);
-        const row = found[0];
+        const row = await lockPresentedToken(tx, presented);
         if (!row) return { kind: "invalid" } as const;
         if (row.revokedAt !== null || row.expiresAt <= now) return { kind: "invalid" } as const;
         if (row.supersededAt !== null && row.replacedBy !== null && now.getTime() - row.supersededAt.getTime() < reuseGraceMs) {

@@ -84,29 +84,8 @@ export async function listen(handler: RequestHandler, opts: ListenOptions): Prom
     handler(req, res);
   };
 
-  const h1 = http.createServer(
-    {
-      headersTimeout: limits.headersTimeoutMs,
-      requestTimeout: limits.requestTimeoutMs,
-      keepAliveTimeout: limits.keepAliveTimeoutMs,
-      connectionsCheckingInterval: Math.min(CHECK_INTERVAL_MS, limits.headersTimeoutMs),
-      maxHeaderSize: 16 * 1024,
-    },
-    counted,
-  );
-  // Node enforces headersTimeout and requestTimeout (408, then close) only
-  // for a server that emitted "listening": that event starts its tracking of
-  // connections and their deadlines. This server never listens itself (the
-  // front hands it sockets), so it is told here.
-  h1.emit("listening");
-  const h2 = http2.createServer({ maxSessionMemory: 32 }, counted);
+  const { h1, h2, sessions } = protocolServers(limits, counted);
   const sockets = new Set<Socket>();
-  const sessions = new Set<ServerHttp2Session>();
-  h2.on("session", (session: ServerHttp2Session) => {
-    sessions.add(session);
-    session.once("close", () => sessions.delete(session));
-    session.setTimeout(limits.h2IdleTimeoutMs, () => session.destroy());
-  });
 
   const perSource = createSourceCounter(limits.maxConnectionsPerSource, opts);
 
@@ -159,6 +138,34 @@ export async function listen(handler: RequestHandler, opts: ListenOptions): Prom
       await closed;
     },
   };
+}
+
+/** The HTTP/1.1 and HTTP/2 servers the front hands sockets to, with their deadlines. */
+function protocolServers(limits: ConnectionLimits, handler: RequestHandler) {
+  const h1 = http.createServer(
+    {
+      headersTimeout: limits.headersTimeoutMs,
+      requestTimeout: limits.requestTimeoutMs,
+      keepAliveTimeout: limits.keepAliveTimeoutMs,
+      connectionsCheckingInterval: Math.min(CHECK_INTERVAL_MS, limits.headersTimeoutMs),
+      maxHeaderSize: 16 * 1024,
+    },
+    handler,
+  );
+  // Node enforces headersTimeout and requestTimeout (408, then close) only
+  // for a server that emitted "listening": that event starts its tracking of
+  // connections and their deadlines. This server never listens itself (the
+  // front hands it sockets), so it is told here.
+  h1.emit("listening");
+  const h2 = http2.createServer({ maxSessionMemory: 32 }, handler);
+  const sessions = new Set<ServerHttp2Session>();
+  h2.on("session", (session: ServerHttp2Session) => {
+    sessions.add(session);
+    session.once("close", () => sessions.delete(session));
+    session.setTimeout(limits.h2IdleTimeoutMs, () => session.destroy());
+  });
+
+  return { h1, h2, sessions };
 }
 
 /**
