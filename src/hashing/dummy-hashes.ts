@@ -3,7 +3,7 @@ import { createDummyHashes, type DummyHashes } from "../login/dummy-hash.js";
 import { hashWithParams, parsePhc, parsePhcHead, phcParamsId } from "./argon2.js";
 
 // Keeps one dummy hash per argon2 parameter set that stored credentials
-// still use (see core/dummy-hash.ts for why and how one is picked).
+// still use (see login/dummy-hash.ts for why and how one is picked).
 
 export interface DummyHashSource {
   dummies: DummyHashes;

@@ -36,9 +36,9 @@ export const users = pgTable(
   "users",
   {
     id: uuid("id").primaryKey(),
-    // Lower-cased ASCII (see core/email.ts): unique means unique case-insensitively.
+    // Lower-cased ASCII (see accounts/email.ts): unique means unique case-insensitively.
     email: text("email").notNull(),
-    // Selects token and session lifetimes (core/ports.ts Role). Operators set
+    // Selects token and session lifetimes (accounts/ports.ts Role). Operators set
     // it with `npm run set-role`; the check keeps hand-written SQL honest.
     role: text("role").notNull().default("customer"),
     createdAt: ts("created_at").notNull(),
