@@ -131,3 +131,6 @@ export function pgErrorCode(err: unknown): string | undefined {
 export function rowsOf<T>(result: unknown): T[] {
   return (Array.isArray(result) ? result : ((result as { rows?: T[] }).rows ?? [])) as T[];
 }
+
+/** A Buffer view of bytes (drizzle's bytea parameters want Buffers): no copy. */
+export const bytes = (value: Uint8Array) => Buffer.from(value.buffer, value.byteOffset, value.byteLength);

@@ -2,9 +2,9 @@ import { and, desc, eq, gt, isNotNull, isNull, or, sql } from "drizzle-orm";
 import type { JWK } from "jose";
 import type { KeyStore, StoredKey } from "../keys/ports.js";
 import type { SecretBox } from "../keys/secret-box.js";
-import type { Db } from "./db.js";
+import { bytes, type Db } from "./db.js";
 import { signingKeys } from "./schema.js";
-import { bytes, openSealed } from "./sealed.js";
+import { openSealed } from "./sealed.js";
 
 // Rotations from any number of instances and operators run one at a time:
 // the lock is held until the transaction ends.

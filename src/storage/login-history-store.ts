@@ -1,6 +1,6 @@
 import { and, eq, sql } from "drizzle-orm";
 import type { LoginHistory, LoginHistoryStore } from "../risk/assessor.js";
-import type { Db } from "./db.js";
+import { bytes, type Db } from "./db.js";
 import { knownDevices, knownNetworks, lastLogins, users } from "./schema.js";
 
 // The risk engine's memory of an account's successful logins: devices (by
@@ -9,8 +9,6 @@ import { knownDevices, knownNetworks, lastLogins, users } from "./schema.js";
 
 // Countries of known networks considered by the "new country" signal.
 const MAX_COUNTRIES = 50;
-
-const bytes = (value: Uint8Array) => Buffer.from(value.buffer, value.byteOffset, value.byteLength);
 
 export function createLoginHistoryStore(db: Db): LoginHistoryStore {
   // One round trip: the user row anchors the left joins (no user, no

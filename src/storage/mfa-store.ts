@@ -1,6 +1,6 @@
 import { and, count, eq, gt, isNotNull, isNull, lt, lte, or, sql } from "drizzle-orm";
 import type { MfaStore, TotpRecord } from "../mfa/ports.js";
-import type { Db } from "./db.js";
+import { bytes, type Db } from "./db.js";
 import { mfaChallenges, mfaTotp, recoveryCodes } from "./schema.js";
 
 // The second-factor port on PostgreSQL / PGlite.
@@ -10,8 +10,6 @@ import { mfaChallenges, mfaTotp, recoveryCodes } from "./schema.js";
 
 /** Wrong codes a challenge takes before it is dead. */
 export const MAX_CHALLENGE_ATTEMPTS = 5;
-
-const bytes = (value: Uint8Array) => Buffer.from(value.buffer, value.byteOffset, value.byteLength);
 
 export function createMfaStore(db: Db): MfaStore {
   const getTotp = db

@@ -8,7 +8,6 @@ import { serverSecrets, signingKeys } from "./schema.js";
 // "server_secret:<name>"; TOTP secrets use the bare user id), so sealed bytes
 // copied into another row or another table do not open.
 
-export const bytes = (value: Uint8Array) => Buffer.from(value.buffer, value.byteOffset, value.byteLength);
 
 /**
  * Opens `sealed`, or throws an Error that says what could not be opened and

@@ -1,9 +1,9 @@
 import { randomBytes } from "node:crypto";
 import { and, eq, isNotNull } from "drizzle-orm";
 import type { SecretBox } from "../keys/secret-box.js";
-import type { Db } from "./db.js";
+import { bytes, type Db } from "./db.js";
 import { serverSecrets } from "./schema.js";
-import { bytes, openSealed } from "./sealed.js";
+import { openSealed } from "./sealed.js";
 
 /** Random keys every instance shares (`server_secrets`), sealed at rest by the key-encryption keys. */
 export interface ServerSecrets {
