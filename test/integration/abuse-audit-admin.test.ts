@@ -10,7 +10,7 @@ import { grpcJsClient, rest, uniqueEmail } from "../support/clients.js";
 import { backends } from "../support/databases.js";
 import { startTestServer, type TestServer } from "../support/server.js";
 import { auditRows, makeAdmin, uniqueIp, xff } from "./abuse-helpers.js";
-import { bearerMd, enrolTotp, expectGrpcError, expectRestError, grpcFailure, GRPC, login, registerUser } from "./identity-helpers.js";
+import { bearerMd, enrolTotp, expectGrpcError, expectRestError, grpcFailure, GRPC, login, registerUser } from "../support/users.js";
 
 // The audit trail as administrators see it: ListAuditEvents (filter and
 // pagination, REST and gRPC), VerifyAuditChain (healthy with the head's hash,

@@ -8,7 +8,7 @@ import { backends } from "../support/databases.js";
 import { verifyWebhookSignature } from "../../src/notify/webhook.js";
 import { startTestServer, type TestServer } from "../support/server.js";
 import { auditRows, grpcJsDetails, grpcOutcome, makeAdmin, startWebhookReceiver, uniqueIp, xff } from "./abuse-helpers.js";
-import { bearer, bearerMd, connectFailure, expectGrpcError, expectRestError, GRPC, registerUser } from "./identity-helpers.js";
+import { bearer, bearerMd, connectFailure, expectGrpcError, expectRestError, GRPC, registerUser } from "../support/users.js";
 
 // Per-account brute-force defence end to end: the hard lockout after 100
 // consecutive failures whatever addresses and protocols they come from, the

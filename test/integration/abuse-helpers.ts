@@ -17,7 +17,7 @@ import { auditEvents } from "../../src/storage/schema.js";
 import { createUserStore } from "../../src/storage/user-store.js";
 import { rest, STRONG_PASSWORD, uniqueEmail, type RestResponse } from "../support/clients.js";
 import type { TestServer } from "../support/server.js";
-import { enrolTotp } from "./identity-helpers.js";
+import { enrolTotp } from "../support/users.js";
 
 /**
  * Makes a new administrator and returns an access token of theirs.

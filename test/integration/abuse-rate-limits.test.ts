@@ -17,7 +17,7 @@ import {
   uniqueIp,
   xff,
 } from "./abuse-helpers.js";
-import { connectFailure, expectConnectError, expectGrpcError, expectRestError, GRPC } from "./identity-helpers.js";
+import { connectFailure, expectConnectError, expectGrpcError, expectRestError, GRPC } from "../support/users.js";
 
 // Rate limits end to end: REST 429 + Retry-After, gRPC and Connect
 // RESOURCE_EXHAUSTED with RetryInfo; per address (IPv6 by /64), per account,

@@ -17,7 +17,7 @@ import {
   until,
   xff,
 } from "./abuse-helpers.js";
-import { expectConnectError, expectGrpcError, expectRestError, GRPC } from "./identity-helpers.js";
+import { expectConnectError, expectGrpcError, expectRestError, GRPC } from "../support/users.js";
 
 // Password spraying and credential stuffing from one source: detected,
 // audited with evidence, alerted, and the source blocked while everyone

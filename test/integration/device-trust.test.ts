@@ -5,7 +5,7 @@ import { createUserStore } from "../../src/storage/user-store.js";
 import { grpcJsClient, rest, uniqueEmail } from "../support/clients.js";
 import { backends } from "../support/databases.js";
 import { startTestServer, type TestServer } from "../support/server.js";
-import { bearerMd, enrolTotp, expectGrpcError, expectRestError, grpcFailure, registerUser, strongPassword, type SeededUser } from "./identity-helpers.js";
+import { bearerMd, enrolTotp, expectGrpcError, expectRestError, grpcFailure, registerUser, strongPassword, type SeededUser } from "../support/users.js";
 import {
   auditOf,
   authClaims,
@@ -23,7 +23,7 @@ import {
   SECOND,
   STEP,
   startWebhookReceiver,
-} from "./mfa-helpers.js";
+} from "../support/mfa.js";
 
 // Server-issued device tokens: every successful login returns one, a device
 // sends it back as device_id, and only a token this service issued to the

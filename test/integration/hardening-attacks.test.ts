@@ -7,7 +7,7 @@ import { createVerifier, type Verifier } from "@platform/identity-verifier";
 import { grpcJsClient, rest, STRONG_PASSWORD, uniqueEmail } from "../support/clients.js";
 import { backends } from "../support/databases.js";
 import { startTestServer, type TestServer } from "../support/server.js";
-import { bearerMd, expectGrpcError, expectRestError, GRPC, grpcFailure, login, registerUser, userWithSession } from "./identity-helpers.js";
+import { bearerMd, expectGrpcError, expectRestError, GRPC, grpcFailure, login, registerUser, userWithSession } from "../support/users.js";
 
 // Attacks from the security review, over the network against a started
 // server: other spellings of a signed token, a second account for one

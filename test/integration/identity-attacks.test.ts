@@ -24,7 +24,7 @@ import {
   login,
   registerUser,
   userWithSession,
-} from "./identity-helpers.js";
+} from "../support/users.js";
 
 // The black-box attack catalogue (security checklist, section K) as far as
 // this service's surface reaches: forged and confused JWTs, replay after

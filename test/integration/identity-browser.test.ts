@@ -2,7 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { connectClient, rest, STRONG_PASSWORD, type RestResponse } from "../support/clients.js";
 import { backends } from "../support/databases.js";
 import { startTestServer, type TestServer } from "../support/server.js";
-import { expectRestError, registerUser, setCookieOf, type SeededUser } from "./identity-helpers.js";
+import { expectRestError, registerUser, setCookieOf, type SeededUser } from "../support/users.js";
 
 // Browsers behind the gateway: the cookies Login and RefreshToken set, the
 // refresh cookie standing in for the body, Logout clearing both, the CSRF

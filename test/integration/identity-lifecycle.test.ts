@@ -21,7 +21,7 @@ import {
   registerUser,
   strongPassword,
   userWithSession,
-} from "./identity-helpers.js";
+} from "../support/users.js";
 
 // The service over time: restarts, health and keys, the audit trail, and a
 // real process drained by SIGTERM.

@@ -14,7 +14,7 @@ import {
   issueRegistrationBody,
   login,
   userWithSession,
-} from "./identity-helpers.js";
+} from "../support/users.js";
 
 // GetProfile / UpdateProfile: what was registered comes back, only the
 // fields present change, invalid values and extra fields change nothing.

@@ -17,7 +17,7 @@ import {
   login,
   registerUser,
   strongPassword,
-} from "./identity-helpers.js";
+} from "../support/users.js";
 
 // Registration, the password policy (REST and gRPC alike) and hostile input
 // that must end in a 4xx with nothing stored.

@@ -19,7 +19,7 @@ import {
   registerUser,
   type SeededUser,
   enrolTotp,
-} from "./identity-helpers.js";
+} from "../support/users.js";
 
 // Issue 3, items 1–3 and VerifyToken: the refresh grace window, the user's
 // own session control (list, revoke one, revoke the others), lifetimes by

@@ -20,7 +20,7 @@ import {
   registerUser,
   strongPassword,
   userWithSession,
-} from "./identity-helpers.js";
+} from "../support/users.js";
 
 // Sessions end to end, as each kind of caller sees them: log in, prove who
 // you are, refresh, log out, change the password.

@@ -5,7 +5,7 @@ import { sessions as sessionsTable } from "../../src/storage/schema.js";
 import { connectClient, grpcJsClient, rest, type RestResponse } from "../support/clients.js";
 import { backends } from "../support/databases.js";
 import { startTestServer, type TestServer } from "../support/server.js";
-import { connectFailure, connectReason, expectRestError, grpcFailure, GRPC, registerUser, setCookieOf } from "./identity-helpers.js";
+import { connectFailure, connectReason, expectRestError, grpcFailure, GRPC, registerUser, setCookieOf } from "../support/users.js";
 import {
   authClaims,
   completeMfaRest,
@@ -19,7 +19,7 @@ import {
   SECOND,
   STEP,
   type MfaUser,
-} from "./mfa-helpers.js";
+} from "../support/mfa.js";
 
 // Browsers and the two-step MFA login over REST, attacked over the network:
 // /login/mfa sets the access, refresh and device cookies and refuses a

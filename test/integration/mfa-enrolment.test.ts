@@ -3,8 +3,8 @@ import { IdentityService } from "../../gen/identity/v1/identity_service_pb.js";
 import { grpcJsClient, rest } from "../support/clients.js";
 import { backends } from "../support/databases.js";
 import { startTestServer, type TestServer } from "../support/server.js";
-import { bearerMd, expectRestError, grpcFailure, GRPC, registerUser, type SeededUser } from "./identity-helpers.js";
-import { auditOf, controlledClock, grpcJsErrorInfo, loginRest, MINUTE, restErrorInfo, SECOND, startWebhookReceiver } from "./mfa-helpers.js";
+import { bearerMd, expectRestError, grpcFailure, GRPC, registerUser, type SeededUser } from "../support/users.js";
+import { auditOf, controlledClock, grpcJsErrorInfo, loginRest, MINUTE, restErrorInfo, SECOND, startWebhookReceiver } from "../support/mfa.js";
 
 // Enrolling an authenticator with a stolen access token: StartTotpEnrollment
 // needs the password as well as a recent login, wrong passwords count with

@@ -8,7 +8,7 @@ import { createUserStore } from "../../src/storage/user-store.js";
 import { grpcJsClient, rest, type RestResponse } from "../support/clients.js";
 import { backends } from "../support/databases.js";
 import { startTestServer, type TestServer } from "../support/server.js";
-import { bearerMd, enrolTotp, expectGrpcError, expectRestError, grpcFailure, registerUser, strongPassword } from "./identity-helpers.js";
+import { bearerMd, enrolTotp, expectGrpcError, expectRestError, grpcFailure, registerUser, strongPassword } from "../support/users.js";
 import {
   auditOf,
   authClaims,
@@ -25,7 +25,7 @@ import {
   SECOND,
   STEP,
   type MfaUser,
-} from "./mfa-helpers.js";
+} from "../support/mfa.js";
 
 // TOTP enrolment, one-shot and two-step MFA logins, replay protection,
 // recovery codes, amr/acr/auth_time, recent authentication for sensitive

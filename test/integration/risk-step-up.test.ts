@@ -4,7 +4,7 @@ import { createStaticGeoLocator } from "../../src/risk/geo.js";
 import { grpcJsClient, rest } from "../support/clients.js";
 import { backends } from "../support/databases.js";
 import { startTestServer, type TestServer } from "../support/server.js";
-import { enrolTotp, grpcFailure, registerUser, type SeededUser } from "./identity-helpers.js";
+import { enrolTotp, grpcFailure, registerUser, type SeededUser } from "../support/users.js";
 import {
   auditOf,
   authClaims,
@@ -18,7 +18,7 @@ import {
   STEP,
   startWebhookReceiver,
   type AuditRow,
-} from "./mfa-helpers.js";
+} from "../support/mfa.js";
 
 // Risk-based step-up at login: a device that passed MFA skips it from a
 // familiar place, a new device or an impossible journey asks for the second

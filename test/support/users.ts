@@ -1,13 +1,13 @@
-// Small builders and assertions shared by the identity-*.test.ts suites.
-// Data is seeded through the public REST API; the database is only read
+// Registered users, their sessions and their TOTP, as the integration
+// suites of every feature build them. Data is seeded through the public REST API; the database is only read
 // (grey-box checks), never written behind the service's back.
 import type * as grpc from "@grpc/grpc-js";
 import { ConnectError } from "@connectrpc/connect";
 import { expect } from "vitest";
 import { ErrorInfoSchema } from "../../gen/google/rpc/error_details_pb.js";
 import { createTotp } from "../../src/mfa/totp.js";
-import { grpcJsReason, rest, restReason, STRONG_PASSWORD, uniqueEmail, type RestResponse } from "../support/clients.js";
-import type { TestServer } from "../support/server.js";
+import { grpcJsReason, rest, restReason, STRONG_PASSWORD, uniqueEmail, type RestResponse } from "./clients.js";
+import type { TestServer } from "./server.js";
 
 /** The registration body of issue 2, verbatim except for the password. */
 export function issueRegistrationBody(password = STRONG_PASSWORD) {

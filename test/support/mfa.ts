@@ -1,4 +1,4 @@
-// Builders and probes shared by mfa.test.ts and risk-step-up.test.ts: a
+// Builders and probes of the MFA, risk and device-trust suites: a
 // controlled clock aligned on TOTP steps, an enrolled user, the ErrorInfo
 // (reason and metadata) of REST and grpc-js errors, the risk audit trail,
 // and a receiver of the security webhooks.
@@ -13,9 +13,9 @@ import { ErrorInfoSchema } from "../../gen/google/rpc/error_details_pb.js";
 import { StatusSchema } from "../../gen/google/rpc/status_pb.js";
 import { verifyWebhookSignature } from "../../src/notify/webhook.js";
 import { auditEvents } from "../../src/storage/schema.js";
-import { rest, type RestResponse } from "../support/clients.js";
-import type { TestServer } from "../support/server.js";
-import { enrolTotp, registerUser, totpCode } from "./identity-helpers.js";
+import { rest, type RestResponse } from "./clients.js";
+import type { TestServer } from "./server.js";
+import { enrolTotp, registerUser, totpCode } from "./users.js";
 
 export const SECOND = 1_000;
 export const MINUTE = 60 * SECOND;
