@@ -6,11 +6,12 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { AdminService } from "../../gen/identity/v1/admin_service_pb.js";
 import { auditEvents } from "../../src/storage/schema.js";
 import { createUserStore } from "../../src/storage/user-store.js";
-import { grpcJsClient, rest, uniqueEmail } from "../support/clients.js";
+import { bearerMd, grpcJsClient, rest, uniqueEmail } from "../support/clients.js";
 import { backends } from "../support/databases.js";
+import { errorInfo, expectGrpcError, expectRestError, grpcFailure } from "../support/error-info.js";
 import { startTestServer, type TestServer } from "../support/server.js";
+import { enrolTotp, GRPC, login, registerUser } from "../support/users.js";
 import { auditRows, makeAdmin, uniqueIp, xff } from "./abuse-helpers.js";
-import { bearerMd, enrolTotp, expectGrpcError, expectRestError, grpcFailure, GRPC, login, registerUser } from "../support/users.js";
 
 // The audit trail as administrators see it: ListAuditEvents (filter and
 // pagination, REST and gRPC), VerifyAuditChain (healthy with the head's hash,
@@ -182,8 +183,8 @@ for (const backend of backends) {
           await rest(s.baseUrl, "POST", "/admin/audit-events:verifyChain", { token: t, body: {} }),
           await rest(s.baseUrl, "POST", "/admin/accounts:unlock", { token: t, body: { email: user.email } }),
         ]) {
-          const info = r.body?.details?.find((d: { type: string }) => d.type === "google.rpc.ErrorInfo")?.debug;
-          expect({ status: r.status, reason: info?.reason, acr: info?.metadata?.acr }, r.text).toEqual({ status: 401, reason: "RECENT_AUTH_REQUIRED", acr: "aal2" });
+          const info = errorInfo(r.body);
+          expect({ status: r.status, reason: info.reason, acr: info.metadata.acr }, r.text).toEqual({ status: 401, reason: "RECENT_AUTH_REQUIRED", acr: "aal2" });
         }
         for (const call of [() => g.listAuditEvents({}, bearerMd(t)), () => g.verifyAuditChain({}, bearerMd(t))]) {
           const err = await grpcFailure(call());

@@ -6,18 +6,15 @@ import { randomInt } from "node:crypto";
 import { createServer, request, type IncomingHttpHeaders, type IncomingMessage, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import type * as grpc from "@grpc/grpc-js";
-import { fromBinary } from "@bufbuild/protobuf";
-import type { ConnectError } from "@connectrpc/connect";
 import { and, asc, eq } from "drizzle-orm";
 import { expect } from "vitest";
-import { ErrorInfoSchema, RetryInfoSchema } from "../../gen/google/rpc/error_details_pb.js";
-import { StatusSchema } from "../../gen/google/rpc/status_pb.js";
 import { verifyWebhookSignature } from "../../src/notify/webhook.js";
 import { auditEvents } from "../../src/storage/schema.js";
 import { createUserStore } from "../../src/storage/user-store.js";
-import { rest, STRONG_PASSWORD, uniqueEmail, type RestResponse } from "../support/clients.js";
-import type { TestServer } from "../support/server.js";
+import { rest, type RestResponse, STRONG_PASSWORD, uniqueEmail } from "../support/clients.js";
+import { errorInfo, retryDelaySeconds } from "../support/error-info.js";
 import { enrolTotp } from "../support/users.js";
+import type { TestServer } from "../support/server.js";
 
 /**
  * Makes a new administrator and returns an access token of theirs.
@@ -78,58 +75,18 @@ export interface RateLimitedInfo {
   retryDelaySeconds: number | undefined;
 }
 
-/** ErrorInfo and RetryInfo of a grpc-js error, decoded from grpc-status-details-bin. */
-export function grpcJsDetails(err: grpc.ServiceError): RateLimitedInfo & { raw: Buffer | undefined } {
-  const raw = err.metadata?.get("grpc-status-details-bin")[0] as Buffer | undefined;
-  const out: RateLimitedInfo & { raw: Buffer | undefined } = {
-    reason: undefined,
-    scope: undefined,
-    retryAfterSeconds: undefined,
-    retryDelaySeconds: undefined,
-    raw,
-  };
-  if (!raw) return out;
-  for (const any of fromBinary(StatusSchema, raw).details) {
-    if (any.typeUrl.endsWith("/google.rpc.ErrorInfo")) {
-      const info = fromBinary(ErrorInfoSchema, any.value);
-      out.reason = info.reason;
-      out.scope = info.metadata.scope;
-      out.retryAfterSeconds = info.metadata.retry_after_seconds;
-    } else if (any.typeUrl.endsWith("/google.rpc.RetryInfo")) {
-      const delay = fromBinary(RetryInfoSchema, any.value).retryDelay;
-      out.retryDelaySeconds = delay ? Number(delay.seconds) + delay.nanos / 1e9 : undefined;
-    }
-  }
-  return out;
-}
-
-/** ErrorInfo and RetryInfo of a REST/Connect JSON error body. */
-export function restDetails(body: any): RateLimitedInfo {
-  const details: any[] = body?.details ?? [];
-  const info = details.find((d) => d.type === "google.rpc.ErrorInfo")?.debug;
-  const retry = details.find((d) => d.type === "google.rpc.RetryInfo")?.debug;
-  const delay = typeof retry?.retry_delay === "string" ? Number.parseFloat(retry.retry_delay) : undefined;
-  return { reason: info?.reason, scope: info?.metadata?.scope, retryAfterSeconds: info?.metadata?.retry_after_seconds, retryDelaySeconds: delay };
-}
-
-/** ErrorInfo and RetryInfo of a Connect client error. */
-export function connectDetails(err: ConnectError): RateLimitedInfo {
-  const info = err.findDetails(ErrorInfoSchema)[0];
-  const delay = err.findDetails(RetryInfoSchema)[0]?.retryDelay;
-  return {
-    reason: info?.reason,
-    scope: info?.metadata.scope,
-    retryAfterSeconds: info?.metadata.retry_after_seconds,
-    retryDelaySeconds: delay ? Number(delay.seconds) + delay.nanos / 1e9 : undefined,
-  };
+/** The RATE_LIMITED details of any failed call (see error-info.ts for the sources it reads). */
+export function rateLimitedInfo(source: unknown): RateLimitedInfo {
+  const { reason, metadata } = errorInfo(source);
+  return { reason, scope: metadata.scope, retryAfterSeconds: metadata.retry_after_seconds, retryDelaySeconds: retryDelaySeconds(source) };
 }
 
 /** A REST 429: RATE_LIMITED of `scope`, Retry-After in whole seconds (>= 1) agreeing with the body. */
 export function expectRest429(r: RestResponse, scope: string): number {
-  expect({ status: r.status, ...restDetails(r.body) }, r.text).toMatchObject({ status: 429, reason: "RATE_LIMITED", scope });
+  const d = rateLimitedInfo(r.body);
+  expect({ status: r.status, ...d }, r.text).toMatchObject({ status: 429, reason: "RATE_LIMITED", scope });
   const header = r.headers.get("retry-after");
   expect(header, "Retry-After").toMatch(/^[1-9][0-9]*$/);
-  const d = restDetails(r.body);
   expect(d.retryAfterSeconds).toBe(header);
   expect(d.retryDelaySeconds).toBe(Number(header));
   return Number(header);
@@ -137,23 +94,13 @@ export function expectRest429(r: RestResponse, scope: string): number {
 
 /** A grpc-js RESOURCE_EXHAUSTED: RATE_LIMITED of `scope` with a RetryInfo detail and a retry-after header. */
 export function expectGrpc429(err: grpc.ServiceError, scope: string): number {
-  const d = grpcJsDetails(err);
+  const d = rateLimitedInfo(err);
   expect({ code: err.code, reason: d.reason, scope: d.scope }, err.details).toEqual({ code: 8, reason: "RATE_LIMITED", scope });
   expect(d.retryDelaySeconds).toBeGreaterThanOrEqual(1);
   expect(Number.isInteger(d.retryDelaySeconds)).toBe(true);
   expect(err.metadata.get("retry-after")).toEqual([String(d.retryDelaySeconds)]);
   expect(d.retryAfterSeconds).toBe(String(d.retryDelaySeconds));
   return d.retryDelaySeconds!;
-}
-
-/** A grpc-js call's error, or undefined when it succeeded. */
-export async function grpcOutcome(call: Promise<unknown>): Promise<grpc.ServiceError | undefined> {
-  try {
-    await call;
-    return undefined;
-  } catch (err) {
-    return err as grpc.ServiceError;
-  }
 }
 
 /** POST over node:http from a chosen local address (127.0.0.x): a client the server sees as another peer. */

@@ -3,21 +3,11 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { IdentityService } from "../../gen/identity/v1/identity_service_pb.js";
 import { connectClient, grpcJsClient, rest, STRONG_PASSWORD, uniqueEmail } from "../support/clients.js";
 import { backends } from "../support/databases.js";
+import { connectFailure, expectConnectError, expectGrpcError, expectRestError, grpcOutcome } from "../support/error-info.js";
 import { REDIS_TEST_URL, redisAvailable, redisServerBinary, startPrivateRedis } from "../support/redis.js";
 import { startTestServer, type TestServer } from "../support/server.js";
-import {
-  auditRows,
-  connectDetails,
-  expectGrpc429,
-  expectRest429,
-  grpcOutcome,
-  postFrom,
-  sameSource,
-  sleep,
-  uniqueIp,
-  xff,
-} from "./abuse-helpers.js";
-import { connectFailure, expectConnectError, expectGrpcError, expectRestError, GRPC } from "../support/users.js";
+import { GRPC } from "../support/users.js";
+import { auditRows, expectGrpc429, expectRest429, postFrom, rateLimitedInfo, sameSource, sleep, uniqueIp, xff } from "./abuse-helpers.js";
 
 // Rate limits end to end: REST 429 + Retry-After, gRPC and Connect
 // RESOURCE_EXHAUSTED with RetryInfo; per address (IPv6 by /64), per account,
@@ -92,7 +82,7 @@ for (const backend of backends) {
           await expectConnectError(connect.login({ email: uniqueEmail(), password: wrong() }, { headers: xff(ip) }), Code.Unauthenticated, "INVALID_CREDENTIALS");
         }
         const err = await connectFailure(connect.login({ email: uniqueEmail(), password: wrong() }, { headers: xff(ip) }));
-        expect({ code: err.code, ...connectDetails(err) }).toEqual({
+        expect({ code: err.code, ...rateLimitedInfo(err) }).toEqual({
           code: Code.ResourceExhausted,
           reason: "RATE_LIMITED",
           scope: "ip",

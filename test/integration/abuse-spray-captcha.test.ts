@@ -1,23 +1,23 @@
 import { Code } from "@connectrpc/connect";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { IdentityService } from "../../gen/identity/v1/identity_service_pb.js";
-import { connectClient, grpcJsClient, rest, STRONG_PASSWORD, uniqueEmail, type RestResponse } from "../support/clients.js";
+import { connectClient, grpcJsClient, rest, type RestResponse, STRONG_PASSWORD, uniqueEmail } from "../support/clients.js";
 import { backends } from "../support/databases.js";
+import { expectConnectError, expectGrpcError, expectRestError, grpcOutcome } from "../support/error-info.js";
 import { startTestServer, type TestServer } from "../support/server.js";
+import { GRPC } from "../support/users.js";
 import {
   auditRows,
   CAPTCHA_SECRET,
   expectGrpc429,
   expectRest429,
-  grpcOutcome,
-  restDetails,
+  rateLimitedInfo,
   startSiteverify,
   startWebhookReceiver,
   uniqueIp,
   until,
   xff,
 } from "./abuse-helpers.js";
-import { expectConnectError, expectGrpcError, expectRestError, GRPC } from "../support/users.js";
 
 // Password spraying and credential stuffing from one source: detected,
 // audited with evidence, alerted, and the source blocked while everyone
@@ -366,7 +366,7 @@ for (const backend of backends) {
       expect((await auditRows(s, "captcha", { ip })).map((e) => [e.outcome, e.reason])).toEqual([["success", "provider_unavailable_fail_open"]]);
       const refused = await rest(s.baseUrl, "POST", "/register", { body: { account: { email: uniqueEmail(), password: STRONG_PASSWORD }, captcha_token: "forged" }, headers: xff(uniqueIp()) });
       expectRestError(refused, 403, "CAPTCHA_INVALID");
-      expect(restDetails(refused.body).reason).toBe("CAPTCHA_INVALID");
+      expect(rateLimitedInfo(refused.body).reason).toBe("CAPTCHA_INVALID");
     });
   });
 }

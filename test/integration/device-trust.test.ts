@@ -2,10 +2,9 @@ import { decodeJwt } from "jose";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { IdentityService } from "../../gen/identity/v1/identity_service_pb.js";
 import { createUserStore } from "../../src/storage/user-store.js";
-import { grpcJsClient, rest, uniqueEmail } from "../support/clients.js";
+import { bearerMd, grpcJsClient, rest, uniqueEmail } from "../support/clients.js";
 import { backends } from "../support/databases.js";
-import { startTestServer, type TestServer } from "../support/server.js";
-import { bearerMd, enrolTotp, expectGrpcError, expectRestError, grpcFailure, registerUser, strongPassword, type SeededUser } from "../support/users.js";
+import { errorInfo, expectGrpcError, expectRestError, grpcFailure } from "../support/error-info.js";
 import {
   auditOf,
   authClaims,
@@ -14,16 +13,16 @@ import {
   DEVICE_TOKEN_SHAPE,
   deviceTokenOf,
   expectMfaRequired,
-  grpcJsErrorInfo,
   loginRest,
   mfaLogin as mfaLoginUnchecked,
   mfaUser as mfaUserUnchecked,
   MINUTE,
-  restErrorInfo,
   SECOND,
-  STEP,
   startWebhookReceiver,
+  STEP,
 } from "../support/mfa.js";
+import { startTestServer, type TestServer } from "../support/server.js";
+import { enrolTotp, registerUser, type SeededUser, strongPassword } from "../support/users.js";
 
 // Server-issued device tokens: every successful login returns one, a device
 // sends it back as device_id, and only a token this service issued to the
@@ -323,7 +322,7 @@ for (const backend of backends) {
       // The risk allowed it: the admin rule alone asked.
       expect(await lastDecision(u.userId)).toMatchObject({ reason: "mfa_required", details: expect.objectContaining({ decision: "allow", reasons: [] }) });
       const err = await grpcFailure(gi.login({ ...creds(u), deviceId: device }));
-      expect({ code: err.code, reason: grpcJsErrorInfo(err).reason }).toEqual({ code: GRPC_UNAUTHENTICATED, reason: "MFA_REQUIRED" });
+      expect({ code: err.code, reason: errorInfo(err).reason }).toEqual({ code: GRPC_UNAUTHENTICATED, reason: "MFA_REQUIRED" });
       const admin = await mfaLogin(s, c, u, { deviceId: device });
       expect(admin.deviceToken).toBe(device);
       expect(decodeJwt(admin.accessToken)).toMatchObject({ role: "admin", amr: ["pwd", "otp", "mfa"] });
@@ -354,14 +353,14 @@ for (const backend of backends) {
       };
       for (const [name, call] of Object.entries(sensitive)) {
         const r = await call();
-        expect({ name, status: r.status, ...restErrorInfo(r.body) }, r.text).toEqual({ name, status: 401, ...AAL2_REQUIRED });
+        expect({ name, status: r.status, ...errorInfo(r.body) }, r.text).toEqual({ name, status: 401, ...AAL2_REQUIRED });
       }
       for (const call of [
         () => gi.changePassword({ oldPassword: u.password, newPassword: strongPassword("aal2") }, bearerMd(token)),
         () => g.revokeOtherSessions({}, bearerMd(token)),
       ]) {
         const err = await grpcFailure(call());
-        expect({ code: err.code, ...grpcJsErrorInfo(err) }).toEqual({ code: GRPC_UNAUTHENTICATED, ...AAL2_REQUIRED });
+        expect({ code: err.code, ...errorInfo(err) }).toEqual({ code: GRPC_UNAUTHENTICATED, ...AAL2_REQUIRED });
       }
       // Nothing changed; reading is not sensitive.
       expect((await rest(s.baseUrl, "GET", "/user/profile", { token })).status).toBe(200);

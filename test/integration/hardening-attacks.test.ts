@@ -3,11 +3,12 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { IdentityService } from "../../gen/identity/v1/identity_service_pb.js";
 import { isUuid } from "../../src/shared/uuid.js";
 import { auditEvents, users } from "../../src/storage/schema.js";
-import { createVerifier, type Verifier } from "@platform/identity-verifier";
-import { grpcJsClient, rest, STRONG_PASSWORD, uniqueEmail } from "../support/clients.js";
+import { bearerMd, grpcJsClient, rest, STRONG_PASSWORD, uniqueEmail } from "../support/clients.js";
 import { backends } from "../support/databases.js";
+import { expectGrpcError, expectRestError, grpcFailure } from "../support/error-info.js";
 import { startTestServer, type TestServer } from "../support/server.js";
-import { bearerMd, expectGrpcError, expectRestError, GRPC, grpcFailure, login, registerUser, userWithSession } from "../support/users.js";
+import { GRPC, login, registerUser, userWithSession } from "../support/users.js";
+import { createVerifier, type Verifier } from "@platform/identity-verifier";
 
 // Attacks from the security review, over the network against a started
 // server: other spellings of a signed token, a second account for one

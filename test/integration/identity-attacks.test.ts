@@ -5,26 +5,14 @@ import { Code } from "@connectrpc/connect";
 import { calculateJwkThumbprint, decodeJwt, exportJWK, generateKeyPair, SignJWT, type JWK, type JWTPayload } from "jose";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { IdentityService } from "../../gen/identity/v1/identity_service_pb.js";
-import { signingKeys, users } from "../../src/storage/schema.js";
 import { createKeyStore } from "../../src/storage/key-store.js";
-import { connectClient, grpcJsClient, grpcJsReason, rest, restReason, STRONG_PASSWORD, uniqueEmail } from "../support/clients.js";
+import { signingKeys, users } from "../../src/storage/schema.js";
+import { bearer, bearerMd, connectClient, grpcJsClient, rest, STRONG_PASSWORD, uniqueEmail } from "../support/clients.js";
 import { backends } from "../support/databases.js";
+import { errorReason, expect4xx, expectConnectError, expectGrpcError, expectRestError, grpcFailure } from "../support/error-info.js";
 import { testBox } from "../support/keys.js";
 import { startTestServer, type TestServer } from "../support/server.js";
-import {
-  accessTokenCookie,
-  bearer,
-  bearerMd,
-  expect4xx,
-  expectConnectError,
-  expectGrpcError,
-  expectRestError,
-  GRPC,
-  grpcFailure,
-  login,
-  registerUser,
-  userWithSession,
-} from "../support/users.js";
+import { accessTokenCookie, GRPC, login, registerUser, userWithSession } from "../support/users.js";
 
 // The black-box attack catalogue (security checklist, section K) as far as
 // this service's surface reaches: forged and confused JWTs, replay after
@@ -53,11 +41,11 @@ for (const backend of backends) {
     /** A token must be refused as TOKEN_INVALID over REST (header and cookie) and gRPC. */
     async function expectRefused(name: string, token: string) {
       const r = await profile(token);
-      expect({ name, status: r.status, reason: restReason(r.body) }).toEqual({ name, status: 401, reason: "TOKEN_INVALID" });
+      expect({ name, status: r.status, reason: errorReason(r.body) }).toEqual({ name, status: 401, reason: "TOKEN_INVALID" });
       const rc = await rest(s.baseUrl, "GET", "/user/profile", { cookie: `access_token=${token}` });
-      expect({ name, status: rc.status, reason: restReason(rc.body) }).toEqual({ name, status: 401, reason: "TOKEN_INVALID" });
+      expect({ name, status: rc.status, reason: errorReason(rc.body) }).toEqual({ name, status: 401, reason: "TOKEN_INVALID" });
       const e = await grpcFailure(g.getProfile({}, bearerMd(token)));
-      expect({ name, code: e.code, reason: grpcJsReason(e) }).toEqual({ name, code: GRPC.UNAUTHENTICATED, reason: "TOKEN_INVALID" });
+      expect({ name, code: e.code, reason: errorReason(e) }).toEqual({ name, code: GRPC.UNAUTHENTICATED, reason: "TOKEN_INVALID" });
     }
 
     async function expectStillValid(token: string) {
@@ -259,7 +247,7 @@ for (const backend of backends) {
         })) {
           const r = await profile(token);
           expect({ name, status: r.status }).toEqual({ name, status: 401 });
-          expect(restReason(r.body)).toBe("TOKEN_INVALID");
+          expect(errorReason(r.body)).toBe("TOKEN_INVALID");
         }
       });
 
@@ -336,7 +324,7 @@ for (const backend of backends) {
           "user@example.com\u200B", // zero-width space
         ]) {
           const r = await rest(s.baseUrl, "POST", "/register", { body: { account: { email, password: STRONG_PASSWORD } } });
-          expect({ email, status: r.status, reason: restReason(r.body) }).toEqual({ email, status: 400, reason: "VALIDATION_FAILED" });
+          expect({ email, status: r.status, reason: errorReason(r.body) }).toEqual({ email, status: 400, reason: "VALIDATION_FAILED" });
           await expectGrpcError(g.register({ account: { email, password: STRONG_PASSWORD } }), GRPC.INVALID_ARGUMENT, "VALIDATION_FAILED");
         }
       });
@@ -410,12 +398,12 @@ for (const backend of backends) {
               ? rest(tight.baseUrl, "POST", "/login", { body: { email: `flood${i}.${victim.email}`, password: `wrong password ${i}` } }).then((r) => ({
                   kind: "rest" as const,
                   status: r.status,
-                  reason: restReason(r.body),
+                  reason: errorReason(r.body),
                 }))
               : grpcFailure(gt.login({ email: `flood${i}.${victim.email}`, password: `wrong password ${i}` })).then((e) => ({
                   kind: "grpc" as const,
                   status: e.code,
-                  reason: grpcJsReason(e),
+                  reason: errorReason(e),
                 })),
           );
           const results = await Promise.all(attempts);

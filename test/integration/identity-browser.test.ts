@@ -1,8 +1,9 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { connectClient, rest, STRONG_PASSWORD, type RestResponse } from "../support/clients.js";
+import { connectClient, rest, type RestResponse, STRONG_PASSWORD } from "../support/clients.js";
 import { backends } from "../support/databases.js";
+import { expectRestError } from "../support/error-info.js";
 import { startTestServer, type TestServer } from "../support/server.js";
-import { expectRestError, registerUser, setCookieOf, type SeededUser } from "../support/users.js";
+import { registerUser, type SeededUser, setCookieOf } from "../support/users.js";
 
 // Browsers behind the gateway: the cookies Login and RefreshToken set, the
 // refresh cookie standing in for the body, Logout clearing both, the CSRF

@@ -1,4 +1,11 @@
-import { loginThrottle } from "../../src/storage/schema.js";
+import { IdentityService } from "../../gen/identity/v1/identity_service_pb.js";
+import { auditEvents, loginThrottle, passwordCredentials, profiles, refreshTokens, sessions, users } from "../../src/storage/schema.js";
+import { grpcJsClient, rest, STRONG_PASSWORD, uniqueEmail } from "../support/clients.js";
+import { backends, createPostgresDatabase, openTestDatabase } from "../support/databases.js";
+import { expectRestError, grpcFailure } from "../support/error-info.js";
+import { TEST_KEY_ENCRYPTION_KEYS } from "../support/keys.js";
+import { startTestServer, type TestServer } from "../support/server.js";
+import { login, registerUser, strongPassword, userWithSession } from "../support/users.js";
 import { execFileSync, spawn, type ChildProcess } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import * as http from "node:http";
@@ -8,20 +15,6 @@ import { fileURLToPath } from "node:url";
 import { createLocalJWKSet, decodeJwt, decodeProtectedHeader, jwtVerify, type JWK } from "jose";
 import { eq, inArray, sql } from "drizzle-orm";
 import { afterAll, beforeAll, describe, expect, it, onTestFinished } from "vitest";
-import { IdentityService } from "../../gen/identity/v1/identity_service_pb.js";
-import { auditEvents, passwordCredentials, profiles, refreshTokens, sessions, users } from "../../src/storage/schema.js";
-import { grpcJsClient, rest, STRONG_PASSWORD, uniqueEmail } from "../support/clients.js";
-import { backends, createPostgresDatabase, openTestDatabase } from "../support/databases.js";
-import { TEST_KEY_ENCRYPTION_KEYS } from "../support/keys.js";
-import { startTestServer, type TestServer } from "../support/server.js";
-import {
-  expectRestError,
-  grpcFailure,
-  login,
-  registerUser,
-  strongPassword,
-  userWithSession,
-} from "../support/users.js";
 
 // The service over time: restarts, health and keys, the audit trail, and a
 // real process drained by SIGTERM.

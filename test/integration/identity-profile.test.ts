@@ -1,20 +1,11 @@
 import { Code } from "@connectrpc/connect";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { IdentityService } from "../../gen/identity/v1/identity_service_pb.js";
-import { connectClient, grpcJsClient, rest, restReason, STRONG_PASSWORD } from "../support/clients.js";
+import { bearer, bearerMd, connectClient, grpcJsClient, rest, STRONG_PASSWORD } from "../support/clients.js";
 import { backends } from "../support/databases.js";
+import { errorReason, expectConnectError, expectGrpcError, expectRestError } from "../support/error-info.js";
 import { startTestServer, type TestServer } from "../support/server.js";
-import {
-  bearer,
-  bearerMd,
-  expectConnectError,
-  expectGrpcError,
-  expectRestError,
-  GRPC,
-  issueRegistrationBody,
-  login,
-  userWithSession,
-} from "../support/users.js";
+import { GRPC, issueRegistrationBody, login, userWithSession } from "../support/users.js";
 
 // GetProfile / UpdateProfile: what was registered comes back, only the
 // fields present change, invalid values and extra fields change nothing.
@@ -147,7 +138,7 @@ for (const backend of backends) {
       ];
       for (const info of invalid) {
         const r = await put({ info_user: info });
-        expect({ info, status: r.status, reason: restReason(r.body) }).toEqual({ info, status: 400, reason: "VALIDATION_FAILED" });
+        expect({ info, status: r.status, reason: errorReason(r.body) }).toEqual({ info, status: 400, reason: "VALIDATION_FAILED" });
       }
       await expectGrpcError(
         g.updateProfile({ infoUser: { dateOfBirth: "2023-02-30" } }, bearerMd(token)),
@@ -186,7 +177,7 @@ for (const backend of backends) {
         { info_user: { address: "Hacked", password_hash: "x" } },
       ]) {
         const r = await put(body);
-        expect({ body, status: r.status, reason: restReason(r.body) }).toEqual({ body, status: 400, reason: "MALFORMED_REQUEST" });
+        expect({ body, status: r.status, reason: errorReason(r.body) }).toEqual({ body, status: 400, reason: "MALFORMED_REQUEST" });
       }
       // A JSON object given twice for one key: the last one wins in JSON.parse; still no extra field.
       const dup = await putRaw('{"info_user":{"address":"Hacked"},"info_user":{"address":"Hacked","email":"a@b.co"}}');

@@ -1,23 +1,14 @@
 import { sql } from "drizzle-orm";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { IdentityService } from "../../gen/identity/v1/identity_service_pb.js";
-import type { PasswordHasher } from "../../src/hashing/ports.js";
 import { createArgon2Hasher } from "../../src/hashing/argon2.js";
 import { passwordCredentials, profiles, users } from "../../src/storage/schema.js";
-import { grpcJsClient, grpcJsReason, rest, restReason, STRONG_PASSWORD, uniqueEmail } from "../support/clients.js";
+import { grpcJsClient, rest, STRONG_PASSWORD, uniqueEmail } from "../support/clients.js";
 import { backends } from "../support/databases.js";
+import { errorReason, expect4xx, expectGrpcError, expectRestError, grpcFailure } from "../support/error-info.js";
 import { startTestServer, type TestServer } from "../support/server.js";
-import {
-  expect4xx,
-  expectGrpcError,
-  expectRestError,
-  GRPC,
-  grpcFailure,
-  issueRegistrationBody,
-  login,
-  registerUser,
-  strongPassword,
-} from "../support/users.js";
+import { GRPC, issueRegistrationBody, login, registerUser, strongPassword } from "../support/users.js";
+import type { PasswordHasher } from "../../src/hashing/ports.js";
 
 // Registration, the password policy (REST and gRPC alike) and hostile input
 // that must end in a 4xx with nothing stored.
@@ -134,7 +125,7 @@ for (const backend of backends) {
         );
         const statuses = results.map((r) => r.status).sort();
         expect(statuses).toEqual([201, 409, 409, 409, 409, 409, 409, 409, 409, 409]);
-        for (const r of results.filter((x) => x.status === 409)) expect(restReason(r.body)).toBe("EMAIL_ALREADY_REGISTERED");
+        for (const r of results.filter((x) => x.status === 409)) expect(errorReason(r.body)).toBe("EMAIL_ALREADY_REGISTERED");
         // Exactly one of the ten passwords logs in: the winner's. Each loser
         // is tried alone after a success, so the brute-force delays (which
         // answer 401 too) never stand in for a wrong password.
@@ -283,7 +274,7 @@ for (const backend of backends) {
           }),
         ]) {
           expect(r.status, r.text).toBe(400);
-          expect(["VALIDATION_FAILED", "PASSWORD_TOO_LONG"]).toContain(restReason(r.body));
+          expect(["VALIDATION_FAILED", "PASSWORD_TOO_LONG"]).toContain(errorReason(r.body));
         }
         for (const call of [
           g.register({ account: { email: uniqueEmail(), password: big } }),
@@ -291,7 +282,7 @@ for (const backend of backends) {
         ]) {
           const err = await grpcFailure(call);
           expect(err.code).toBe(GRPC.INVALID_ARGUMENT);
-          expect(["VALIDATION_FAILED", "PASSWORD_TOO_LONG"]).toContain(grpcJsReason(err));
+          expect(["VALIDATION_FAILED", "PASSWORD_TOO_LONG"]).toContain(errorReason(err));
         }
         expect(hashing.total()).toBe(hashes);
       });
@@ -344,7 +335,7 @@ for (const backend of backends) {
         ]) {
           const r = await rest(s.baseUrl, "POST", "/register", { raw });
           expect(r.status, `${raw} → ${r.text}`).toBe(400);
-          expect(restReason(r.body), raw).toBe("MALFORMED_REQUEST");
+          expect(errorReason(r.body), raw).toBe("MALFORMED_REQUEST");
         }
         for (const raw of ['{"email": 5, "password": "x"}', '{"email": "a@example.com", "password": true}', "{,}"]) {
           const r = await rest(s.baseUrl, "POST", "/login", { raw });
@@ -366,7 +357,7 @@ for (const backend of backends) {
         ]) {
           const r = await rest(s.baseUrl, "POST", "/register", { body });
           expect(r.status, `${JSON.stringify(body)} → ${r.text}`).toBe(400);
-          expect(restReason(r.body)).toBe("VALIDATION_FAILED");
+          expect(errorReason(r.body)).toBe("VALIDATION_FAILED");
         }
         const empty = await rest(s.baseUrl, "POST", "/register");
         expectRestError(empty, 400, "VALIDATION_FAILED");
@@ -441,7 +432,7 @@ for (const backend of backends) {
         } as RequestInit);
         const chunkedBody = (await res.json()) as unknown;
         expect(res.status).toBe(413);
-        expect(restReason(chunkedBody)).toBe("REQUEST_TOO_LARGE");
+        expect(errorReason(chunkedBody)).toBe("REQUEST_TOO_LARGE");
         await expectNothingStored(before, email);
       });
 
@@ -482,7 +473,7 @@ for (const backend of backends) {
           expect(r.status, `${method} ${path}`).toBe(404);
           // The same error JSON as every other error.
           expect(r.body, `${method} ${path}`).toMatchObject({ code: "not_found", message: "no such route" });
-          expect(restReason(r.body), `${method} ${path}`).toBe("ROUTE_NOT_FOUND");
+          expect(errorReason(r.body), `${method} ${path}`).toBe("ROUTE_NOT_FOUND");
           expect(r.headers.get("cache-control")).toBe("no-store");
         }
         for (const [method, path, allow] of [
@@ -495,7 +486,7 @@ for (const backend of backends) {
           const r = await rest(s.baseUrl, method, path);
           expect(r.status, `${method} ${path}`).toBe(405);
           expect(r.headers.get("allow")).toBe(allow);
-          expect(restReason(r.body), `${method} ${path}`).toBe("METHOD_NOT_ALLOWED");
+          expect(errorReason(r.body), `${method} ${path}`).toBe("METHOD_NOT_ALLOWED");
         }
       });
     });

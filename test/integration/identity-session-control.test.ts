@@ -5,21 +5,11 @@ import { IdentityService, Role } from "../../gen/identity/v1/identity_service_pb
 import { setRole } from "../../src/cli/set-role.js";
 import { auditEvents, sessions as sessionsTable } from "../../src/storage/schema.js";
 import { createUserStore } from "../../src/storage/user-store.js";
-import { connectClient, grpcJsClient, grpcJsReason, rest, restReason, uniqueEmail } from "../support/clients.js";
+import { bearer, bearerMd, connectClient, grpcJsClient, rest, uniqueEmail } from "../support/clients.js";
 import { backends } from "../support/databases.js";
+import { errorReason, expectConnectError, expectGrpcError, expectRestError, grpcFailure } from "../support/error-info.js";
 import { startTestServer, type TestServer } from "../support/server.js";
-import {
-  bearer,
-  bearerMd,
-  expectConnectError,
-  expectGrpcError,
-  expectRestError,
-  GRPC,
-  grpcFailure,
-  registerUser,
-  type SeededUser,
-  enrolTotp,
-} from "../support/users.js";
+import { enrolTotp, GRPC, registerUser, type SeededUser } from "../support/users.js";
 
 // Issue 3, items 1–3 and VerifyToken: the refresh grace window, the user's
 // own session control (list, revoke one, revoke the others), lifetimes by
@@ -308,9 +298,9 @@ for (const backend of backends) {
         expect([restOk, grpcOk].filter(Boolean)).toHaveLength(1);
         if (restOk) {
           const err = (viaGrpc as PromiseRejectedResult).reason;
-          expect({ code: err.code, reason: grpcJsReason(err) }).toEqual({ code: GRPC.UNAUTHENTICATED, reason: "REFRESH_TOKEN_SUPERSEDED" });
+          expect({ code: err.code, reason: errorReason(err) }).toEqual({ code: GRPC.UNAUTHENTICATED, reason: "REFRESH_TOKEN_SUPERSEDED" });
         } else {
-          expect(viaRest.status === "fulfilled" && restReason(viaRest.value.body)).toBe("REFRESH_TOKEN_SUPERSEDED");
+          expect(viaRest.status === "fulfilled" && errorReason(viaRest.value.body)).toBe("REFRESH_TOKEN_SUPERSEDED");
         }
         expect((await profile(s, a.access_token)).status).toBe(200);
       });

@@ -2,25 +2,11 @@ import { Code } from "@connectrpc/connect";
 import { decodeJwt } from "jose";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { IdentityService } from "../../gen/identity/v1/identity_service_pb.js";
-import { connectClient, grpcJsClient, grpcJsReason, rest, restReason, uniqueEmail } from "../support/clients.js";
+import { bearer, bearerMd, connectClient, grpcJsClient, rest, uniqueEmail } from "../support/clients.js";
 import { backends } from "../support/databases.js";
+import { connectFailure, errorReason, expectConnectError, expectGrpcError, expectRestError, grpcFailure } from "../support/error-info.js";
 import { startTestServer, type TestServer } from "../support/server.js";
-import {
-  accessTokenCookie,
-  bearer,
-  bearerMd,
-  connectFailure,
-  connectReason,
-  expectConnectError,
-  expectGrpcError,
-  expectRestError,
-  GRPC,
-  grpcFailure,
-  login,
-  registerUser,
-  strongPassword,
-  userWithSession,
-} from "../support/users.js";
+import { accessTokenCookie, GRPC, login, registerUser, strongPassword, userWithSession } from "../support/users.js";
 
 // Sessions end to end, as each kind of caller sees them: log in, prove who
 // you are, refresh, log out, change the password.
@@ -153,7 +139,7 @@ for (const backend of backends) {
         const grpcErrs = await Promise.all(Object.values(attempts).map((a) => grpcFailure(g.login(a))));
         const grpcShape = (e: (typeof grpcErrs)[number]) => ({
           code: e.code,
-          reason: grpcJsReason(e),
+          reason: errorReason(e),
           details: e.details,
           metadataKeys: Object.keys(e.metadata.getMap())
             .filter((k) => k !== "x-request-id")
@@ -162,12 +148,12 @@ for (const backend of backends) {
         for (const e of grpcErrs) {
           expect(grpcShape(e)).toEqual(grpcShape(grpcErrs[0]!));
           expect(e.code).toBe(GRPC.UNAUTHENTICATED);
-          expect(grpcJsReason(e)).toBe("INVALID_CREDENTIALS");
+          expect(errorReason(e)).toBe("INVALID_CREDENTIALS");
         }
 
         const connectErrs = await Promise.all(Object.values(attempts).map((a) => connectFailure(c.login(a))));
         for (const e of connectErrs) {
-          expect({ code: e.code, reason: connectReason(e), message: e.rawMessage }).toEqual({
+          expect({ code: e.code, reason: errorReason(e), message: e.rawMessage }).toEqual({
             code: Code.Unauthenticated,
             reason: "INVALID_CREDENTIALS",
             message: connectErrs[0]!.rawMessage,
@@ -234,9 +220,9 @@ for (const backend of backends) {
         };
         for (const [name, token] of Object.entries(bad)) {
           const r = await profile({ token });
-          expect({ name, status: r.status, reason: restReason(r.body) }).toEqual({ name, status: 401, reason: "TOKEN_INVALID" });
+          expect({ name, status: r.status, reason: errorReason(r.body) }).toEqual({ name, status: 401, reason: "TOKEN_INVALID" });
           const rc = await profile({ cookie: `access_token=${token}` });
-          expect({ name, status: rc.status, reason: restReason(rc.body) }).toEqual({ name, status: 401, reason: "TOKEN_INVALID" });
+          expect({ name, status: rc.status, reason: errorReason(rc.body) }).toEqual({ name, status: 401, reason: "TOKEN_INVALID" });
           await expectGrpcError(g.getProfile({}, bearerMd(token)), GRPC.UNAUTHENTICATED, "TOKEN_INVALID");
           await expectConnectError(c.getProfile({}, bearer(token)), Code.Unauthenticated, "TOKEN_INVALID");
         }
@@ -249,7 +235,7 @@ for (const backend of backends) {
         // TOKEN_INVALID = "The access token is malformed, forged, expired or revoked".
         for (const token of ["!!!", "not a token", "eyJ%%.%%.%%", "<script>"]) {
           const r = await profile({ headers: { authorization: `Bearer ${token}` } });
-          expect({ token, status: r.status, reason: restReason(r.body) }).toEqual({ token, status: 401, reason: "TOKEN_INVALID" });
+          expect({ token, status: r.status, reason: errorReason(r.body) }).toEqual({ token, status: 401, reason: "TOKEN_INVALID" });
           await expectGrpcError(g.getProfile({}, bearerMd(token)), GRPC.UNAUTHENTICATED, "TOKEN_INVALID");
         }
       });
@@ -359,7 +345,7 @@ for (const backend of backends) {
         expect(results.filter((r) => r.status === 200)).toHaveLength(1);
         for (const r of results.filter((x) => x.status !== 200)) {
           expect(r.status).toBe(401);
-          expect(restReason(r.body)).toBe("REFRESH_TOKEN_SUPERSEDED");
+          expect(errorReason(r.body)).toBe("REFRESH_TOKEN_SUPERSEDED");
         }
         // The race did not end the session.
         expect((await profile({ token: results.find((r) => r.status === 200)!.body.access_token })).status).toBe(200);
@@ -407,19 +393,19 @@ for (const backend of backends) {
         ];
         for (const [name, run] of cases) {
           const [main, internal] = [await grpcFailure(run(g)), await grpcFailure(run(gi))];
-          expect({ name, code: internal.code, reason: grpcJsReason(internal) }).toEqual({
+          expect({ name, code: internal.code, reason: errorReason(internal) }).toEqual({
             name,
             code: main.code,
-            reason: grpcJsReason(main),
+            reason: errorReason(main),
           });
         }
         const [a, b] = [
           await grpcFailure(gi.login({ email: u.email, password: "wrong but long enough" })),
           await grpcFailure(gi.login({ email: uniqueEmail("ghost"), password: "wrong but long enough" })),
         ];
-        expect({ code: a.code, reason: grpcJsReason(a), details: a.details }).toEqual({
+        expect({ code: a.code, reason: errorReason(a), details: a.details }).toEqual({
           code: b.code,
-          reason: grpcJsReason(b),
+          reason: errorReason(b),
           details: b.details,
         });
 
@@ -457,7 +443,7 @@ for (const backend of backends) {
           [user.password, "PASSWORD_UNCHANGED"],
         ] as const) {
           const r = await change(a.accessToken, { old_password: user.password, new_password: next });
-          expect({ next: next.slice(0, 20), status: r.status, reason: restReason(r.body) }).toEqual({
+          expect({ next: next.slice(0, 20), status: r.status, reason: errorReason(r.body) }).toEqual({
             next: next.slice(0, 20),
             status: 400,
             reason,

@@ -4,22 +4,22 @@ import { IdentityService } from "../../gen/identity/v1/identity_service_pb.js";
 import { sessions as sessionsTable } from "../../src/storage/schema.js";
 import { connectClient, grpcJsClient, rest, type RestResponse } from "../support/clients.js";
 import { backends } from "../support/databases.js";
-import { startTestServer, type TestServer } from "../support/server.js";
-import { connectFailure, connectReason, expectRestError, grpcFailure, GRPC, registerUser, setCookieOf } from "../support/users.js";
+import { connectFailure, errorInfo, errorReason, expectRestError, grpcFailure } from "../support/error-info.js";
 import {
   authClaims,
   completeMfaRest,
   controlledClock,
   DEVICE_TOKEN_SHAPE,
   expectMfaRequired,
-  grpcJsErrorInfo,
   loginRest,
   mfaUser,
+  type MfaUser,
   MINUTE,
   SECOND,
   STEP,
-  type MfaUser,
 } from "../support/mfa.js";
+import { startTestServer, type TestServer } from "../support/server.js";
+import { GRPC, registerUser, setCookieOf } from "../support/users.js";
 
 // Browsers and the two-step MFA login over REST, attacked over the network:
 // /login/mfa sets the access, refresh and device cookies and refuses a
@@ -169,7 +169,7 @@ for (const backend of backends) {
         expectMfaRequired(await loginRest(s, creds(u), { ...SAME_ORIGIN, cookie: `device_token=${"A".repeat(300)}` }));
         // gRPC and Connect never read cookies.
         const err = await connectFailure(connectClient(s.baseUrl).login(creds(u), { headers: { cookie: `device_token=${device}` } }));
-        expect({ code: err.code, reason: connectReason(err) }).toEqual({ code: GRPC.UNAUTHENTICATED, reason: "MFA_REQUIRED" });
+        expect({ code: err.code, reason: errorReason(err) }).toEqual({ code: GRPC.UNAUTHENTICATED, reason: "MFA_REQUIRED" });
       });
     });
 
@@ -228,14 +228,14 @@ for (const backend of backends) {
         const expectRefused = async (call: Promise<unknown>, kind: "grpc-js" | "connect") => {
           if (kind === "connect") {
             const err = await connectFailure(call);
-            expect({ code: err.code, reason: connectReason(err), message: err.rawMessage }).toEqual({
+            expect({ code: err.code, reason: errorReason(err), message: err.rawMessage }).toEqual({
               code: GRPC.INVALID_ARGUMENT,
               reason: "VALIDATION_FAILED",
               message: expect.stringContaining("cookies_only"),
             });
           } else {
             const err = await grpcFailure(call);
-            expect({ code: err.code, ...grpcJsErrorInfo(err) }).toEqual({
+            expect({ code: err.code, ...errorInfo(err) }).toEqual({
               code: GRPC.INVALID_ARGUMENT,
               reason: "VALIDATION_FAILED",
               metadata: { field: "cookies_only" },

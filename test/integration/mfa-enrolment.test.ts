@@ -1,10 +1,11 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { IdentityService } from "../../gen/identity/v1/identity_service_pb.js";
-import { grpcJsClient, rest } from "../support/clients.js";
+import { bearerMd, grpcJsClient, rest } from "../support/clients.js";
 import { backends } from "../support/databases.js";
+import { errorInfo, expectRestError, grpcFailure } from "../support/error-info.js";
+import { auditOf, controlledClock, loginRest, MINUTE, SECOND, startWebhookReceiver } from "../support/mfa.js";
 import { startTestServer, type TestServer } from "../support/server.js";
-import { bearerMd, expectRestError, grpcFailure, GRPC, registerUser, type SeededUser } from "../support/users.js";
-import { auditOf, controlledClock, grpcJsErrorInfo, loginRest, MINUTE, restErrorInfo, SECOND, startWebhookReceiver } from "../support/mfa.js";
+import { GRPC, registerUser, type SeededUser } from "../support/users.js";
 
 // Enrolling an authenticator with a stolen access token: StartTotpEnrollment
 // needs the password as well as a recent login, wrong passwords count with
@@ -50,11 +51,11 @@ for (const backend of backends) {
       const u = await loggedIn();
       for (const body of [{}, { password: "" }]) {
         const r = await start(u.token, body);
-        expect({ status: r.status, ...restErrorInfo(r.body) }, r.text).toEqual({ status: 400, reason: "VALIDATION_FAILED", metadata: { field: "password" } });
+        expect({ status: r.status, ...errorInfo(r.body) }, r.text).toEqual({ status: 400, reason: "VALIDATION_FAILED", metadata: { field: "password" } });
         expect(r.body.secret).toBeUndefined();
       }
       const err = await grpcFailure(gi.startTotpEnrollment({}, bearerMd(u.token)));
-      expect({ code: err.code, ...grpcJsErrorInfo(err) }).toEqual({ code: GRPC.INVALID_ARGUMENT, reason: "VALIDATION_FAILED", metadata: { field: "password" } });
+      expect({ code: err.code, ...errorInfo(err) }).toEqual({ code: GRPC.INVALID_ARGUMENT, reason: "VALIDATION_FAILED", metadata: { field: "password" } });
       await expectNothingPending(u.token);
       await new Promise((r) => setTimeout(r, 200));
       expect(hooks.matching("mfa_enrollment_started", u.userId)).toEqual([]);
@@ -87,7 +88,7 @@ for (const backend of backends) {
       c.advance(11 * MINUTE);
       for (const password of [u.password, wrong(), wrong(), wrong(), wrong(), wrong(), wrong()]) {
         const r = await start(u.token, { password });
-        expect({ status: r.status, ...restErrorInfo(r.body) }, r.text).toEqual({
+        expect({ status: r.status, ...errorInfo(r.body) }, r.text).toEqual({
           status: 401,
           reason: "RECENT_AUTH_REQUIRED",
           metadata: { max_age_seconds: "600" },

@@ -5,27 +5,26 @@ import { IdentityService, Role } from "../../gen/identity/v1/identity_service_pb
 import { setRole } from "../../src/cli/set-role.js";
 import { sessions as sessionsTable } from "../../src/storage/schema.js";
 import { createUserStore } from "../../src/storage/user-store.js";
-import { grpcJsClient, rest, type RestResponse } from "../support/clients.js";
+import { bearerMd, grpcJsClient, rest, type RestResponse } from "../support/clients.js";
 import { backends } from "../support/databases.js";
-import { startTestServer, type TestServer } from "../support/server.js";
-import { bearerMd, enrolTotp, expectGrpcError, expectRestError, grpcFailure, registerUser, strongPassword } from "../support/users.js";
+import { errorInfo, expectGrpcError, expectRestError, grpcFailure } from "../support/error-info.js";
 import {
   auditOf,
   authClaims,
   completeMfaRest,
   controlledClock,
   expectMfaRequired,
-  grpcJsErrorInfo,
   loginRest,
   mfaLogin,
   mfaStatus,
   mfaUser,
+  type MfaUser,
   MINUTE,
-  restErrorInfo,
   SECOND,
   STEP,
-  type MfaUser,
 } from "../support/mfa.js";
+import { startTestServer, type TestServer } from "../support/server.js";
+import { enrolTotp, registerUser, strongPassword } from "../support/users.js";
 
 // TOTP enrolment, one-shot and two-step MFA logins, replay protection,
 // recovery codes, amr/acr/auth_time, recent authentication for sensitive
@@ -159,7 +158,7 @@ for (const backend of backends) {
         const u = await mfaUser(s, c.now());
         const r = await loginRest(s, creds(u));
         expectMfaRequired(r);
-        expect(restErrorInfo(r.body).metadata.expires_in_seconds).toBe("300");
+        expect(errorInfo(r.body).metadata.expires_in_seconds).toBe("300");
         expect(await sessionRows(u.userId)).toHaveLength(1); // the enrolment's login
         const decisions = await auditOf(s, u.userId, "risk_decision");
         expect(decisions.at(-1)).toMatchObject({ outcome: "success", reason: "mfa_required" });
@@ -263,7 +262,7 @@ for (const backend of backends) {
           completeMfaRest(s, { mfa_challenge: two, recovery_code: u.recoveryCodes[2]! }),
         ]);
         expect(raced.map((r) => r.status).sort()).toEqual([201, 401]);
-        expect(restErrorInfo(raced.find((r) => r.status === 401)!.body).reason).toBe("MFA_CHALLENGE_INVALID");
+        expect(errorInfo(raced.find((r) => r.status === 401)!.body).reason).toBe("MFA_CHALLENGE_INVALID");
       });
 
       it("the challenge expires after MFA_CHALLENGE_TTL (5 min)", async () => {
@@ -316,7 +315,7 @@ for (const backend of backends) {
         for (const client of [g, gi]) {
           c.advance(STEP);
           const err = await grpcFailure(client.login(creds(u)));
-          const info = grpcJsErrorInfo(err);
+          const info = errorInfo(err);
           expect({ code: err.code, reason: info.reason }).toEqual({ code: GRPC_UNAUTHENTICATED, reason: "MFA_REQUIRED" });
           expect(info.metadata).toEqual({ mfa_challenge: expect.stringMatching(/^[A-Za-z0-9_-]{43}$/), methods: "totp,recovery_code", expires_in_seconds: "300" });
           const done = await client.completeMfaLogin({ mfaChallenge: info.metadata.mfa_challenge!, mfaCode: await c.code(u.secret) });
@@ -363,7 +362,7 @@ for (const backend of backends) {
           const u = await mfaUser(rs, c.now());
           const race = async (second: { recovery_code: string } | { mfa_code: string }) => {
             const results = await Promise.all(Array.from({ length: 20 }, () => loginRest(rs, { ...creds(u), ...second })));
-            return results.map((r) => (r.status === 201 ? "201" : `${r.status} ${restErrorInfo(r.body).reason}`)).sort();
+            return results.map((r) => (r.status === 201 ? "201" : `${r.status} ${errorInfo(r.body).reason}`)).sort();
           };
           const oneWinner = ["201", ...Array(19).fill("401 MFA_CODE_INVALID")];
           expect(await race({ recovery_code: u.recoveryCodes[0]! })).toEqual(oneWinner);
@@ -404,7 +403,7 @@ for (const backend of backends) {
         });
         for (const [name, call] of Object.entries(sensitive(stale))) {
           const r = await call;
-          expect({ name, status: r.status, ...restErrorInfo(r.body) }, r.text).toEqual({
+          expect({ name, status: r.status, ...errorInfo(r.body) }, r.text).toEqual({
             name,
             status: 401,
             reason: "RECENT_AUTH_REQUIRED",
@@ -418,7 +417,7 @@ for (const backend of backends) {
         expectRestError(await reauth(stale, { password: "wrong password entirely" }), 401, "INVALID_CREDENTIALS");
         const noCode = await reauth(stale, { password: u.password });
         expectRestError(noCode, 401, "MFA_REQUIRED");
-        expect(restErrorInfo(noCode.body).metadata.mfa_challenge).toBeUndefined();
+        expect(errorInfo(noCode.body).metadata.mfa_challenge).toBeUndefined();
         expectRestError(await reauth(stale, { password: u.password, mfa_code: await wrongCode(u) }), 401, "MFA_CODE_INVALID");
         const fresh = await reauth(stale, { password: u.password, mfa_code: await c.code(u.secret) });
         expect(fresh.status, fresh.text).toBe(200);
@@ -458,7 +457,7 @@ for (const backend of backends) {
         });
         for (const [name, call] of Object.entries(sensitive(u.accessToken))) {
           const r = await call;
-          expect({ name, status: r.status, ...restErrorInfo(r.body) }, r.text).toEqual({
+          expect({ name, status: r.status, ...errorInfo(r.body) }, r.text).toEqual({
             name,
             status: 401,
             reason: "RECENT_AUTH_REQUIRED",
@@ -466,7 +465,7 @@ for (const backend of backends) {
           });
         }
         const err = await grpcFailure(gi.regenerateRecoveryCodes({}, bearerMd(u.accessToken)));
-        expect({ code: err.code, ...grpcJsErrorInfo(err) }).toEqual({
+        expect({ code: err.code, ...errorInfo(err) }).toEqual({
           code: GRPC_UNAUTHENTICATED,
           reason: "RECENT_AUTH_REQUIRED",
           metadata: { max_age_seconds: "600", acr: "aal2" },
@@ -492,7 +491,7 @@ for (const backend of backends) {
         const a = expect201(await loginRest(s, creds(user)));
         c.advance(11 * MINUTE);
         const err = await grpcFailure(gi.regenerateRecoveryCodes({}, bearerMd(a.access_token)));
-        expect({ code: err.code, ...grpcJsErrorInfo(err) }).toEqual({
+        expect({ code: err.code, ...errorInfo(err) }).toEqual({
           code: GRPC_UNAUTHENTICATED,
           reason: "RECENT_AUTH_REQUIRED",
           metadata: { max_age_seconds: "600" },
@@ -622,7 +621,7 @@ for (const backend of backends) {
           c.advance(STEP);
           const next = await c.code(u.secret);
           const raced = await Promise.all(Array.from({ length: 20 }, (_, i) => loginRest(i % 2 ? s2 : s1, { ...creds(u), mfa_code: next })));
-          expect(raced.map((r) => (r.status === 201 ? "201" : `${r.status} ${restErrorInfo(r.body).reason}`)).sort()).toEqual([
+          expect(raced.map((r) => (r.status === 201 ? "201" : `${r.status} ${errorInfo(r.body).reason}`)).sort()).toEqual([
             "201",
             ...Array(19).fill("401 MFA_CODE_INVALID"),
           ]);

@@ -1,12 +1,13 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { IdentityService } from "../../gen/identity/v1/identity_service_pb.js";
-import { createVerifier, type Verifier } from "@platform/identity-verifier";
-import { grpcJsClient, rest, restReason, STRONG_PASSWORD, uniqueEmail } from "../support/clients.js";
-import { postgresAvailable } from "../support/databases.js";
-import { redisAvailable, redisServerBinary, startPrivateRedis } from "../support/redis.js";
-import { startTestServer, type TestServer } from "../support/server.js";
 import { rotateSigningKey } from "../../src/cli/rotate-signing-key.js";
 import { announceKeysChanged } from "../../src/sessions/redis-revocation-feed.js";
+import { grpcJsClient, rest, STRONG_PASSWORD, uniqueEmail } from "../support/clients.js";
+import { postgresAvailable } from "../support/databases.js";
+import { errorReason } from "../support/error-info.js";
+import { redisAvailable, redisServerBinary, startPrivateRedis } from "../support/redis.js";
+import { startTestServer, type TestServer } from "../support/server.js";
+import { createVerifier, type Verifier } from "@platform/identity-verifier";
 
 // Two instances on one PostgreSQL and one Redis. Each caches "session
 // active" for a minute here, so only the revocation feed can make instance B
@@ -113,7 +114,7 @@ describe.skipIf(!canRun)("revocation fan-out across instances (postgres + redis)
     // The instance that revoked refuses at once: the database is the source of truth.
     const again = await rest(a.baseUrl, "GET", "/user/profile", { token: t.access_token });
     expect(again.status).toBe(401);
-    expect(restReason(again.body)).toBe("TOKEN_INVALID");
+    expect(errorReason(again.body)).toBe("TOKEN_INVALID");
     // Readiness does not depend on Redis.
     const ready = await rest(a.baseUrl, "GET", "/readyz");
     expect(ready.status).toBe(200);

@@ -3,22 +3,22 @@ import { IdentityService } from "../../gen/identity/v1/identity_service_pb.js";
 import { createStaticGeoLocator } from "../../src/risk/geo.js";
 import { grpcJsClient, rest } from "../support/clients.js";
 import { backends } from "../support/databases.js";
-import { startTestServer, type TestServer } from "../support/server.js";
-import { enrolTotp, grpcFailure, registerUser, type SeededUser } from "../support/users.js";
+import { errorInfo, grpcFailure } from "../support/error-info.js";
 import {
   auditOf,
+  type AuditRow,
   authClaims,
   completeMfaRest,
   controlledClock,
   deviceTokenOf,
   expectMfaRequired,
-  grpcJsErrorInfo,
   loginRest,
   MINUTE,
-  STEP,
   startWebhookReceiver,
-  type AuditRow,
+  STEP,
 } from "../support/mfa.js";
+import { startTestServer, type TestServer } from "../support/server.js";
+import { enrolTotp, registerUser, type SeededUser } from "../support/users.js";
 
 // Risk-based step-up at login: a device that passed MFA skips it from a
 // familiar place, a new device or an impossible journey asks for the second
@@ -247,7 +247,7 @@ for (const backend of backends) {
             expect(await lastDecision(s, u.userId)).toMatchObject({ reason: "allow", ip: PARIS });
 
             const err = await grpcFailure(client.login({ ...creds(u), deviceId: newDeviceId() }, from(PARIS)));
-            const info = grpcJsErrorInfo(err);
+            const info = errorInfo(err);
             expect({ code: err.code, reason: info.reason }).toEqual({ code: GRPC_UNAUTHENTICATED, reason: "MFA_REQUIRED" });
             expect(info.metadata).toMatchObject({ mfa_challenge: expect.stringMatching(/^[A-Za-z0-9_-]{43}$/), methods: "totp,recovery_code" });
             expect((await lastDecision(s, u.userId)).details).toMatchObject({ reasons: ["new_device"], score: 40, decision: "require_mfa" });
@@ -259,7 +259,7 @@ for (const backend of backends) {
 
             c.advance(10 * MINUTE);
             const travel = await grpcFailure(client.login({ ...creds(u), deviceId: u.device }, from(SYDNEY)));
-            expect({ code: travel.code, reason: grpcJsErrorInfo(travel).reason }).toEqual({ code: GRPC_UNAUTHENTICATED, reason: "MFA_REQUIRED" });
+            expect({ code: travel.code, reason: errorInfo(travel).reason }).toEqual({ code: GRPC_UNAUTHENTICATED, reason: "MFA_REQUIRED" });
             const decision = await lastDecision(s, u.userId);
             expect(decision).toMatchObject({ reason: "mfa_required", ip: SYDNEY });
             expect(decision.details).toMatchObject({ reasons: ["new_network", "new_country", "impossible_travel"], score: 60, country: "AU" });

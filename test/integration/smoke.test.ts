@@ -1,7 +1,8 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { IdentityService } from "../../gen/identity/v1/identity_service_pb.js";
-import { connectClient, grpcJsClient, grpcJsReason, rest, restReason, STRONG_PASSWORD, uniqueEmail } from "../support/clients.js";
+import { connectClient, grpcJsClient, rest, STRONG_PASSWORD, uniqueEmail } from "../support/clients.js";
 import { backends } from "../support/databases.js";
+import { errorReason } from "../support/error-info.js";
 import { startTestServer, type TestServer } from "../support/server.js";
 
 for (const backend of backends) {
@@ -23,7 +24,7 @@ for (const backend of backends) {
       expect(login.accessToken).toBeTruthy();
       const err = await g.login({ email, password: "wrong password!" }).catch((e) => e);
       expect(err.code).toBe(16);
-      expect(grpcJsReason(err)).toBe("INVALID_CREDENTIALS");
+      expect(errorReason(err)).toBe("INVALID_CREDENTIALS");
       g.close();
       // The internal grpc-js port: same RPCs, same errors.
       const internal = grpcJsClient(IdentityService, s.grpcPort);
@@ -32,19 +33,19 @@ for (const backend of backends) {
       expect(p2.user?.email).toBe(email);
       const err2 = await internal.login({ email, password: "wrong password!" }).catch((e) => e);
       expect(err2.code).toBe(16);
-      expect(grpcJsReason(err2)).toBe("INVALID_CREDENTIALS");
+      expect(errorReason(err2)).toBe("INVALID_CREDENTIALS");
       const missing = await internal.getProfile({}).catch((e) => e);
-      expect(grpcJsReason(missing)).toBe("TOKEN_MISSING");
+      expect(errorReason(missing)).toBe("TOKEN_MISSING");
       const invalid = await internal.register({ account: { email: "not-an-email", password: "x" } }).catch((e) => e);
       expect(invalid.code).toBe(3);
-      expect(grpcJsReason(invalid)).toBe("VALIDATION_FAILED");
+      expect(errorReason(invalid)).toBe("VALIDATION_FAILED");
       internal.close();
       const c = connectClient(s.baseUrl);
       const profile = await c.getProfile({}, { headers: { authorization: `Bearer ${login.accessToken}` } });
       expect(profile.user?.email).toBe(email);
       const bad = await rest(s.baseUrl, "GET", "/user/profile", { token: "nope" });
       expect(bad.status).toBe(401);
-      expect(restReason(bad.body)).toBe("TOKEN_INVALID");
+      expect(errorReason(bad.body)).toBe("TOKEN_INVALID");
     });
   });
 }

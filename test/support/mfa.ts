@@ -1,21 +1,17 @@
 // Builders and probes of the MFA, risk and device-trust suites: a
-// controlled clock aligned on TOTP steps, an enrolled user, the ErrorInfo
-// (reason and metadata) of REST and grpc-js errors, the risk audit trail,
-// and a receiver of the security webhooks.
+// controlled clock aligned on TOTP steps, an enrolled user, its MFA logins,
+// the risk audit trail, and a receiver of the security webhooks.
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
-import type * as grpc from "@grpc/grpc-js";
-import { fromBinary } from "@bufbuild/protobuf";
 import { and, asc, eq } from "drizzle-orm";
 import { decodeJwt } from "jose";
 import { expect } from "vitest";
-import { ErrorInfoSchema } from "../../gen/google/rpc/error_details_pb.js";
-import { StatusSchema } from "../../gen/google/rpc/status_pb.js";
 import { verifyWebhookSignature } from "../../src/notify/webhook.js";
 import { auditEvents } from "../../src/storage/schema.js";
 import { rest, type RestResponse } from "./clients.js";
-import type { TestServer } from "./server.js";
+import { errorInfo } from "./error-info.js";
 import { enrolTotp, registerUser, totpCode } from "./users.js";
+import type { TestServer } from "./server.js";
 
 export const SECOND = 1_000;
 export const MINUTE = 60 * SECOND;
@@ -38,33 +34,9 @@ export function controlledClock() {
 }
 export type ControlledClock = ReturnType<typeof controlledClock>;
 
-export interface ErrorInfoView {
-  reason: string | undefined;
-  metadata: Record<string, string>;
-}
-
-/** google.rpc.ErrorInfo of a REST/Connect JSON error body. */
-export function restErrorInfo(body: any): ErrorInfoView {
-  const info = (body?.details ?? []).find((d: any) => d.type === "google.rpc.ErrorInfo")?.debug;
-  return { reason: info?.reason, metadata: info?.metadata ?? {} };
-}
-
-/** google.rpc.ErrorInfo of a grpc-js error, decoded from grpc-status-details-bin. */
-export function grpcJsErrorInfo(err: grpc.ServiceError): ErrorInfoView {
-  const raw = err.metadata?.get("grpc-status-details-bin")[0] as Buffer | undefined;
-  if (!raw) return { reason: undefined, metadata: {} };
-  for (const any of fromBinary(StatusSchema, raw).details) {
-    if (any.typeUrl.endsWith("/google.rpc.ErrorInfo")) {
-      const info = fromBinary(ErrorInfoSchema, any.value);
-      return { reason: info.reason, metadata: { ...info.metadata } };
-    }
-  }
-  return { reason: undefined, metadata: {} };
-}
-
 /** The MFA challenge of a REST 401 MFA_REQUIRED; asserts the error's shape. */
 export function expectMfaRequired(r: RestResponse): string {
-  const info = restErrorInfo(r.body);
+  const info = errorInfo(r.body);
   expect({ status: r.status, reason: info.reason }, r.text).toEqual({ status: 401, reason: "MFA_REQUIRED" });
   expect(info.metadata, r.text).toMatchObject({ mfa_challenge: expect.stringMatching(/^[A-Za-z0-9_-]{43}$/), methods: "totp,recovery_code" });
   expect(r.body.access_token).toBeUndefined();

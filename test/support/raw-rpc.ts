@@ -1,9 +1,6 @@
 import * as grpc from "@grpc/grpc-js";
 import { connect as h2connect, constants as h2 } from "node:http2";
-import { fromBinary } from "@bufbuild/protobuf";
-import { ErrorInfoSchema } from "../../gen/google/rpc/error_details_pb.js";
-import { StatusSchema } from "../../gen/google/rpc/status_pb.js";
-import { restReason } from "./clients.js";
+import { errorReason } from "./error-info.js";
 
 // Calls a procedure with bytes the test chose (malformed, oversized), on
 // each protocol of the main port and on the grpc-js port, and reports the
@@ -34,20 +31,11 @@ export function envelope(message: Uint8Array, flags = 0): Buffer {
   return Buffer.concat([head, message]);
 }
 
-function reasonOfStatusBin(bin: string | Buffer | undefined): string | undefined {
-  if (bin === undefined) return undefined;
-  const status = fromBinary(StatusSchema, typeof bin === "string" ? Buffer.from(bin, "base64") : bin);
-  for (const any of status.details) {
-    if (any.typeUrl.endsWith("/google.rpc.ErrorInfo")) return fromBinary(ErrorInfoSchema, any.value).reason;
-  }
-  return undefined;
-}
-
 function fromTrailers(t: Record<string, string | undefined>, httpStatus: number): RawOutcome {
   const code = Number(t["grpc-status"] ?? "2");
   return {
     code: CODE_NAMES[code] ?? String(code),
-    reason: reasonOfStatusBin(t["grpc-status-details-bin"]),
+    reason: errorReason(t),
     httpStatus,
     message: decodeURIComponent(t["grpc-message"] ?? ""),
   };
@@ -66,7 +54,7 @@ export async function rawCall(
       const text = await res.text();
       if (res.status === 200) return { code: "ok", reason: undefined, httpStatus: 200, message: "" };
       const json = JSON.parse(text) as { code: string; message?: string };
-      return { code: json.code, reason: restReason(json), httpStatus: res.status, message: json.message ?? "" };
+      return { code: json.code, reason: errorReason(json), httpStatus: res.status, message: json.message ?? "" };
     }
     case "grpc-web": {
       const res = await fetch(target.baseUrl + procedure, {
@@ -150,10 +138,9 @@ function grpcJsCall(port: number, procedure: string, body: Uint8Array): Promise<
       (err: grpc.ServiceError | null) => {
         client.close();
         if (!err) return resolve({ code: "ok", reason: undefined, httpStatus: 0, message: "" });
-        const bin = err.metadata?.get("grpc-status-details-bin")[0];
         resolve({
           code: CODE_NAMES[err.code] ?? String(err.code),
-          reason: reasonOfStatusBin(bin as Buffer | undefined),
+          reason: errorReason(err),
           httpStatus: 0,
           message: err.details,
         });

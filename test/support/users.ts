@@ -1,12 +1,10 @@
 // Registered users, their sessions and their TOTP, as the integration
-// suites of every feature build them. Data is seeded through the public REST API; the database is only read
-// (grey-box checks), never written behind the service's back.
-import type * as grpc from "@grpc/grpc-js";
-import { ConnectError } from "@connectrpc/connect";
+// suites of every feature build them. Data is seeded through the public
+// REST API; the database is only read (grey-box checks), never written
+// behind the service's back.
 import { expect } from "vitest";
-import { ErrorInfoSchema } from "../../gen/google/rpc/error_details_pb.js";
 import { createTotp } from "../../src/mfa/totp.js";
-import { grpcJsReason, rest, restReason, STRONG_PASSWORD, uniqueEmail, type RestResponse } from "./clients.js";
+import { rest, type RestResponse, STRONG_PASSWORD, uniqueEmail } from "./clients.js";
 import type { TestServer } from "./server.js";
 
 /** The registration body of issue 2, verbatim except for the password. */
@@ -69,65 +67,6 @@ export async function userWithSession(s: TestServer, opts: Parameters<typeof reg
   const user = await registerUser(s, opts);
   const session = await login(s, user.email, user.password);
   return { ...user, ...session };
-}
-
-/** Asserts a REST error: HTTP status and google.rpc.ErrorInfo reason. */
-export function expectRestError(r: RestResponse, status: number, reason: string): void {
-  expect({ status: r.status, reason: restReason(r.body) }, r.text).toEqual({ status, reason });
-}
-
-/** Any client-side rejection, never a server failure. */
-export function expect4xx(r: RestResponse): void {
-  expect(r.status, r.text).toBeGreaterThanOrEqual(400);
-  expect(r.status, r.text).toBeLessThan(500);
-}
-
-/** Awaits a grpc-js call that must fail; returns the error. */
-export async function grpcFailure(call: Promise<unknown>): Promise<grpc.ServiceError> {
-  try {
-    await call;
-  } catch (err) {
-    return err as grpc.ServiceError;
-  }
-  throw new Error("expected the gRPC call to fail, it succeeded");
-}
-
-/** Asserts a grpc-js failure: status code and ErrorInfo reason. */
-export async function expectGrpcError(call: Promise<unknown>, code: number, reason: string): Promise<grpc.ServiceError> {
-  const err = await grpcFailure(call);
-  expect({ code: err.code, reason: grpcJsReason(err) }, err.details).toEqual({ code, reason });
-  return err;
-}
-
-/** Awaits a Connect call that must fail; returns the error. */
-export async function connectFailure(call: Promise<unknown>): Promise<ConnectError> {
-  try {
-    await call;
-  } catch (err) {
-    return ConnectError.from(err);
-  }
-  throw new Error("expected the Connect call to fail, it succeeded");
-}
-
-export function connectReason(err: ConnectError): string | undefined {
-  return err.findDetails(ErrorInfoSchema)[0]?.reason;
-}
-
-/** Asserts a Connect failure: code and ErrorInfo reason. */
-export async function expectConnectError(call: Promise<unknown>, code: number, reason: string): Promise<ConnectError> {
-  const err = await connectFailure(call);
-  expect({ code: err.code, reason: connectReason(err) }, err.rawMessage).toEqual({ code, reason });
-  return err;
-}
-
-/** Call options carrying an access token, for Connect clients. */
-export function bearer(token: string) {
-  return { headers: { authorization: `Bearer ${token}` } };
-}
-
-/** gRPC metadata carrying an access token, for grpc-js clients. */
-export function bearerMd(token: string): Record<string, string> {
-  return { authorization: `Bearer ${token}` };
 }
 
 /** gRPC status codes used here (grpc.status without importing the runtime). */

@@ -1,6 +1,7 @@
 import { request as httpRequest } from "node:http";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { errorBody, errorInfo, maxBodyBytes, post, startIdentityGateway, type Harness } from "./harness.js";
+import { errorInfoDetail } from "../../../support/error-info.js";
+import { errorBody, type Harness, maxBodyBytes, post, startIdentityGateway } from "./harness.js";
 
 // Bounded body reading: 413 REQUEST_TOO_LARGE for a declared length over the
 // limit before a byte is read, and for a chunked body as soon as it passes it.
@@ -17,7 +18,7 @@ describe("REST request bodies", () => {
     expect(res.status).toBe(413);
     const json = await errorBody(res);
     expect(json.code).toBe("resource_exhausted");
-    expect(errorInfo(json)?.reason).toBe("REQUEST_TOO_LARGE");
+    expect(errorInfoDetail(json)?.reason).toBe("REQUEST_TOO_LARGE");
   });
 
   it("rejects a declared Content-Length before reading any of the body", async () => {
@@ -53,7 +54,7 @@ describe("REST request bodies", () => {
       duplex: "half",
     } as RequestInit);
     expect(res.status).toBe(413);
-    expect(errorInfo(await errorBody(res))?.reason).toBe("REQUEST_TOO_LARGE");
+    expect(errorInfoDetail(await errorBody(res))?.reason).toBe("REQUEST_TOO_LARGE");
   });
 
   it("answers 413 to a chunked body that never ends", async () => {

@@ -2,16 +2,8 @@ import { setTimeout as delay } from "node:timers/promises";
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { ErrorInfoSchema } from "../../../../gen/google/rpc/error_details_pb.js";
-import {
-  call,
-  errorBody,
-  errorInfo,
-  post,
-  startIdentityGateway,
-  startLibraryGateway,
-  type Harness,
-  type IdentityHarness,
-} from "./harness.js";
+import { errorInfoDetail } from "../../../support/error-info.js";
+import { call, errorBody, type Harness, type IdentityHarness, post, startIdentityGateway, startLibraryGateway } from "./harness.js";
 
 // createRestGateway composed: calls go through the transport's interceptors
 // with the headers and context values the options give, the hooks shape or
@@ -113,12 +105,12 @@ describe("REST gateway error domain", () => {
   it("gives its own refusals an ErrorInfo in the domain it is given, in the response and in what onError sees", async () => {
     const wrongMethod = await fetch(h.url + "/v1/purge/b1");
     expect(wrongMethod.status).toBe(405);
-    expect(errorInfo(await errorBody(wrongMethod))).toMatchObject({ reason: "METHOD_NOT_ALLOWED", domain: "gw.v1" });
-    expect(h.errors.at(-1)?.error.findDetails(ErrorInfoSchema)).toMatchObject([{ reason: "METHOD_NOT_ALLOWED", domain: "gw.v1" }]);
+    expect(errorInfoDetail(await errorBody(wrongMethod))).toMatchObject({ reason: "METHOD_NOT_ALLOWED", domain: "gw.v1" });
+    expect(errorInfoDetail(h.errors.at(-1)?.error)).toMatchObject({ reason: "METHOD_NOT_ALLOWED", domain: "gw.v1" });
 
     const { status, json } = await call(h, "/v1/books/b1?verbose=yes");
     expect(status).toBe(400);
-    expect(errorInfo(json)).toMatchObject({ reason: "MALFORMED_REQUEST", domain: "gw.v1" });
+    expect(errorInfoDetail(json)).toMatchObject({ reason: "MALFORMED_REQUEST", domain: "gw.v1" });
     const reported = h.errors.at(-1);
     expect(reported?.method?.name).toBe("GetBook");
     // One ErrorInfo, however many times the error is looked at.

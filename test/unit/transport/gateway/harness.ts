@@ -6,9 +6,8 @@ import { createServer } from "node:http";
 import type { Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { expect } from "vitest";
-import { create, createFileRegistry, fromBinary, getOption, hasOption, setExtension, toJson } from "@bufbuild/protobuf";
+import { create, createFileRegistry, getOption, hasOption, setExtension, toJson } from "@bufbuild/protobuf";
 import type { DescMessage, DescMethod, DescService, Message, MessageInitShape } from "@bufbuild/protobuf";
-import { base64Decode } from "@bufbuild/protobuf/wire";
 import {
   FieldDescriptorProto_Label,
   FieldDescriptorProto_Type,
@@ -188,11 +187,6 @@ export interface ErrorBody {
 
 export async function errorBody(res: Response): Promise<ErrorBody> {
   return (await res.json()) as ErrorBody;
-}
-
-export function errorInfo(body: ErrorBody) {
-  const detail = body.details?.find((d) => d.type === "google.rpc.ErrorInfo");
-  return detail === undefined ? undefined : fromBinary(ErrorInfoSchema, base64Decode(detail.value));
 }
 
 export const registerBody =

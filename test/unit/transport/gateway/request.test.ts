@@ -1,15 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import {
-  call,
-  echoed,
-  errorBody,
-  errorInfo,
-  post,
-  registerBody,
-  startIdentityGateway,
-  startLibraryGateway,
-  type Harness,
-} from "./harness.js";
+import { errorInfoDetail } from "../../../support/error-info.js";
+import { call, echoed, errorBody, type Harness, post, registerBody, startIdentityGateway, startLibraryGateway } from "./harness.js";
 
 // Request decoding: JSON body, path variables and query parameters into the
 // input message, and MALFORMED_REQUEST (400, or 415 for a non-JSON body)
@@ -43,7 +34,7 @@ describe("REST request decoding over IdentityService", () => {
     expect(res.headers.get("x-request-id")).toBe("r1");
     const json = await errorBody(res);
     expect(json.code).toBe("invalid_argument");
-    expect(errorInfo(json)).toMatchObject({ reason: "MALFORMED_REQUEST", domain: "identity.v1" });
+    expect(errorInfoDetail(json)).toMatchObject({ reason: "MALFORMED_REQUEST", domain: "identity.v1" });
   });
 
   it("answers 400 for invalid UTF-8", async () => {
@@ -51,18 +42,18 @@ describe("REST request decoding over IdentityService", () => {
     bytes[bytes.indexOf(0)] = 0xff;
     const res = await post(h, "/register", bytes);
     expect(res.status).toBe(400);
-    expect(errorInfo(await errorBody(res))?.reason).toBe("MALFORMED_REQUEST");
+    expect(errorInfoDetail(await errorBody(res))?.reason).toBe("MALFORMED_REQUEST");
   });
 
   it("answers 400 for unknown query parameters and 415 for a non-JSON body", async () => {
     const q = await fetch(h.url + "/user/profile?debug=1");
     expect(q.status).toBe(400);
-    expect(errorInfo(await errorBody(q))?.reason).toBe("MALFORMED_REQUEST");
+    expect(errorInfoDetail(await errorBody(q))?.reason).toBe("MALFORMED_REQUEST");
     const star = await post(h, "/register?account.email=a@example.com", registerBody);
     expect(star.status).toBe(400);
     const text = await post(h, "/register", registerBody, { "content-type": "text/plain" });
     expect(text.status).toBe(415);
-    expect(errorInfo(await errorBody(text))?.reason).toBe("MALFORMED_REQUEST");
+    expect(errorInfoDetail(await errorBody(text))?.reason).toBe("MALFORMED_REQUEST");
   });
 });
 
@@ -100,7 +91,7 @@ describe("REST request decoding, general http.proto features", () => {
   ])("answers 400 for %s", async (_name, path) => {
     const { status, json } = await call(h, path);
     expect(status).toBe(400);
-    expect(errorInfo(json)?.reason).toBe("MALFORMED_REQUEST");
+    expect(errorInfoDetail(json)?.reason).toBe("MALFORMED_REQUEST");
   });
 
   it("maps body: field plus a nested path variable and query parameters", async () => {

@@ -4,16 +4,8 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { ErrorInfoSchema } from "../../../../gen/google/rpc/error_details_pb.js";
 import { writeError } from "../../../../src/transport/gateway/gateway.js";
-import {
-  call,
-  errorBody,
-  errorInfo,
-  post,
-  registerBody,
-  startIdentityGateway,
-  startLibraryGateway,
-  type Harness,
-} from "./harness.js";
+import { errorInfoDetail } from "../../../support/error-info.js";
+import { call, errorBody, type Harness, post, registerBody, startIdentityGateway, startLibraryGateway } from "./harness.js";
 
 // Response writing: the route's JSON with its success status, and every
 // error as Connect's error JSON with the status of its code, never cached,
@@ -64,7 +56,7 @@ describe("REST responses over IdentityService", () => {
     expect(json.message).toBe("token missing");
     expect(json.details?.[0]?.type).toBe("google.rpc.ErrorInfo");
     expect(json.details?.[0]?.debug).toMatchObject({ reason: "TOKEN_MISSING" });
-    expect(errorInfo(json)).toMatchObject({ reason: "TOKEN_MISSING", domain: "identity.v1" });
+    expect(errorInfoDetail(json)).toMatchObject({ reason: "TOKEN_MISSING", domain: "identity.v1" });
     expect(h.errors.at(-1)?.method?.name).toBe("Register");
   });
 
@@ -73,7 +65,7 @@ describe("REST responses over IdentityService", () => {
     expect(res.status).toBe(429);
     expect(res.headers.get("retry-after")).toBe("7");
     expect(res.headers.get("x-secret")).toBeNull();
-    expect(errorInfo(await errorBody(res))?.reason).toBe("RATE_LIMITED");
+    expect(errorInfoDetail(await errorBody(res))?.reason).toBe("RATE_LIMITED");
   });
 
   it("answers 500 for a plain Error without leaking its message", async () => {
@@ -119,7 +111,7 @@ describe("writeError", () => {
       expect(res.headers.get("x-secret")).toBeNull();
       const json = await errorBody(res);
       expect(json).toMatchObject({ code: "not_found", message: "no such route" });
-      expect(errorInfo(json)).toMatchObject({ reason: "ROUTE_NOT_FOUND", domain: "example.v1" });
+      expect(errorInfoDetail(json)).toMatchObject({ reason: "ROUTE_NOT_FOUND", domain: "example.v1" });
     } finally {
       server.closeAllConnections();
       await new Promise<void>((resolve) => server.close(() => resolve()));

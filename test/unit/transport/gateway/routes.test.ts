@@ -2,17 +2,17 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createRouterTransport } from "@connectrpc/connect";
 import { createRestGateway } from "../../../../src/transport/gateway/gateway.js";
 import { compileRoutes, matchRoute } from "../../../../src/transport/gateway/routes.js";
+import { errorInfoDetail } from "../../../support/error-info.js";
 import {
   echoed,
   errorBody,
-  errorInfo,
+  type Harness,
+  type HttpRuleInit,
   libraryService,
   maxBodyBytes,
   rpc,
   startIdentityGateway,
   startLibraryGateway,
-  type Harness,
-  type HttpRuleInit,
 } from "./harness.js";
 
 // The route table: which rule a request meets, 405 when only the method is
@@ -68,7 +68,7 @@ describe("REST routes over IdentityService", () => {
     expect(get.headers.get("x-request-id")).toBe("r1");
     const body = await errorBody(get);
     expect(body.code).toBe("unimplemented");
-    expect(errorInfo(body)?.reason).toBe("METHOD_NOT_ALLOWED");
+    expect(errorInfoDetail(body)?.reason).toBe("METHOD_NOT_ALLOWED");
     const del = await fetch(h.url + "/user/profile", { method: "DELETE" });
     expect(del.status).toBe(405);
     expect(del.headers.get("allow")).toBe("GET, PUT");

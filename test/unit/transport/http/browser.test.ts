@@ -3,7 +3,6 @@ import { create, type Message } from "@bufbuild/protobuf";
 import { timestampFromMs } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { describe, expect, it } from "vitest";
-import { ErrorInfoSchema } from "../../../../gen/google/rpc/error_details_pb.js";
 import {
   CompleteMfaLoginRequestSchema,
   CompleteMfaLoginResponseSchema,
@@ -18,6 +17,7 @@ import { createBrowserCredentials } from "../../../../src/transport/http/browser
 import { createCookiePolicy, readCookie } from "../../../../src/transport/http/cookies.js";
 import { createCors } from "../../../../src/transport/http/cors.js";
 import { createCsrfGuard } from "../../../../src/transport/http/csrf.js";
+import { errorReason } from "../../../support/error-info.js";
 
 // The pieces of browser support on their own: cookie names and attributes,
 // the CSRF decision table, CORS headers, and the configuration behind them.
@@ -111,7 +111,7 @@ describe("CSRF guard", () => {
     } catch (err) {
       expect(err).toBeInstanceOf(ConnectError);
       expect((err as ConnectError).code).toBe(Code.PermissionDenied);
-      return (err as ConnectError).findDetails(ErrorInfoSchema)[0]?.reason;
+      return errorReason(err);
     }
   }
   const cookieCheck = (method: string, headers: Record<string, string>) => reason(() => guard.checkCookieRequest(req(method, headers)));
@@ -248,7 +248,7 @@ describe("browser credentials", () => {
         browser().prepareCall({ method: m.completeMfaLogin, req: req(headers), input: create(CompleteMfaLoginRequestSchema) });
         return undefined;
       } catch (err) {
-        return (err as ConnectError).findDetails(ErrorInfoSchema)[0]?.reason;
+        return errorReason(err);
       }
     };
     expect(complete({ "sec-fetch-site": "cross-site", origin: "https://evil.example" })).toBe("CSRF_REJECTED");
