@@ -9,7 +9,8 @@ import { backends } from "../support/databases.js";
 import { connectFailure, errorReason, expectGrpcError, expectRestError, grpcOutcome, statusDetailsBytes } from "../support/error-info.js";
 import { startTestServer, type TestServer } from "../support/server.js";
 import { GRPC, registerUser } from "../support/users.js";
-import { auditRows, makeAdmin, startWebhookReceiver, uniqueIp, xff } from "./abuse-helpers.js";
+import { startWebhookReceiver } from "../support/webhook-receiver.js";
+import { auditRows, makeAdmin, uniqueIp, xff } from "./abuse-helpers.js";
 
 // Per-account brute-force defence end to end: the hard lockout after 100
 // consecutive failures whatever addresses and protocols they come from, the
@@ -77,7 +78,7 @@ for (const backend of backends) {
       const [alert, ...more] = await hooks.waitFor("account_locked");
       expect(more).toEqual([]);
       expect(alert!.verified).toBe(true);
-      expect(alert!.json.data).toMatchObject({ user_id: victim.userId, failures: 100, threshold: 100 });
+      expect(alert!.data).toMatchObject({ user_id: victim.userId, failures: 100, threshold: 100 });
       expect(alert!.body).not.toContain(victim.email);
       // A tampered body does not verify with that signature.
       expect(verifyWebhookSignature({ secret: hooks.env.WEBHOOK_SECRET!, id: alert!.id, timestamp: alert!.timestamp, signature: alert!.signature, body: alert!.body.replace("100", "101") })).toBe(false);

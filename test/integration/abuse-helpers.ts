@@ -1,14 +1,12 @@
 // Builders and probes shared by the abuse-*.test.ts suites: the one place
-// that makes an administrator, a Standard Webhooks receiver, a local CAPTCHA
-// siteverify endpoint, spoofed client addresses, and decoders of the
-// RATE_LIMITED error on every protocol.
+// that makes an administrator, a local CAPTCHA siteverify endpoint, spoofed
+// client addresses, and the assertions on a RATE_LIMITED error.
 import { randomInt } from "node:crypto";
 import { createServer, request, type IncomingHttpHeaders, type IncomingMessage, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import type * as grpc from "@grpc/grpc-js";
 import { and, asc, eq } from "drizzle-orm";
 import { expect } from "vitest";
-import { verifyWebhookSignature } from "../../src/notify/webhook.js";
 import { auditEvents } from "../../src/storage/schema.js";
 import { createUserStore } from "../../src/storage/user-store.js";
 import { rest, type RestResponse, STRONG_PASSWORD, uniqueEmail } from "../support/clients.js";
@@ -165,52 +163,6 @@ function readBody(req: IncomingMessage): Promise<string> {
     req.on("end", () => resolve(text));
     req.on("error", reject);
   });
-}
-
-export const WEBHOOK_SECRET = "test-webhook-secret-9f8e7d6c5b4a";
-
-export interface ReceivedWebhook {
-  id: string;
-  timestamp: string;
-  signature: string;
-  body: string;
-  /** The parsed body: { type, timestamp, data }. */
-  json: { type: string; timestamp: string; data: Record<string, unknown> };
-  /** Whether the Standard Webhooks signature verifies with WEBHOOK_SECRET. */
-  verified: boolean;
-}
-
-/** A receiver of the service's security webhooks; answers 204. */
-export async function startWebhookReceiver() {
-  const received: ReceivedWebhook[] = [];
-  const server = createServer((req, res) => {
-    readBody(req).then((body) => {
-      const id = String(req.headers["webhook-id"] ?? "");
-      const timestamp = String(req.headers["webhook-timestamp"] ?? "");
-      const signature = String(req.headers["webhook-signature"] ?? "");
-      let json: ReceivedWebhook["json"];
-      try {
-        json = JSON.parse(body);
-      } catch {
-        json = { type: "<unparsable>", timestamp: "", data: {} };
-      }
-      received.push({ id, timestamp, signature, body, json, verified: verifyWebhookSignature({ secret: WEBHOOK_SECRET, id, timestamp, signature, body }) });
-      res.writeHead(204).end();
-    }, () => res.writeHead(400).end());
-  });
-  const url = await listen(server);
-  return {
-    url,
-    env: { WEBHOOK_URL: `${url}/hooks`, WEBHOOK_SECRET } as Record<string, string>,
-    received,
-    ofType: (type: string) => received.filter((w) => w.json.type === type),
-    /** Waits until at least `count` alerts of `type` arrived; returns them. */
-    async waitFor(type: string, count = 1, timeoutMs = 2_000): Promise<ReceivedWebhook[]> {
-      await until(() => received.filter((w) => w.json.type === type).length >= count, timeoutMs, `${count} webhook(s) of type ${type}`);
-      return received.filter((w) => w.json.type === type);
-    },
-    close: () => close(server),
-  };
 }
 
 export const CAPTCHA_SECRET = "captcha-test-secret-0001";

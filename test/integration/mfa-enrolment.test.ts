@@ -3,9 +3,10 @@ import { IdentityService } from "../../gen/identity/v1/identity_service_pb.js";
 import { bearerMd, grpcJsClient, rest } from "../support/clients.js";
 import { backends } from "../support/databases.js";
 import { errorInfo, expectRestError, grpcFailure } from "../support/error-info.js";
-import { auditOf, controlledClock, loginRest, MINUTE, SECOND, startWebhookReceiver } from "../support/mfa.js";
+import { auditOf, controlledClock, loginRest, MINUTE, SECOND } from "../support/mfa.js";
 import { startTestServer, type TestServer } from "../support/server.js";
 import { GRPC, registerUser, type SeededUser } from "../support/users.js";
+import { eventOf, startWebhookReceiver } from "../support/webhook-receiver.js";
 
 // Enrolling an authenticator with a stolen access token: StartTotpEnrollment
 // needs the password as well as a recent login, wrong passwords count with
@@ -58,7 +59,7 @@ for (const backend of backends) {
       expect({ code: err.code, ...errorInfo(err) }).toEqual({ code: GRPC.INVALID_ARGUMENT, reason: "VALIDATION_FAILED", metadata: { field: "password" } });
       await expectNothingPending(u.token);
       await new Promise((r) => setTimeout(r, 200));
-      expect(hooks.matching("mfa_enrollment_started", u.userId)).toEqual([]);
+      expect(hooks.ofType("mfa_enrollment_started", u.userId)).toEqual([]);
     });
 
     it("with a wrong password: 401 INVALID_CREDENTIALS, counted with the account's failed logins (the owner's login waits too)", async () => {
@@ -123,7 +124,7 @@ for (const backend of backends) {
       const started = await start(u.token, { password: u.password });
       expect(started.status, started.text).toBe(201);
       const [alert] = await hooks.waitFor("mfa_enrollment_started", u.userId);
-      expect(alert).toEqual({ type: "mfa_enrollment_started", verified: true, data: { user_id: u.userId, session_id: u.sessionId, ip: "127.0.0.1" } });
+      expect(eventOf(alert!)).toEqual({ type: "mfa_enrollment_started", verified: true, data: { user_id: u.userId, session_id: u.sessionId, ip: "127.0.0.1" } });
       const sent = JSON.stringify(alert);
       for (const secret of [started.body.secret, started.body.otpauth_uri, u.password]) expect(sent).not.toContain(secret);
 
@@ -131,7 +132,7 @@ for (const backend of backends) {
       await hooks.waitFor("mfa_enabled", u.userId);
       // The refused attempt was not alerted as a start: exactly one.
       await new Promise((r) => setTimeout(r, 200));
-      expect(hooks.matching("mfa_enrollment_started", u.userId)).toHaveLength(1);
+      expect(hooks.ofType("mfa_enrollment_started", u.userId)).toHaveLength(1);
     });
   });
 }

@@ -14,11 +14,11 @@ import {
   expectMfaRequired,
   loginRest,
   MINUTE,
-  startWebhookReceiver,
   STEP,
 } from "../support/mfa.js";
 import { startTestServer, type TestServer } from "../support/server.js";
 import { enrolTotp, registerUser, type SeededUser } from "../support/users.js";
+import { startWebhookReceiver } from "../support/webhook-receiver.js";
 
 // Risk-based step-up at login: a device that passed MFA skips it from a
 // familiar place, a new device or an impossible journey asks for the second
@@ -208,14 +208,14 @@ for (const backend of backends) {
         expect(alert).toMatchObject({ verified: true, data: { user_id: user.userId, ip: PARIS_OTHER_HOST, reasons: ["new_device"] } });
         // The first login and the known device sent none: exactly one, still, a moment later.
         await new Promise((r) => setTimeout(r, 200));
-        expect(hooks.matching("new_device_login", user.userId)).toHaveLength(1);
+        expect(hooks.ofType("new_device_login", user.userId)).toHaveLength(1);
       });
     });
 
     describe("new_device_login alerts of MFA users", () => {
       it("one-shot login with a code from a new device: alerted", async () => {
         const u = await userWithTrustedDevice();
-        expect(hooks.matching("new_device_login", u.userId)).toEqual([]);
+        expect(hooks.ofType("new_device_login", u.userId)).toEqual([]);
         c.advance(MINUTE);
         const r = await loginRest(s, { ...creds(u), device_id: newDeviceId(), mfa_code: await c.code(u.secret) }, from(PARIS));
         expect(r.status, r.text).toBe(201);
@@ -229,7 +229,7 @@ for (const backend of backends) {
         const challenge = expectMfaRequired(await loginRest(s, { ...creds(u), device_id: newDeviceId() }, from(PARIS)));
         const done = await completeMfaRest(s, { mfa_challenge: challenge, mfa_code: await c.code(u.secret) }, from(PARIS));
         expect(done.status, done.text).toBe(201);
-        const [alert] = await hooks.waitFor("new_device_login", u.userId, 1, 1_000);
+        const [alert] = await hooks.waitFor("new_device_login", u.userId, { timeoutMs: 1_000 });
         expect(alert).toMatchObject({ verified: true, data: { ip: PARIS } });
       });
     });

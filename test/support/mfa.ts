@@ -1,12 +1,9 @@
 // Builders and probes of the MFA, risk and device-trust suites: a
 // controlled clock aligned on TOTP steps, an enrolled user, its MFA logins,
-// the risk audit trail, and a receiver of the security webhooks.
-import { createServer, type Server } from "node:http";
-import type { AddressInfo } from "node:net";
+// and the risk audit trail.
 import { and, asc, eq } from "drizzle-orm";
 import { decodeJwt } from "jose";
 import { expect } from "vitest";
-import { verifyWebhookSignature } from "../../src/notify/webhook.js";
 import { auditEvents } from "../../src/storage/schema.js";
 import { rest, type RestResponse } from "./clients.js";
 import { errorInfo } from "./error-info.js";
@@ -148,65 +145,4 @@ export async function auditOf(s: TestServer, userId: string, type: string): Prom
     .from(auditEvents)
     .where(and(eq(auditEvents.userId, userId), eq(auditEvents.eventType, type)))
     .orderBy(asc(auditEvents.id));
-}
-
-export const WEBHOOK_SECRET = "mfa-risk-webhook-secret-5a4b3c2d";
-
-export interface ReceivedWebhook {
-  type: string;
-  data: Record<string, unknown>;
-  verified: boolean;
-}
-
-/** A local receiver of the security webhooks (answers 204). */
-export async function startWebhookReceiver() {
-  const received: ReceivedWebhook[] = [];
-  const server: Server = createServer((req, res) => {
-    let body = "";
-    req.setEncoding("utf8");
-    req.on("data", (c: string) => (body += c));
-    req.on("end", () => {
-      const header = (name: string) => String(req.headers[name] ?? "");
-      let json: { type?: string; data?: Record<string, unknown> } = {};
-      try {
-        json = JSON.parse(body);
-      } catch {
-        // kept as an unparsable delivery
-      }
-      received.push({
-        type: json.type ?? "<unparsable>",
-        data: json.data ?? {},
-        verified: verifyWebhookSignature({
-          secret: WEBHOOK_SECRET,
-          id: header("webhook-id"),
-          timestamp: header("webhook-timestamp"),
-          signature: header("webhook-signature"),
-          body,
-        }),
-      });
-      res.writeHead(204).end();
-    });
-  });
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
-  const matching = (type: string, userId: string) => received.filter((w) => w.type === type && w.data.user_id === userId);
-  return {
-    env: { WEBHOOK_URL: `${url}/hooks`, WEBHOOK_SECRET } as Record<string, string>,
-    received,
-    matching,
-    /** Waits (bounded) until `count` alerts of `type` for `userId` arrived. */
-    async waitFor(type: string, userId: string, count = 1, timeoutMs = 3_000): Promise<ReceivedWebhook[]> {
-      const until = Date.now() + timeoutMs;
-      while (matching(type, userId).length < count) {
-        if (Date.now() > until) throw new Error(`timed out waiting for ${count} ${type} webhook(s) of ${userId}`);
-        await new Promise((r) => setTimeout(r, 20));
-      }
-      return matching(type, userId);
-    },
-    close: () =>
-      new Promise<void>((resolve) => {
-        server.closeAllConnections();
-        server.close(() => resolve());
-      }),
-  };
 }

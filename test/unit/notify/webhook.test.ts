@@ -1,6 +1,5 @@
 import { createHmac } from "node:crypto";
-import { createServer, type IncomingHttpHeaders, type IncomingMessage, type Server, type ServerResponse } from "node:http";
-import type { AddressInfo } from "node:net";
+import type { ServerResponse } from "node:http";
 import { afterEach, describe, expect, it } from "vitest";
 import { createLogger } from "../../../src/shared/logger.js";
 import {
@@ -9,47 +8,25 @@ import {
   verifyWebhookSignature,
   type SecurityAlert,
 } from "../../../src/notify/webhook.js";
+import { startWebhookReceiver, type ReceivedWebhook, type WebhookReceiver } from "../../support/webhook-receiver.js";
 
-// A real receiver on 127.0.0.1 per test; its handler decides each answer.
+// A real receiver on 127.0.0.1 per test; its `respond` decides each answer.
 
 const KEY_BYTES = Buffer.from("0123456789abcdef0123456789abcdef");
 const WHSEC = `whsec_${KEY_BYTES.toString("base64")}`;
 const PLAIN_SECRET = "plain shared secret, not base64";
 
-interface Hit {
-  at: number;
-  headers: IncomingHttpHeaders;
-  body: string;
-}
-
-interface Receiver {
-  url: string;
-  hits: Hit[];
-}
-
-const servers: Server[] = [];
+type Hit = ReceivedWebhook;
+const receivers: WebhookReceiver[] = [];
 
 afterEach(async () => {
-  for (const server of servers.splice(0)) {
-    server.closeAllConnections();
-    await new Promise((resolve) => server.close(resolve));
-  }
+  for (const rx of receivers.splice(0)) await rx.close();
 });
 
-async function receiver(handle: (hit: Hit, index: number, res: ServerResponse) => void): Promise<Receiver> {
-  const hits: Hit[] = [];
-  const server = createServer((req: IncomingMessage, res) => {
-    const chunks: Buffer[] = [];
-    req.on("data", (c: Buffer) => chunks.push(c));
-    req.on("end", () => {
-      const hit = { at: Date.now(), headers: req.headers, body: Buffer.concat(chunks).toString("utf8") };
-      hits.push(hit);
-      handle(hit, hits.length - 1, res);
-    });
-  });
-  servers.push(server);
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/hooks/security`, hits };
+async function receiver(respond: (hit: Hit, index: number, res: ServerResponse) => void): Promise<WebhookReceiver> {
+  const rx = await startWebhookReceiver({ secret: WHSEC, respond });
+  receivers.push(rx);
+  return rx;
 }
 
 function reply(res: ServerResponse, status: number, headers: Record<string, string> = {}): void {
@@ -97,8 +74,8 @@ describe("createWebhookNotifier", () => {
     notifier.notify(alert());
     await notifier.close(2_000);
 
-    expect(rx.hits).toHaveLength(1);
-    const hit = rx.hits[0];
+    expect(rx.received).toHaveLength(1);
+    const hit = rx.received[0];
     expect(header(hit, "content-type")).toBe("application/json");
     expect(header(hit, "user-agent")).toBe("identity-service-webhooks");
     expect(header(hit, "webhook-id")).toMatch(/^msg_[\w-]+$/);
@@ -123,7 +100,7 @@ describe("createWebhookNotifier", () => {
     notifier.notify(alert({ type: "new_device_login", userId: undefined, details: { device: "Firefox on Linux", countries: ["DE", "FR"] } }));
     await notifier.close(2_000);
 
-    const hit = rx.hits[0];
+    const hit = rx.received[0];
     expect(verifies(hit, PLAIN_SECRET)).toBe(true);
     const expected = createHmac("sha256", Buffer.from(PLAIN_SECRET, "utf8"))
       .update(`${header(hit, "webhook-id")}.${header(hit, "webhook-timestamp")}.${hit?.body}`)
@@ -137,7 +114,7 @@ describe("createWebhookNotifier", () => {
     const notifier = createWebhookNotifier({ url: rx.url, secret: WHSEC, logger: captureLogs().logger });
     notifier.notify(alert({ userId: "real", details: JSON.parse('{"user_id":"spoofed","__proto__":"x"}') as SecurityAlert["details"] }));
     await notifier.close(2_000);
-    const data = JSON.parse(rx.hits[0]?.body ?? "").data;
+    const data = JSON.parse(rx.received[0]?.body ?? "").data;
     expect(data.user_id).toBe("real");
     expect(Object.getOwnPropertyDescriptor(data, "__proto__")?.value).toBe("x");
   });
@@ -148,11 +125,11 @@ describe("createWebhookNotifier", () => {
     notifier.notify(alert());
     await notifier.close(5_000);
 
-    expect(rx.hits).toHaveLength(3);
-    const ids = new Set(rx.hits.map((h) => header(h, "webhook-id")));
+    expect(rx.received).toHaveLength(3);
+    const ids = new Set(rx.received.map((h) => header(h, "webhook-id")));
     expect(ids.size).toBe(1);
-    for (const hit of rx.hits) expect(verifies(hit, WHSEC)).toBe(true);
-    expect(new Set(rx.hits.map((h) => h.body)).size).toBe(1);
+    for (const hit of rx.received) expect(verifies(hit, WHSEC)).toBe(true);
+    expect(new Set(rx.received.map((h) => h.body)).size).toBe(1);
   });
 
   it("retries 408, 429 and other 5xx, and a request that times out", async () => {
@@ -165,8 +142,8 @@ describe("createWebhookNotifier", () => {
     const notifier = createWebhookNotifier({ url: rx.url, secret: WHSEC, logger: captureLogs().logger, baseDelayMs: 2, timeoutMs: 100 });
     notifier.notify(alert());
     await notifier.close(5_000);
-    expect(rx.hits).toHaveLength(6);
-    expect(new Set(rx.hits.map((h) => header(h, "webhook-id"))).size).toBe(1);
+    expect(rx.received).toHaveLength(6);
+    expect(new Set(rx.received.map((h) => header(h, "webhook-id"))).size).toBe(1);
   });
 
   it("does not retry a 400 and logs a warning", async () => {
@@ -176,9 +153,9 @@ describe("createWebhookNotifier", () => {
     notifier.notify(alert());
     await notifier.close(2_000);
 
-    expect(rx.hits).toHaveLength(1);
+    expect(rx.received).toHaveLength(1);
     const warning = logs.entries().find((e) => e.level === 40);
-    expect(warning).toMatchObject({ alertType: "account_locked", webhookId: header(rx.hits[0], "webhook-id"), status: 400 });
+    expect(warning).toMatchObject({ alertType: "account_locked", webhookId: header(rx.received[0], "webhook-id"), status: 400 });
   });
 
   it("does not follow a redirect", async () => {
@@ -186,7 +163,7 @@ describe("createWebhookNotifier", () => {
     const notifier = createWebhookNotifier({ url: rx.url, secret: WHSEC, logger: captureLogs().logger, baseDelayMs: 1 });
     notifier.notify(alert());
     await notifier.close(2_000);
-    expect(rx.hits).toHaveLength(1);
+    expect(rx.received).toHaveLength(1);
   });
 
   it("honours Retry-After seconds over its own back-off", async () => {
@@ -195,8 +172,8 @@ describe("createWebhookNotifier", () => {
     notifier.notify(alert());
     await notifier.close(5_000);
 
-    expect(rx.hits).toHaveLength(2);
-    const [first, second] = rx.hits as [Hit, Hit];
+    expect(rx.received).toHaveLength(2);
+    const [first, second] = rx.received as [Hit, Hit];
     // With a 1 ms base the back-off alone would retry at once.
     expect(second.at - first.at).toBeGreaterThanOrEqual(900);
   });
@@ -208,12 +185,12 @@ describe("createWebhookNotifier", () => {
     notifier.notify(alert());
     await notifier.close(5_000);
 
-    expect(rx.hits).toHaveLength(3);
+    expect(rx.received).toHaveLength(3);
     const giveUp = logs.entries().filter((e) => e.level === 40);
     expect(giveUp).toHaveLength(1);
-    expect(giveUp[0]).toMatchObject({ alertType: "account_locked", webhookId: header(rx.hits[0], "webhook-id"), attempts: 3, status: 503 });
+    expect(giveUp[0]).toMatchObject({ alertType: "account_locked", webhookId: header(rx.received[0], "webhook-id"), attempts: 3, status: 503 });
     const all = logs.lines.join("\n");
-    for (const secretish of [WHSEC, KEY_BYTES.toString("base64"), header(rx.hits[0], "webhook-signature").slice(3), "203.0.113.9"]) {
+    for (const secretish of [WHSEC, KEY_BYTES.toString("base64"), header(rx.received[0], "webhook-signature").slice(3), "203.0.113.9"]) {
       expect(all).not.toContain(secretish);
     }
   });
@@ -232,7 +209,7 @@ describe("createWebhookNotifier", () => {
     open();
     await notifier.close(5_000);
 
-    expect(rx.hits.map((h) => JSON.parse(h.body).data.n)).toEqual([1, 3, 4]);
+    expect(rx.received.map((h) => JSON.parse(h.body).data.n)).toEqual([1, 3, 4]);
   });
 
   it("close() gives up on a receiver that hangs, and later alerts are dropped", async () => {
@@ -246,7 +223,7 @@ describe("createWebhookNotifier", () => {
 
     expect(() => notifier.notify(alert())).not.toThrow();
     await notifier.close(200);
-    expect(rx.hits.length).toBeLessThanOrEqual(2);
+    expect(rx.received.length).toBeLessThanOrEqual(2);
   });
 
   it("notify() returns at once and never throws, even when the receiver is down", async () => {
