@@ -8,11 +8,12 @@ import { IdentityService } from "../../gen/identity/v1/identity_service_pb.js";
 import { createKeyStore } from "../../src/storage/key-store.js";
 import { signingKeys, users } from "../../src/storage/schema.js";
 import { bearer, bearerMd, connectClient, grpcJsClient, rest, STRONG_PASSWORD, uniqueEmail } from "../support/clients.js";
+import { setCookieOf } from "../support/cookies.js";
 import { backends } from "../support/databases.js";
 import { errorReason, expect4xx, expectConnectError, expectGrpcError, expectRestError, grpcFailure } from "../support/error-info.js";
 import { testBox } from "../support/keys.js";
 import { startTestServer, type TestServer } from "../support/server.js";
-import { accessTokenCookie, GRPC, login, registerUser, userWithSession } from "../support/users.js";
+import { GRPC, login, registerUser, userWithSession } from "../support/users.js";
 
 // The black-box attack catalogue (security checklist, section K) as far as
 // this service's surface reaches: forged and confused JWTs, replay after
@@ -372,7 +373,7 @@ for (const backend of backends) {
           body: { email: target.email, password: target.password },
         });
         expect(r.status).toBe(201);
-        const cookie = accessTokenCookie(r.headers);
+        const cookie = setCookieOf(r, "access_token");
         expect(cookie?.value).not.toBe(attacker.accessToken);
         expect(decodeJwt(cookie!.value).sub).toBe(target.userId);
       });

@@ -86,24 +86,6 @@ export function strongPassword(tag = ""): string {
   return `vivid lantern ${tag}${Math.random().toString(36).slice(2, 8)} orbit`;
 }
 
-/** The Set-Cookie header of cookie `name`: its value and attributes (names lower-cased). */
-export function setCookieOf(headers: Headers, name: string): { value: string; attrs: Map<string, string> } | undefined {
-  const raw = headers.getSetCookie().find((c) => c.startsWith(`${name}=`));
-  if (!raw) return undefined;
-  const [first, ...rest] = raw.split(";").map((p) => p.trim());
-  const attrs = new Map<string, string>();
-  for (const p of rest) {
-    const eq = p.indexOf("=");
-    attrs.set((eq < 0 ? p : p.slice(0, eq)).toLowerCase(), eq < 0 ? "" : p.slice(eq + 1));
-  }
-  return { value: first!.slice(name.length + 1), attrs };
-}
-
-/** Parses the Set-Cookie header of the access_token cookie into its attributes. */
-export function accessTokenCookie(headers: Headers): { value: string; attrs: Map<string, string> } | undefined {
-  return setCookieOf(headers, "access_token");
-}
-
 /** A TOTP code of `secret` at `at` (the server's clock in tests that control it). */
 export async function totpCode(secret: string, at: Date = new Date()): Promise<string> {
   return createTotp().generate({ secret, now: at });
