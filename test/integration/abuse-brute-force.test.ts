@@ -1,3 +1,4 @@
+import * as grpc from "@grpc/grpc-js";
 import { Code, createClient } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -8,7 +9,7 @@ import { bearer, bearerMd, connectClient, grpcJsClient, rest, type RestResponse,
 import { backends } from "../support/databases.js";
 import { connectFailure, errorReason, expectGrpcError, expectRestError, grpcOutcome, statusDetailsBytes } from "../support/error-info.js";
 import { startTestServer, type TestServer } from "../support/server.js";
-import { GRPC, registerUser } from "../support/users.js";
+import { registerUser } from "../support/users.js";
 import { startWebhookReceiver } from "../support/webhook-receiver.js";
 import { auditRows, makeAdmin, uniqueIp, xff } from "./abuse-helpers.js";
 
@@ -59,12 +60,12 @@ for (const backend of backends) {
         if (i % 2 === 0) {
           expectRestError(await rest(s.baseUrl, "POST", "/login", { body: { email: victim.email, password: wrong() }, headers: xff(ip) }), 401, "INVALID_CREDENTIALS");
         } else {
-          await expectGrpcError(g.login({ email: victim.email, password: wrong() }, xff(ip)), GRPC.UNAUTHENTICATED, "INVALID_CREDENTIALS");
+          await expectGrpcError(g.login({ email: victim.email, password: wrong() }, xff(ip)), grpc.status.UNAUTHENTICATED, "INVALID_CREDENTIALS");
         }
       }
       // The right password, from yet another address, on every protocol: the wrong-password answer.
       expectRestError(await rest(s.baseUrl, "POST", "/login", { body: { email: victim.email, password: victim.password }, headers: xff(uniqueIp()) }), 401, "INVALID_CREDENTIALS");
-      await expectGrpcError(g.login({ email: victim.email, password: victim.password }, xff(uniqueIp())), GRPC.UNAUTHENTICATED, "INVALID_CREDENTIALS");
+      await expectGrpcError(g.login({ email: victim.email, password: victim.password }, xff(uniqueIp())), grpc.status.UNAUTHENTICATED, "INVALID_CREDENTIALS");
       const viaConnect = await connectFailure(connectClient(s.baseUrl).login({ email: victim.email, password: victim.password }, { headers: xff(uniqueIp()) }));
       expect(viaConnect.code).toBe(Code.Unauthenticated);
 
@@ -181,7 +182,7 @@ for (const backend of backends) {
       let lastWrong;
       for (let i = 0; i < 5; i++) lastWrong = await grpcOutcome(g.login({ email: user.email, password: wrong() }));
       const throttled = await grpcOutcome(g.login({ email: user.email, password: user.password }));
-      expect(lastWrong?.code).toBe(GRPC.UNAUTHENTICATED);
+      expect(lastWrong?.code).toBe(grpc.status.UNAUTHENTICATED);
       expect(throttled?.code).toBe(lastWrong!.code);
       expect(throttled!.details).toBe(lastWrong!.details);
       expect(errorReason(throttled)).toBe("INVALID_CREDENTIALS");

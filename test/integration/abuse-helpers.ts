@@ -4,7 +4,7 @@
 import { randomInt } from "node:crypto";
 import { createServer, request, type IncomingHttpHeaders, type IncomingMessage, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
-import type * as grpc from "@grpc/grpc-js";
+import * as grpc from "@grpc/grpc-js";
 import { and, asc, eq } from "drizzle-orm";
 import { expect } from "vitest";
 import { auditEvents } from "../../src/storage/schema.js";
@@ -93,7 +93,7 @@ export function expectRest429(r: RestResponse, scope: string): number {
 /** A grpc-js RESOURCE_EXHAUSTED: RATE_LIMITED of `scope` with a RetryInfo detail and a retry-after header. */
 export function expectGrpc429(err: grpc.ServiceError, scope: string): number {
   const d = rateLimitedInfo(err);
-  expect({ code: err.code, reason: d.reason, scope: d.scope }, err.details).toEqual({ code: 8, reason: "RATE_LIMITED", scope });
+  expect({ code: err.code, reason: d.reason, scope: d.scope }, err.details).toEqual({ code: grpc.status.RESOURCE_EXHAUSTED, reason: "RATE_LIMITED", scope });
   expect(d.retryDelaySeconds).toBeGreaterThanOrEqual(1);
   expect(Number.isInteger(d.retryDelaySeconds)).toBe(true);
   expect(err.metadata.get("retry-after")).toEqual([String(d.retryDelaySeconds)]);

@@ -1,3 +1,4 @@
+import * as grpc from "@grpc/grpc-js";
 import { Code } from "@connectrpc/connect";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { IdentityService } from "../../gen/identity/v1/identity_service_pb.js";
@@ -6,7 +7,6 @@ import { backends } from "../support/databases.js";
 import { connectFailure, expectConnectError, expectGrpcError, expectRestError, grpcOutcome } from "../support/error-info.js";
 import { REDIS_TEST_URL, redisAvailable, redisServerBinary, startPrivateRedis } from "../support/redis.js";
 import { startTestServer, type TestServer } from "../support/server.js";
-import { GRPC } from "../support/users.js";
 import { auditRows, expectGrpc429, expectRest429, postFrom, rateLimitedInfo, sameSource, sleep, uniqueIp, xff } from "./abuse-helpers.js";
 
 // Rate limits end to end: REST 429 + Retry-After, gRPC and Connect
@@ -69,7 +69,7 @@ for (const backend of backends) {
         it(`gRPC via grpc-js (${port} port): RESOURCE_EXHAUSTED with RetryInfo, ErrorInfo and retry-after`, async () => {
           const g = port === "main" ? grpcMain : grpcInternal;
           const ip = uniqueIp();
-          for (let i = 0; i < 3; i++) await expectGrpcError(g.login({ email: uniqueEmail(), password: wrong() }, xff(ip)), GRPC.UNAUTHENTICATED, "INVALID_CREDENTIALS");
+          for (let i = 0; i < 3; i++) await expectGrpcError(g.login({ email: uniqueEmail(), password: wrong() }, xff(ip)), grpc.status.UNAUTHENTICATED, "INVALID_CREDENTIALS");
           const err = await grpcOutcome(g.login({ email: uniqueEmail(), password: wrong() }, xff(ip)));
           expect(err).toBeDefined();
           expect(expectGrpc429(err!, "ip")).toBe(1);
@@ -94,7 +94,7 @@ for (const backend of backends) {
       it("one budget per address across protocols", async () => {
         const ip = uniqueIp();
         expectRestError(await restLogin(uniqueEmail(), ip), 401, "INVALID_CREDENTIALS");
-        await expectGrpcError(grpcInternal.login({ email: uniqueEmail(), password: wrong() }, xff(ip)), GRPC.UNAUTHENTICATED, "INVALID_CREDENTIALS");
+        await expectGrpcError(grpcInternal.login({ email: uniqueEmail(), password: wrong() }, xff(ip)), grpc.status.UNAUTHENTICATED, "INVALID_CREDENTIALS");
         await expectConnectError(connect.login({ email: uniqueEmail(), password: wrong() }, { headers: xff(ip) }), Code.Unauthenticated, "INVALID_CREDENTIALS");
         expectGrpc429((await grpcOutcome(grpcMain.login({ email: uniqueEmail(), password: wrong() }, xff(ip))))!, "ip");
       });
@@ -104,7 +104,7 @@ for (const backend of backends) {
         const [a, b, other] = ["2001:db8:1:2::1", "2001:db8:1:2::ffff", "2001:db8:1:3::1"];
         expectRestError(await restLogin(uniqueEmail(), a), 401, "INVALID_CREDENTIALS");
         expectRestError(await restLogin(uniqueEmail(), b), 401, "INVALID_CREDENTIALS");
-        await expectGrpcError(grpcInternal.login({ email: uniqueEmail(), password: wrong() }, xff("2001:0DB8:0001:0002:0:0:0:abcd")), GRPC.UNAUTHENTICATED, "INVALID_CREDENTIALS");
+        await expectGrpcError(grpcInternal.login({ email: uniqueEmail(), password: wrong() }, xff("2001:0DB8:0001:0002:0:0:0:abcd")), grpc.status.UNAUTHENTICATED, "INVALID_CREDENTIALS");
         expectRest429(await restLogin(uniqueEmail(), a), "ip");
         expectRest429(await restLogin(uniqueEmail(), b), "ip");
         for (let i = 0; i < 3; i++) expectRestError(await restLogin(uniqueEmail(), other), 401, "INVALID_CREDENTIALS");
@@ -134,8 +134,8 @@ for (const backend of backends) {
       const email = uniqueEmail();
       const attempts = [
         () => restLogin(email, uniqueIp()).then((r) => expectRestError(r, 401, "INVALID_CREDENTIALS")),
-        () => expectGrpcError(grpcMain.login({ email, password: wrong() }, xff(uniqueIp())), GRPC.UNAUTHENTICATED, "INVALID_CREDENTIALS"),
-        () => expectGrpcError(grpcInternal.login({ email, password: wrong() }, xff(uniqueIp())), GRPC.UNAUTHENTICATED, "INVALID_CREDENTIALS"),
+        () => expectGrpcError(grpcMain.login({ email, password: wrong() }, xff(uniqueIp())), grpc.status.UNAUTHENTICATED, "INVALID_CREDENTIALS"),
+        () => expectGrpcError(grpcInternal.login({ email, password: wrong() }, xff(uniqueIp())), grpc.status.UNAUTHENTICATED, "INVALID_CREDENTIALS"),
         () => expectConnectError(connect.login({ email, password: wrong() }, { headers: xff(uniqueIp()) }), Code.Unauthenticated, "INVALID_CREDENTIALS"),
         () => restLogin(email, uniqueIp()).then((r) => expectRestError(r, 401, "INVALID_CREDENTIALS")),
       ];
@@ -210,7 +210,7 @@ for (const backend of backends) {
         const body = (domain = "mailinator.com") => ({ account: { email: uniqueEmail("throwaway").replace("@example.com", `@${domain}`), password: STRONG_PASSWORD } });
         const first = body();
         expectRestError(await rest(s.baseUrl, "POST", "/register", { body: first, headers: xff(uniqueIp()) }), 400, "EMAIL_DOMAIN_NOT_ALLOWED");
-        await expectGrpcError(grpcInternal.register(body(), xff(uniqueIp())), GRPC.INVALID_ARGUMENT, "EMAIL_DOMAIN_NOT_ALLOWED");
+        await expectGrpcError(grpcInternal.register(body(), xff(uniqueIp())), grpc.status.INVALID_ARGUMENT, "EMAIL_DOMAIN_NOT_ALLOWED");
         await expectConnectError(connect.register(body(), { headers: xff(uniqueIp()) }), Code.InvalidArgument, "EMAIL_DOMAIN_NOT_ALLOWED");
         // Case does not help.
         expectRestError(await rest(s.baseUrl, "POST", "/register", { body: body("MAILINATOR.COM"), headers: xff(uniqueIp()) }), 400, "EMAIL_DOMAIN_NOT_ALLOWED");

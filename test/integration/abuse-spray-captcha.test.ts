@@ -1,3 +1,4 @@
+import * as grpc from "@grpc/grpc-js";
 import { Code } from "@connectrpc/connect";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { IdentityService } from "../../gen/identity/v1/identity_service_pb.js";
@@ -5,7 +6,6 @@ import { connectClient, grpcJsClient, rest, type RestResponse, STRONG_PASSWORD, 
 import { backends } from "../support/databases.js";
 import { expectConnectError, expectGrpcError, expectRestError, grpcOutcome } from "../support/error-info.js";
 import { startTestServer, type TestServer } from "../support/server.js";
-import { GRPC } from "../support/users.js";
 import { startWebhookReceiver } from "../support/webhook-receiver.js";
 import { auditRows, CAPTCHA_SECRET, expectGrpc429, expectRest429, rateLimitedInfo, startSiteverify, uniqueIp, until, xff } from "./abuse-helpers.js";
 
@@ -204,7 +204,7 @@ for (const backend of backends) {
           expectRestError(await register(uniqueEmail(), "pass-token-2"), 503, "DEPENDENCY_UNAVAILABLE");
           await expectGrpcError(
             g.register({ account: { email: uniqueEmail(), password: STRONG_PASSWORD }, captchaToken: "pass-token-3" }, xff(uniqueIp())),
-            GRPC.UNAVAILABLE,
+            grpc.status.UNAVAILABLE,
             "DEPENDENCY_UNAVAILABLE",
           );
         } finally {

@@ -1,3 +1,4 @@
+import * as grpc from "@grpc/grpc-js";
 import { decodeJwt } from "jose";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { IdentityService } from "../../gen/identity/v1/identity_service_pb.js";
@@ -34,7 +35,6 @@ import { eventOf, startWebhookReceiver } from "../support/webhook-receiver.js";
 // attacker without the token cannot lock the owner out. Credential changes
 // are alerted by signed webhooks. All on a controlled clock.
 
-const GRPC_UNAUTHENTICATED = 16;
 
 /** mfaUser, with the enrolment login's device token asserted. */
 async function mfaUser(...args: Parameters<typeof mfaUserUnchecked>) {
@@ -188,7 +188,7 @@ for (const backend of backends) {
           const password = wrong();
           if (i % 5 === 4) {
             const req = { email: victim.email, password, ...(device === undefined ? {} : { deviceId: device }) };
-            await expectGrpcError(gi.login(req), GRPC_UNAUTHENTICATED, "INVALID_CREDENTIALS");
+            await expectGrpcError(gi.login(req), grpc.status.UNAUTHENTICATED, "INVALID_CREDENTIALS");
           } else {
             expectRestError(await loginRest(s, { email: victim.email, password, ...(device === undefined ? {} : { device_id: device }) }), 401, "INVALID_CREDENTIALS");
           }
@@ -201,7 +201,7 @@ for (const backend of backends) {
         expectRestError(await loginRest(s, creds(victim)), 401, "INVALID_CREDENTIALS");
         expectRestError(await withDevice(victim, chosen), 401, "INVALID_CREDENTIALS");
         expectRestError(await withDevice(victim, attackerDevice), 401, "INVALID_CREDENTIALS");
-        await expectGrpcError(gi.login(creds(victim)), GRPC_UNAUTHENTICATED, "INVALID_CREDENTIALS");
+        await expectGrpcError(gi.login(creds(victim)), grpc.status.UNAUTHENTICATED, "INVALID_CREDENTIALS");
 
         // The victim's device has a counter of its own: not throttled, not locked.
         const ok = await withDevice(victim, victimDevice);
@@ -322,7 +322,7 @@ for (const backend of backends) {
       // The risk allowed it: the admin rule alone asked.
       expect(await lastDecision(u.userId)).toMatchObject({ reason: "mfa_required", details: expect.objectContaining({ decision: "allow", reasons: [] }) });
       const err = await grpcFailure(gi.login({ ...creds(u), deviceId: device }));
-      expect({ code: err.code, reason: errorInfo(err).reason }).toEqual({ code: GRPC_UNAUTHENTICATED, reason: "MFA_REQUIRED" });
+      expect({ code: err.code, reason: errorInfo(err).reason }).toEqual({ code: grpc.status.UNAUTHENTICATED, reason: "MFA_REQUIRED" });
       const admin = await mfaLogin(s, c, u, { deviceId: device });
       expect(admin.deviceToken).toBe(device);
       expect(decodeJwt(admin.accessToken)).toMatchObject({ role: "admin", amr: ["pwd", "otp", "mfa"] });
@@ -360,7 +360,7 @@ for (const backend of backends) {
         () => g.revokeOtherSessions({}, bearerMd(token)),
       ]) {
         const err = await grpcFailure(call());
-        expect({ code: err.code, ...errorInfo(err) }).toEqual({ code: GRPC_UNAUTHENTICATED, ...AAL2_REQUIRED });
+        expect({ code: err.code, ...errorInfo(err) }).toEqual({ code: grpc.status.UNAUTHENTICATED, ...AAL2_REQUIRED });
       }
       // Nothing changed; reading is not sensitive.
       expect((await rest(s.baseUrl, "GET", "/user/profile", { token })).status).toBe(200);

@@ -1,6 +1,7 @@
 import { createPrivateKey, createPublicKey, sign as cryptoSign } from "node:crypto";
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
+import * as grpc from "@grpc/grpc-js";
 import { Code } from "@connectrpc/connect";
 import { calculateJwkThumbprint, decodeJwt, exportJWK, generateKeyPair, SignJWT, type JWK, type JWTPayload } from "jose";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -13,7 +14,7 @@ import { backends } from "../support/databases.js";
 import { errorReason, expect4xx, expectConnectError, expectGrpcError, expectRestError, grpcFailure } from "../support/error-info.js";
 import { testBox } from "../support/keys.js";
 import { startTestServer, type TestServer } from "../support/server.js";
-import { GRPC, login, registerUser, userWithSession } from "../support/users.js";
+import { login, registerUser, userWithSession } from "../support/users.js";
 
 // The black-box attack catalogue (security checklist, section K) as far as
 // this service's surface reaches: forged and confused JWTs, replay after
@@ -46,7 +47,7 @@ for (const backend of backends) {
       const rc = await rest(s.baseUrl, "GET", "/user/profile", { cookie: `access_token=${token}` });
       expect({ name, status: rc.status, reason: errorReason(rc.body) }).toEqual({ name, status: 401, reason: "TOKEN_INVALID" });
       const e = await grpcFailure(g.getProfile({}, bearerMd(token)));
-      expect({ name, code: e.code, reason: errorReason(e) }).toEqual({ name, code: GRPC.UNAUTHENTICATED, reason: "TOKEN_INVALID" });
+      expect({ name, code: e.code, reason: errorReason(e) }).toEqual({ name, code: grpc.status.UNAUTHENTICATED, reason: "TOKEN_INVALID" });
     }
 
     async function expectStillValid(token: string) {
@@ -264,10 +265,10 @@ for (const backend of backends) {
         for (const email of ["' OR 1=1 --", '"; DROP TABLE users; --', "x@example.com' OR '1'='1", "a@b.com; DELETE FROM users"]) {
           const reg = await rest(s.baseUrl, "POST", "/register", { body: { account: { email, password: STRONG_PASSWORD } } });
           expectRestError(reg, 400, "VALIDATION_FAILED");
-          await expectGrpcError(g.register({ account: { email, password: STRONG_PASSWORD } }), GRPC.INVALID_ARGUMENT, "VALIDATION_FAILED");
+          await expectGrpcError(g.register({ account: { email, password: STRONG_PASSWORD } }), grpc.status.INVALID_ARGUMENT, "VALIDATION_FAILED");
           const log = await rest(s.baseUrl, "POST", "/login", { body: { email, password: "' OR 1=1 --" } });
           expectRestError(log, 401, "INVALID_CREDENTIALS");
-          await expectGrpcError(g.login({ email, password: "' OR 1=1 --" }), GRPC.UNAUTHENTICATED, "INVALID_CREDENTIALS");
+          await expectGrpcError(g.login({ email, password: "' OR 1=1 --" }), grpc.status.UNAUTHENTICATED, "INVALID_CREDENTIALS");
         }
         for (const password of ["' OR 1=1 --", '"; DROP TABLE users; --', "' OR ''='"]) {
           expectRestError(
@@ -326,7 +327,7 @@ for (const backend of backends) {
         ]) {
           const r = await rest(s.baseUrl, "POST", "/register", { body: { account: { email, password: STRONG_PASSWORD } } });
           expect({ email, status: r.status, reason: errorReason(r.body) }).toEqual({ email, status: 400, reason: "VALIDATION_FAILED" });
-          await expectGrpcError(g.register({ account: { email, password: STRONG_PASSWORD } }), GRPC.INVALID_ARGUMENT, "VALIDATION_FAILED");
+          await expectGrpcError(g.register({ account: { email, password: STRONG_PASSWORD } }), grpc.status.INVALID_ARGUMENT, "VALIDATION_FAILED");
         }
       });
 
@@ -410,7 +411,7 @@ for (const backend of backends) {
           const results = await Promise.all(attempts);
           for (const r of results) {
             if (r.kind === "rest") expect([401, 429, 503]).toContain(r.status);
-            else expect([GRPC.UNAUTHENTICATED, GRPC.RESOURCE_EXHAUSTED, GRPC.UNAVAILABLE]).toContain(r.status);
+            else expect([grpc.status.UNAUTHENTICATED, grpc.status.RESOURCE_EXHAUSTED, grpc.status.UNAVAILABLE]).toContain(r.status);
             expect(["INVALID_CREDENTIALS", "OVERLOADED"]).toContain(r.reason);
           }
           expect(results.some((r) => r.reason === "OVERLOADED")).toBe(true);
@@ -431,7 +432,7 @@ for (const backend of backends) {
       it("the same attack over REST, gRPC and Connect gives the same outcome", async () => {
         const forged = `${b64({ alg: "none" })}.${victim.accessToken.split(".")[1]}.`;
         expectRestError(await profile(forged), 401, "TOKEN_INVALID");
-        await expectGrpcError(g.getProfile({}, bearerMd(forged)), GRPC.UNAUTHENTICATED, "TOKEN_INVALID");
+        await expectGrpcError(g.getProfile({}, bearerMd(forged)), grpc.status.UNAUTHENTICATED, "TOKEN_INVALID");
         for (const protocol of ["connect", "grpc", "grpc-web"] as const) {
           await expectConnectError(connectClient(s.baseUrl, protocol).getProfile({}, bearer(forged)), Code.Unauthenticated, "TOKEN_INVALID");
         }

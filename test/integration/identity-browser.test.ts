@@ -1,3 +1,4 @@
+import { Code } from "@connectrpc/connect";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { connectClient, rest, STRONG_PASSWORD } from "../support/clients.js";
 import { setCookieNames, setCookieOf } from "../support/cookies.js";
@@ -366,7 +367,7 @@ for (const backend of backends) {
         expect(connect.headers.get("access-control-allow-origin")).toBe(APP);
         // The Connect side never reads cookies: no cookie credentials to forge there.
         const c = connectClient(s.baseUrl);
-        await expect(c.getProfile({}, { headers: { cookie: `access_token=${accessToken}` } })).rejects.toMatchObject({ code: 16 });
+        await expect(c.getProfile({}, { headers: { cookie: `access_token=${accessToken}` } })).rejects.toMatchObject({ code: Code.Unauthenticated });
       });
     });
   });

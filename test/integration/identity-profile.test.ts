@@ -1,3 +1,4 @@
+import * as grpc from "@grpc/grpc-js";
 import { Code } from "@connectrpc/connect";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { IdentityService } from "../../gen/identity/v1/identity_service_pb.js";
@@ -5,7 +6,7 @@ import { bearer, bearerMd, connectClient, grpcJsClient, rest, STRONG_PASSWORD } 
 import { backends } from "../support/databases.js";
 import { errorReason, expectConnectError, expectGrpcError, expectRestError } from "../support/error-info.js";
 import { startTestServer, type TestServer } from "../support/server.js";
-import { GRPC, issueRegistrationBody, login, userWithSession } from "../support/users.js";
+import { issueRegistrationBody, login, userWithSession } from "../support/users.js";
 
 // GetProfile / UpdateProfile: what was registered comes back, only the
 // fields present change, invalid values and extra fields change nothing.
@@ -142,7 +143,7 @@ for (const backend of backends) {
       }
       await expectGrpcError(
         g.updateProfile({ infoUser: { dateOfBirth: "2023-02-30" } }, bearerMd(token)),
-        GRPC.INVALID_ARGUMENT,
+        grpc.status.INVALID_ARGUMENT,
         "VALIDATION_FAILED",
       );
       await expectConnectError(

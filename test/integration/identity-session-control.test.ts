@@ -1,3 +1,4 @@
+import * as grpc from "@grpc/grpc-js";
 import { decodeJwt } from "jose";
 import { and, eq } from "drizzle-orm";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -9,7 +10,7 @@ import { bearer, bearerMd, connectClient, grpcJsClient, rest, uniqueEmail } from
 import { backends } from "../support/databases.js";
 import { errorReason, expectConnectError, expectGrpcError, expectRestError, grpcFailure } from "../support/error-info.js";
 import { startTestServer, type TestServer } from "../support/server.js";
-import { enrolTotp, GRPC, registerUser, type SeededUser } from "../support/users.js";
+import { enrolTotp, registerUser, type SeededUser } from "../support/users.js";
 
 // Issue 3, items 1–3 and VerifyToken: the refresh grace window, the user's
 // own session control (list, revoke one, revoke the others), lifetimes by
@@ -165,7 +166,7 @@ for (const backend of backends) {
         expectRestError(await rest(s.baseUrl, "GET", "/user/sessions"), 401, "TOKEN_MISSING");
         expectRestError(await rest(s.baseUrl, "DELETE", `/user/sessions/${crypto.randomUUID()}`), 401, "TOKEN_MISSING");
         expectRestError(await rest(s.baseUrl, "POST", "/user/sessions:revokeOthers", { body: {} }), 401, "TOKEN_MISSING");
-        await expectGrpcError(g.listSessions({}), GRPC.UNAUTHENTICATED, "TOKEN_MISSING");
+        await expectGrpcError(g.listSessions({}), grpc.status.UNAUTHENTICATED, "TOKEN_MISSING");
       });
     });
 
@@ -181,8 +182,8 @@ for (const backend of backends) {
         expect(r.text).toBe("");
         expectRestError(await profile(s, b.access_token), 401, "TOKEN_INVALID");
         expectRestError(await refresh(s, b.refresh_token), 401, "REFRESH_TOKEN_INVALID");
-        await expectGrpcError(g.getProfile({}, bearerMd(b.access_token)), GRPC.UNAUTHENTICATED, "TOKEN_INVALID");
-        await expectGrpcError(gi.getProfile({}, bearerMd(b.access_token)), GRPC.UNAUTHENTICATED, "TOKEN_INVALID");
+        await expectGrpcError(g.getProfile({}, bearerMd(b.access_token)), grpc.status.UNAUTHENTICATED, "TOKEN_INVALID");
+        await expectGrpcError(gi.getProfile({}, bearerMd(b.access_token)), grpc.status.UNAUTHENTICATED, "TOKEN_INVALID");
         expect((await profile(s, a.access_token)).status).toBe(200);
         expect((await list(s, a.access_token)).body.sessions.map((x: { session_id: string }) => x.session_id)).toEqual([a.session_id]);
         // Revoked twice: it is no longer an active session of the caller.
@@ -215,10 +216,10 @@ for (const backend of backends) {
         expect((await refresh(s, victim.refresh_token)).status).toBe(200);
         expectRestError(await revoke(s, me.access_token, "not-a-uuid"), 400, "VALIDATION_FAILED");
 
-        await expectGrpcError(g.revokeSession({ sessionId: victim.session_id }, bearerMd(me.access_token)), GRPC.NOT_FOUND, "SESSION_NOT_FOUND");
-        await expectGrpcError(gi.revokeSession({ sessionId: victim.session_id }, bearerMd(me.access_token)), GRPC.NOT_FOUND, "SESSION_NOT_FOUND");
+        await expectGrpcError(g.revokeSession({ sessionId: victim.session_id }, bearerMd(me.access_token)), grpc.status.NOT_FOUND, "SESSION_NOT_FOUND");
+        await expectGrpcError(gi.revokeSession({ sessionId: victim.session_id }, bearerMd(me.access_token)), grpc.status.NOT_FOUND, "SESSION_NOT_FOUND");
         await expectConnectError(c.revokeSession({ sessionId: victim.session_id }, bearer(me.access_token)), 5, "SESSION_NOT_FOUND");
-        await expectGrpcError(g.revokeSession({ sessionId: "" }, bearerMd(me.access_token)), GRPC.INVALID_ARGUMENT, "VALIDATION_FAILED");
+        await expectGrpcError(g.revokeSession({ sessionId: "" }, bearerMd(me.access_token)), grpc.status.INVALID_ARGUMENT, "VALIDATION_FAILED");
       });
 
       it("revoking the current session is a logout; an upper-case id works too (gRPC)", async () => {
@@ -266,7 +267,7 @@ for (const backend of backends) {
         const me = await loginAs(s, user);
         const other = await loginAs(s, user);
         expect((await gi.revokeOtherSessions({}, bearerMd(me.access_token))).revokedSessionCount).toBe(1);
-        await expectGrpcError(gi.getProfile({}, bearerMd(other.access_token)), GRPC.UNAUTHENTICATED, "TOKEN_INVALID");
+        await expectGrpcError(gi.getProfile({}, bearerMd(other.access_token)), grpc.status.UNAUTHENTICATED, "TOKEN_INVALID");
         const third = await loginAs(s, user);
         expect((await c.revokeOtherSessions({}, bearer(third.access_token))).revokedSessionCount).toBe(1);
         expectRestError(await profile(s, me.access_token), 401, "TOKEN_INVALID");
@@ -298,7 +299,7 @@ for (const backend of backends) {
         expect([restOk, grpcOk].filter(Boolean)).toHaveLength(1);
         if (restOk) {
           const err = (viaGrpc as PromiseRejectedResult).reason;
-          expect({ code: err.code, reason: errorReason(err) }).toEqual({ code: GRPC.UNAUTHENTICATED, reason: "REFRESH_TOKEN_SUPERSEDED" });
+          expect({ code: err.code, reason: errorReason(err) }).toEqual({ code: grpc.status.UNAUTHENTICATED, reason: "REFRESH_TOKEN_SUPERSEDED" });
         } else {
           expect(viaRest.status === "fulfilled" && errorReason(viaRest.value.body)).toBe("REFRESH_TOKEN_SUPERSEDED");
         }
@@ -345,7 +346,7 @@ for (const backend of backends) {
 
       it("a missing token is still INVALID_ARGUMENT", async () => {
         expectRestError(await rest(s.baseUrl, "POST", "/token/verify", { body: {} }), 400, "VALIDATION_FAILED");
-        await expectGrpcError(g.verifyToken({}), GRPC.INVALID_ARGUMENT, "VALIDATION_FAILED");
+        await expectGrpcError(g.verifyToken({}), grpc.status.INVALID_ARGUMENT, "VALIDATION_FAILED");
       });
 
       it("over gRPC (both ports) and Connect", async () => {
@@ -359,7 +360,7 @@ for (const backend of backends) {
         }
         expect((await c.verifyToken({ accessToken: a.access_token })).active).toBe(true);
         const err = await grpcFailure(g.verifyToken({ accessToken: "" }));
-        expect(err.code).toBe(GRPC.INVALID_ARGUMENT);
+        expect(err.code).toBe(grpc.status.INVALID_ARGUMENT);
       });
     });
 
@@ -432,10 +433,10 @@ for (const backend of backends) {
           const g2 = grpcJsClient(IdentityService, cs.grpcPort);
           try {
             const next = await g2.refreshToken({ refreshToken: a.refresh_token });
-            await expectGrpcError(g2.refreshToken({ refreshToken: a.refresh_token }), GRPC.UNAUTHENTICATED, "REFRESH_TOKEN_SUPERSEDED");
+            await expectGrpcError(g2.refreshToken({ refreshToken: a.refresh_token }), grpc.status.UNAUTHENTICATED, "REFRESH_TOKEN_SUPERSEDED");
             advance(5_001);
-            await expectGrpcError(g2.refreshToken({ refreshToken: a.refresh_token }), GRPC.UNAUTHENTICATED, "REFRESH_TOKEN_REUSED");
-            await expectGrpcError(g2.getProfile({}, bearerMd(next.accessToken)), GRPC.UNAUTHENTICATED, "TOKEN_INVALID");
+            await expectGrpcError(g2.refreshToken({ refreshToken: a.refresh_token }), grpc.status.UNAUTHENTICATED, "REFRESH_TOKEN_REUSED");
+            await expectGrpcError(g2.getProfile({}, bearerMd(next.accessToken)), grpc.status.UNAUTHENTICATED, "TOKEN_INVALID");
           } finally {
             g2.close();
           }

@@ -1,3 +1,4 @@
+import * as grpc from "@grpc/grpc-js";
 import { Code } from "@connectrpc/connect";
 import { decodeJwt } from "jose";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -7,7 +8,7 @@ import { setCookieNames, setCookieOf } from "../support/cookies.js";
 import { backends } from "../support/databases.js";
 import { connectFailure, errorReason, expectConnectError, expectGrpcError, expectRestError, grpcFailure } from "../support/error-info.js";
 import { startTestServer, type TestServer } from "../support/server.js";
-import { GRPC, login, registerUser, strongPassword, userWithSession } from "../support/users.js";
+import { login, registerUser, strongPassword, userWithSession } from "../support/users.js";
 
 // Sessions end to end, as each kind of caller sees them: log in, prove who
 // you are, refresh, log out, change the password.
@@ -148,7 +149,7 @@ for (const backend of backends) {
         });
         for (const e of grpcErrs) {
           expect(grpcShape(e)).toEqual(grpcShape(grpcErrs[0]!));
-          expect(e.code).toBe(GRPC.UNAUTHENTICATED);
+          expect(e.code).toBe(grpc.status.UNAUTHENTICATED);
           expect(errorReason(e)).toBe("INVALID_CREDENTIALS");
         }
 
@@ -195,8 +196,8 @@ for (const backend of backends) {
           401,
           "TOKEN_MISSING",
         );
-        await expectGrpcError(g.getProfile({}), GRPC.UNAUTHENTICATED, "TOKEN_MISSING");
-        await expectGrpcError(g.logout({}), GRPC.UNAUTHENTICATED, "TOKEN_MISSING");
+        await expectGrpcError(g.getProfile({}), grpc.status.UNAUTHENTICATED, "TOKEN_MISSING");
+        await expectGrpcError(g.logout({}), grpc.status.UNAUTHENTICATED, "TOKEN_MISSING");
         await expectConnectError(c.getProfile({}), Code.Unauthenticated, "TOKEN_MISSING");
       });
 
@@ -224,7 +225,7 @@ for (const backend of backends) {
           expect({ name, status: r.status, reason: errorReason(r.body) }).toEqual({ name, status: 401, reason: "TOKEN_INVALID" });
           const rc = await profile({ cookie: `access_token=${token}` });
           expect({ name, status: rc.status, reason: errorReason(rc.body) }).toEqual({ name, status: 401, reason: "TOKEN_INVALID" });
-          await expectGrpcError(g.getProfile({}, bearerMd(token)), GRPC.UNAUTHENTICATED, "TOKEN_INVALID");
+          await expectGrpcError(g.getProfile({}, bearerMd(token)), grpc.status.UNAUTHENTICATED, "TOKEN_INVALID");
           await expectConnectError(c.getProfile({}, bearer(token)), Code.Unauthenticated, "TOKEN_INVALID");
         }
         // The genuine token is unaffected by all of that.
@@ -237,7 +238,7 @@ for (const backend of backends) {
         for (const token of ["!!!", "not a token", "eyJ%%.%%.%%", "<script>"]) {
           const r = await profile({ headers: { authorization: `Bearer ${token}` } });
           expect({ token, status: r.status, reason: errorReason(r.body) }).toEqual({ token, status: 401, reason: "TOKEN_INVALID" });
-          await expectGrpcError(g.getProfile({}, bearerMd(token)), GRPC.UNAUTHENTICATED, "TOKEN_INVALID");
+          await expectGrpcError(g.getProfile({}, bearerMd(token)), grpc.status.UNAUTHENTICATED, "TOKEN_INVALID");
         }
       });
     });
@@ -254,7 +255,7 @@ for (const backend of backends) {
 
         expectRestError(await profile({ token: u.accessToken }), 401, "TOKEN_INVALID");
         expectRestError(await profile({ cookie: `access_token=${u.accessToken}` }), 401, "TOKEN_INVALID");
-        await expectGrpcError(g.getProfile({}, bearerMd(u.accessToken)), GRPC.UNAUTHENTICATED, "TOKEN_INVALID");
+        await expectGrpcError(g.getProfile({}, bearerMd(u.accessToken)), grpc.status.UNAUTHENTICATED, "TOKEN_INVALID");
         for (const protocol of ["connect", "grpc", "grpc-web"] as const) {
           await expectConnectError(
             connectClient(s.baseUrl, protocol).getProfile({}, bearer(u.accessToken)),
@@ -268,7 +269,7 @@ for (const backend of backends) {
           "REFRESH_TOKEN_INVALID",
         );
         expectRestError(await rest(s.baseUrl, "POST", "/logout", { token: u.accessToken }), 401, "TOKEN_INVALID");
-        await expectGrpcError(g.logout({}, bearerMd(u.accessToken)), GRPC.UNAUTHENTICATED, "TOKEN_INVALID");
+        await expectGrpcError(g.logout({}, bearerMd(u.accessToken)), grpc.status.UNAUTHENTICATED, "TOKEN_INVALID");
       });
 
       it("ends only the caller's session; works over the cookie, gRPC and Connect", async () => {
@@ -325,7 +326,7 @@ for (const backend of backends) {
         expectRestError(await profile({ token: r2.body.access_token }), 401, "TOKEN_INVALID");
         expectRestError(await profile({ token: u.accessToken }), 401, "TOKEN_INVALID");
         expectRestError(await refresh(r2.body.refresh_token), 401, "REFRESH_TOKEN_INVALID");
-        await expectGrpcError(g.getProfile({}, bearerMd(r2.body.access_token)), GRPC.UNAUTHENTICATED, "TOKEN_INVALID");
+        await expectGrpcError(g.getProfile({}, bearerMd(r2.body.access_token)), grpc.status.UNAUTHENTICATED, "TOKEN_INVALID");
         // Other sessions of the same user are untouched.
         const other = await login(s, u.email, u.password);
         expect((await profile({ token: other.accessToken })).status).toBe(200);
@@ -336,8 +337,8 @@ for (const backend of backends) {
         const next = await g.refreshToken({ refreshToken: u.refreshToken });
         // Its successor already used: past any concurrent-refresh grace.
         const newest = await g.refreshToken({ refreshToken: next.refreshToken });
-        await expectGrpcError(g.refreshToken({ refreshToken: u.refreshToken }), GRPC.UNAUTHENTICATED, "REFRESH_TOKEN_REUSED");
-        await expectGrpcError(g.getProfile({}, bearerMd(newest.accessToken)), GRPC.UNAUTHENTICATED, "TOKEN_INVALID");
+        await expectGrpcError(g.refreshToken({ refreshToken: u.refreshToken }), grpc.status.UNAUTHENTICATED, "REFRESH_TOKEN_REUSED");
+        await expectGrpcError(g.getProfile({}, bearerMd(newest.accessToken)), grpc.status.UNAUTHENTICATED, "TOKEN_INVALID");
       });
 
       it("concurrent refreshes of one token: exactly one succeeds, the rest 401 REFRESH_TOKEN_SUPERSEDED (grace window), never 500", async () => {
@@ -360,7 +361,7 @@ for (const backend of backends) {
         expectRestError(await refresh(""), 400, "VALIDATION_FAILED");
         expectRestError(await refresh(u.accessToken), 400, "VALIDATION_FAILED"); // longer than 256
         expectRestError(await rest(s.baseUrl, "POST", "/token/refresh", { body: { refresh_token: 5 } }), 400, "MALFORMED_REQUEST");
-        await expectGrpcError(g.refreshToken({ refreshToken: "nope" }), GRPC.UNAUTHENTICATED, "REFRESH_TOKEN_INVALID");
+        await expectGrpcError(g.refreshToken({ refreshToken: "nope" }), grpc.status.UNAUTHENTICATED, "REFRESH_TOKEN_INVALID");
         // None of that harmed the real session.
         expect((await refresh(u.refreshToken)).status).toBe(200);
       });
@@ -411,8 +412,8 @@ for (const backend of backends) {
         });
 
         await gi.logout({}, bearerMd(u.accessToken));
-        await expectGrpcError(gi.getProfile({}, bearerMd(u.accessToken)), GRPC.UNAUTHENTICATED, "TOKEN_INVALID");
-        await expectGrpcError(g.getProfile({}, bearerMd(u.accessToken)), GRPC.UNAUTHENTICATED, "TOKEN_INVALID");
+        await expectGrpcError(gi.getProfile({}, bearerMd(u.accessToken)), grpc.status.UNAUTHENTICATED, "TOKEN_INVALID");
+        await expectGrpcError(g.getProfile({}, bearerMd(u.accessToken)), grpc.status.UNAUTHENTICATED, "TOKEN_INVALID");
         expectRestError(await profile({ token: u.accessToken }), 401, "TOKEN_INVALID");
       });
 
@@ -420,8 +421,8 @@ for (const backend of backends) {
         const u = await userWithSession(s);
         const next = await gi.refreshToken({ refreshToken: u.refreshToken });
         const newest = await gi.refreshToken({ refreshToken: next.refreshToken });
-        await expectGrpcError(gi.refreshToken({ refreshToken: u.refreshToken }), GRPC.UNAUTHENTICATED, "REFRESH_TOKEN_REUSED");
-        await expectGrpcError(gi.getProfile({}, bearerMd(newest.accessToken)), GRPC.UNAUTHENTICATED, "TOKEN_INVALID");
+        await expectGrpcError(gi.refreshToken({ refreshToken: u.refreshToken }), grpc.status.UNAUTHENTICATED, "REFRESH_TOKEN_REUSED");
+        await expectGrpcError(gi.getProfile({}, bearerMd(newest.accessToken)), grpc.status.UNAUTHENTICATED, "TOKEN_INVALID");
       });
     });
 
@@ -452,12 +453,12 @@ for (const backend of backends) {
         }
         await expectGrpcError(
           g.changePassword({ oldPassword: user.password, newPassword: "password123" }, bearerMd(a.accessToken)),
-          GRPC.INVALID_ARGUMENT,
+          grpc.status.INVALID_ARGUMENT,
           "PASSWORD_TOO_COMMON",
         );
         await expectGrpcError(
           g.changePassword({ oldPassword: "wrong wrong wrong", newPassword: strongPassword() }, bearerMd(a.accessToken)),
-          GRPC.UNAUTHENTICATED,
+          grpc.status.UNAUTHENTICATED,
           "INVALID_CREDENTIALS",
         );
         // Failed attempts changed nothing: the old password and every session still work.

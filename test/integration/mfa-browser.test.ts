@@ -1,3 +1,5 @@
+import * as grpc from "@grpc/grpc-js";
+import { Code } from "@connectrpc/connect";
 import { eq } from "drizzle-orm";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { IdentityService } from "../../gen/identity/v1/identity_service_pb.js";
@@ -20,7 +22,7 @@ import {
   STEP,
 } from "../support/mfa.js";
 import { startTestServer, type TestServer } from "../support/server.js";
-import { GRPC, registerUser } from "../support/users.js";
+import { registerUser } from "../support/users.js";
 
 // Browsers and the two-step MFA login over REST, attacked over the network:
 // /login/mfa sets the access, refresh and device cookies and refuses a
@@ -169,7 +171,7 @@ for (const backend of backends) {
         expectMfaRequired(await loginRest(s, creds(u), { ...SAME_ORIGIN, cookie: `device_token=${"A".repeat(300)}` }));
         // gRPC and Connect never read cookies.
         const err = await connectFailure(connectClient(s.baseUrl).login(creds(u), { headers: { cookie: `device_token=${device}` } }));
-        expect({ code: err.code, reason: errorReason(err) }).toEqual({ code: GRPC.UNAUTHENTICATED, reason: "MFA_REQUIRED" });
+        expect({ code: err.code, reason: errorReason(err) }).toEqual({ code: Code.Unauthenticated, reason: "MFA_REQUIRED" });
       });
     });
 
@@ -229,14 +231,14 @@ for (const backend of backends) {
           if (kind === "connect") {
             const err = await connectFailure(call);
             expect({ code: err.code, reason: errorReason(err), message: err.rawMessage }).toEqual({
-              code: GRPC.INVALID_ARGUMENT,
+              code: Code.InvalidArgument,
               reason: "VALIDATION_FAILED",
               message: expect.stringContaining("cookies_only"),
             });
           } else {
             const err = await grpcFailure(call);
             expect({ code: err.code, ...errorInfo(err) }).toEqual({
-              code: GRPC.INVALID_ARGUMENT,
+              code: grpc.status.INVALID_ARGUMENT,
               reason: "VALIDATION_FAILED",
               metadata: { field: "cookies_only" },
             });

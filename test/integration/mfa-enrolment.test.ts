@@ -1,3 +1,4 @@
+import * as grpc from "@grpc/grpc-js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { IdentityService } from "../../gen/identity/v1/identity_service_pb.js";
 import { bearerMd, grpcJsClient, rest } from "../support/clients.js";
@@ -5,7 +6,7 @@ import { backends } from "../support/databases.js";
 import { errorInfo, expectRestError, grpcFailure } from "../support/error-info.js";
 import { auditOf, controlledClock, loginRest, MINUTE, SECOND } from "../support/mfa.js";
 import { startTestServer, type TestServer } from "../support/server.js";
-import { GRPC, registerUser, type SeededUser } from "../support/users.js";
+import { registerUser, type SeededUser } from "../support/users.js";
 import { eventOf, startWebhookReceiver } from "../support/webhook-receiver.js";
 
 // Enrolling an authenticator with a stolen access token: StartTotpEnrollment
@@ -56,7 +57,7 @@ for (const backend of backends) {
         expect(r.body.secret).toBeUndefined();
       }
       const err = await grpcFailure(gi.startTotpEnrollment({}, bearerMd(u.token)));
-      expect({ code: err.code, ...errorInfo(err) }).toEqual({ code: GRPC.INVALID_ARGUMENT, reason: "VALIDATION_FAILED", metadata: { field: "password" } });
+      expect({ code: err.code, ...errorInfo(err) }).toEqual({ code: grpc.status.INVALID_ARGUMENT, reason: "VALIDATION_FAILED", metadata: { field: "password" } });
       await expectNothingPending(u.token);
       await new Promise((r) => setTimeout(r, 200));
       expect(hooks.ofType("mfa_enrollment_started", u.userId)).toEqual([]);

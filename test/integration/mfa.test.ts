@@ -1,3 +1,4 @@
+import * as grpc from "@grpc/grpc-js";
 import { eq } from "drizzle-orm";
 import { decodeJwt } from "jose";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -32,9 +33,6 @@ import { enrolTotp, registerUser, strongPassword } from "../support/users.js";
 // The server runs on a controlled clock started mid-step, so every TOTP
 // code below is exact: `c.code(secret, k)` is the code k steps from now.
 
-const GRPC_PERMISSION_DENIED = 7;
-const GRPC_FAILED_PRECONDITION = 9;
-const GRPC_UNAUTHENTICATED = 16;
 const RECOVERY_CODE_SHAPE = /^[0-9A-HJKMNP-TV-Z]{4}(-[0-9A-HJKMNP-TV-Z]{4}){3}$/;
 
 const creds = (u: { email: string; password: string }) => ({ email: u.email, password: u.password });
@@ -127,7 +125,7 @@ for (const backend of backends) {
         const { accessToken: token2fa } = await mfaLogin(s, c, u);
         expectRestError(await start(token2fa, u.password), 400, "MFA_ALREADY_ENABLED");
         expectRestError(await confirm(token2fa, await c.code(u.secret, 1)), 400, "MFA_ALREADY_ENABLED");
-        await expectGrpcError(gi.startTotpEnrollment({ password: u.password }, bearerMd(token2fa)), GRPC_FAILED_PRECONDITION, "MFA_ALREADY_ENABLED");
+        await expectGrpcError(gi.startTotpEnrollment({ password: u.password }, bearerMd(token2fa)), grpc.status.FAILED_PRECONDITION, "MFA_ALREADY_ENABLED");
         // The confirmed authenticator was not replaced by the attempts.
         expect(await mfaStatus(s, u.accessToken)).toEqual({ totp_enabled: true, recovery_codes_remaining: 10 });
         c.advance(STEP);
@@ -137,7 +135,7 @@ for (const backend of backends) {
         const { access_token: token } = expect201(await loginRest(s, creds(plain)));
         expectRestError(await confirm(token, "123456"), 400, "MFA_NOT_ENABLED");
         expectRestError(await regenerate(token), 400, "MFA_NOT_ENABLED");
-        await expectGrpcError(gi.confirmTotpEnrollment({ code: "123456" }, bearerMd(token)), GRPC_FAILED_PRECONDITION, "MFA_NOT_ENABLED");
+        await expectGrpcError(gi.confirmTotpEnrollment({ code: "123456" }, bearerMd(token)), grpc.status.FAILED_PRECONDITION, "MFA_NOT_ENABLED");
       });
 
       it("an enrolment not confirmed within MFA_ENROLMENT_TTL (15 min) is void", async () => {
@@ -300,7 +298,7 @@ for (const backend of backends) {
         c.advance(STEP);
         const challenge = expectMfaRequired(await loginRest(s, creds(u)));
         expectRestError(await profile(challenge), 401, "TOKEN_INVALID");
-        await expectGrpcError(gi.getProfile({}, bearerMd(challenge)), GRPC_UNAUTHENTICATED, "TOKEN_INVALID");
+        await expectGrpcError(gi.getProfile({}, bearerMd(challenge)), grpc.status.UNAUTHENTICATED, "TOKEN_INVALID");
         expectRestError(await refresh(challenge), 401, "REFRESH_TOKEN_INVALID");
         for (const bogus of ["x", u.refreshToken, u.accessToken.slice(0, 43), `${challenge.slice(0, 42)}A`]) {
           if (bogus === challenge) continue;
@@ -316,21 +314,21 @@ for (const backend of backends) {
           c.advance(STEP);
           const err = await grpcFailure(client.login(creds(u)));
           const info = errorInfo(err);
-          expect({ code: err.code, reason: info.reason }).toEqual({ code: GRPC_UNAUTHENTICATED, reason: "MFA_REQUIRED" });
+          expect({ code: err.code, reason: info.reason }).toEqual({ code: grpc.status.UNAUTHENTICATED, reason: "MFA_REQUIRED" });
           expect(info.metadata).toEqual({ mfa_challenge: expect.stringMatching(/^[A-Za-z0-9_-]{43}$/), methods: "totp,recovery_code", expires_in_seconds: "300" });
           const done = await client.completeMfaLogin({ mfaChallenge: info.metadata.mfa_challenge!, mfaCode: await c.code(u.secret) });
           expect(done).toMatchObject({ userId: u.userId, tokenType: "Bearer" });
           expect(authClaims(done.accessToken).amr).toEqual(["pwd", "otp", "mfa"]);
           await expectGrpcError(
             client.completeMfaLogin({ mfaChallenge: info.metadata.mfa_challenge!, mfaCode: await c.code(u.secret, 1) }),
-            GRPC_UNAUTHENTICATED,
+            grpc.status.UNAUTHENTICATED,
             "MFA_CHALLENGE_INVALID",
           );
           c.advance(STEP);
           const code = await c.code(u.secret);
           const oneShot = await client.login({ ...creds(u), mfaCode: code });
           expect(authClaims(oneShot.accessToken)).toMatchObject({ amr: ["pwd", "otp", "mfa"], acr: "aal2" });
-          await expectGrpcError(client.login({ ...creds(u), mfaCode: code }), GRPC_UNAUTHENTICATED, "MFA_CODE_INVALID");
+          await expectGrpcError(client.login({ ...creds(u), mfaCode: code }), grpc.status.UNAUTHENTICATED, "MFA_CODE_INVALID");
           const status = await client.getMfaStatus({}, bearerMd(oneShot.accessToken));
           expect(status).toMatchObject({ totpEnabled: true, recoveryCodesRemaining: 10 });
         }
@@ -466,7 +464,7 @@ for (const backend of backends) {
         }
         const err = await grpcFailure(gi.regenerateRecoveryCodes({}, bearerMd(u.accessToken)));
         expect({ code: err.code, ...errorInfo(err) }).toEqual({
-          code: GRPC_UNAUTHENTICATED,
+          code: grpc.status.UNAUTHENTICATED,
           reason: "RECENT_AUTH_REQUIRED",
           metadata: { max_age_seconds: "600", acr: "aal2" },
         });
@@ -492,15 +490,15 @@ for (const backend of backends) {
         c.advance(11 * MINUTE);
         const err = await grpcFailure(gi.regenerateRecoveryCodes({}, bearerMd(a.access_token)));
         expect({ code: err.code, ...errorInfo(err) }).toEqual({
-          code: GRPC_UNAUTHENTICATED,
+          code: grpc.status.UNAUTHENTICATED,
           reason: "RECENT_AUTH_REQUIRED",
           metadata: { max_age_seconds: "600" },
         });
-        await expectGrpcError(gi.reauthenticate({ password: "not the password" }, bearerMd(a.access_token)), GRPC_UNAUTHENTICATED, "INVALID_CREDENTIALS");
+        await expectGrpcError(gi.reauthenticate({ password: "not the password" }, bearerMd(a.access_token)), grpc.status.UNAUTHENTICATED, "INVALID_CREDENTIALS");
         const fresh = await gi.reauthenticate({ password: user.password }, bearerMd(a.access_token));
         expect(authClaims(fresh.accessToken)).toEqual({ amr: ["pwd"], acr: "aal1", auth_time: nowSeconds() });
         // Past the gate: no TOTP to regenerate codes for.
-        await expectGrpcError(gi.regenerateRecoveryCodes({}, bearerMd(fresh.accessToken)), GRPC_FAILED_PRECONDITION, "MFA_NOT_ENABLED");
+        await expectGrpcError(gi.regenerateRecoveryCodes({}, bearerMd(fresh.accessToken)), grpc.status.FAILED_PRECONDITION, "MFA_NOT_ENABLED");
       });
     });
 
@@ -555,7 +553,7 @@ for (const backend of backends) {
         const user = await registerUser(s);
         await promote(user.email);
         expectRestError(await loginRest(s, creds(user)), 403, "MFA_ENROLLMENT_REQUIRED");
-        await expectGrpcError(gi.login(creds(user)), GRPC_PERMISSION_DENIED, "MFA_ENROLLMENT_REQUIRED");
+        await expectGrpcError(gi.login(creds(user)), grpc.status.PERMISSION_DENIED, "MFA_ENROLLMENT_REQUIRED");
         expect(await sessionRows(user.userId)).toEqual([]);
         const decisions = await auditOf(s, user.userId, "risk_decision");
         expect(decisions.map((e) => [e.outcome, e.reason])).toEqual([
@@ -593,7 +591,7 @@ for (const backend of backends) {
         expectRestError(await disable(admin.access_token, u.password, await c.code(u.secret)), 403, "MFA_ENROLLMENT_REQUIRED");
         await expectGrpcError(
           gi.disableTotp({ password: u.password, code: await c.code(u.secret) }, bearerMd(admin.access_token)),
-          GRPC_PERMISSION_DENIED,
+          grpc.status.PERMISSION_DENIED,
           "MFA_ENROLLMENT_REQUIRED",
         );
         expect(await mfaStatus(s, admin.access_token)).toEqual({ totp_enabled: true, recovery_codes_remaining: 10 });

@@ -1,13 +1,14 @@
+import * as grpc from "@grpc/grpc-js";
+import { createVerifier, type Verifier } from "@platform/identity-verifier";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { IdentityService } from "../../gen/identity/v1/identity_service_pb.js";
 import { rotateSigningKey } from "../../src/cli/rotate-signing-key.js";
 import { announceKeysChanged } from "../../src/sessions/redis-revocation-feed.js";
 import { grpcJsClient, rest, STRONG_PASSWORD, uniqueEmail } from "../support/clients.js";
 import { postgresAvailable } from "../support/databases.js";
-import { errorReason } from "../support/error-info.js";
+import { errorReason, grpcFailure } from "../support/error-info.js";
 import { redisAvailable, redisServerBinary, startPrivateRedis } from "../support/redis.js";
 import { startTestServer, type TestServer } from "../support/server.js";
-import { createVerifier, type Verifier } from "@platform/identity-verifier";
 
 // Two instances on one PostgreSQL and one Redis. Each caches "session
 // active" for a minute here, so only the revocation feed can make instance B
@@ -80,9 +81,9 @@ describe.skipIf(!canRun)("revocation fan-out across instances (postgres + redis)
       1_000,
     );
     const g = grpcJsClient(IdentityService, b.grpcPort);
-    const err = await g.getProfile({}, { authorization: `Bearer ${t.access_token}` }).catch((e) => e);
+    const err = await grpcFailure(g.getProfile({}, { authorization: `Bearer ${t.access_token}` }));
     g.close();
-    expect(err.code).toBe(16);
+    expect({ code: err.code, reason: errorReason(err) }).toEqual({ code: grpc.status.UNAUTHENTICATED, reason: "TOKEN_INVALID" });
     expect(restDelay).toBeLessThan(1_000);
     expect(verifierDelay).toBeLessThan(1_000);
   });

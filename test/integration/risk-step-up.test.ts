@@ -1,3 +1,4 @@
+import * as grpc from "@grpc/grpc-js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { IdentityService } from "../../gen/identity/v1/identity_service_pb.js";
 import { createStaticGeoLocator } from "../../src/risk/geo.js";
@@ -32,7 +33,6 @@ const PARIS = "198.51.100.7";
 const PARIS_OTHER_HOST = "198.51.100.42";
 const SYDNEY = "203.0.113.9";
 const HOUR = 60 * MINUTE;
-const GRPC_UNAUTHENTICATED = 16;
 
 const geo = createStaticGeoLocator([
   { cidr: "198.51.100.0/24", point: { country: "FR", lat: 48.85, lon: 2.35 } },
@@ -248,7 +248,7 @@ for (const backend of backends) {
 
             const err = await grpcFailure(client.login({ ...creds(u), deviceId: newDeviceId() }, from(PARIS)));
             const info = errorInfo(err);
-            expect({ code: err.code, reason: info.reason }).toEqual({ code: GRPC_UNAUTHENTICATED, reason: "MFA_REQUIRED" });
+            expect({ code: err.code, reason: info.reason }).toEqual({ code: grpc.status.UNAUTHENTICATED, reason: "MFA_REQUIRED" });
             expect(info.metadata).toMatchObject({ mfa_challenge: expect.stringMatching(/^[A-Za-z0-9_-]{43}$/), methods: "totp,recovery_code" });
             expect((await lastDecision(s, u.userId)).details).toMatchObject({ reasons: ["new_device"], score: 40, decision: "require_mfa" });
             const done = await client.completeMfaLogin({ mfaChallenge: info.metadata.mfa_challenge!, mfaCode: await c.code(u.secret) }, from(PARIS));
@@ -259,7 +259,7 @@ for (const backend of backends) {
 
             c.advance(10 * MINUTE);
             const travel = await grpcFailure(client.login({ ...creds(u), deviceId: u.device }, from(SYDNEY)));
-            expect({ code: travel.code, reason: errorInfo(travel).reason }).toEqual({ code: GRPC_UNAUTHENTICATED, reason: "MFA_REQUIRED" });
+            expect({ code: travel.code, reason: errorInfo(travel).reason }).toEqual({ code: grpc.status.UNAUTHENTICATED, reason: "MFA_REQUIRED" });
             const decision = await lastDecision(s, u.userId);
             expect(decision).toMatchObject({ reason: "mfa_required", ip: SYDNEY });
             expect(decision.details).toMatchObject({ reasons: ["new_network", "new_country", "impossible_travel"], score: 60, country: "AU" });

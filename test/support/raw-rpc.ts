@@ -1,5 +1,7 @@
 import * as grpc from "@grpc/grpc-js";
 import { connect as h2connect, constants as h2 } from "node:http2";
+import type { Code } from "@connectrpc/connect";
+import { codeToString } from "@connectrpc/connect/protocol-connect";
 import { errorReason } from "./error-info.js";
 
 // Calls a procedure with bytes the test chose (malformed, oversized), on
@@ -17,11 +19,8 @@ export interface RawOutcome {
   message: string;
 }
 
-const CODE_NAMES = [
-  "ok", "canceled", "unknown", "invalid_argument", "deadline_exceeded", "not_found", "already_exists", "permission_denied",
-  "resource_exhausted", "failed_precondition", "aborted", "out_of_range", "unimplemented", "internal", "unavailable",
-  "data_loss", "unauthenticated",
-];
+/** The lower snake case name of a gRPC status code ("invalid_argument"), "ok" for 0. */
+const codeName = (code: number): string => (code === 0 ? "ok" : codeToString(code as Code));
 
 /** A gRPC length-prefixed message (uncompressed). */
 export function envelope(message: Uint8Array, flags = 0): Buffer {
@@ -34,7 +33,7 @@ export function envelope(message: Uint8Array, flags = 0): Buffer {
 function fromTrailers(t: Record<string, string | undefined>, httpStatus: number): RawOutcome {
   const code = Number(t["grpc-status"] ?? "2");
   return {
-    code: CODE_NAMES[code] ?? String(code),
+    code: codeName(code),
     reason: errorReason(t),
     httpStatus,
     message: decodeURIComponent(t["grpc-message"] ?? ""),
@@ -139,7 +138,7 @@ function grpcJsCall(port: number, procedure: string, body: Uint8Array): Promise<
         client.close();
         if (!err) return resolve({ code: "ok", reason: undefined, httpStatus: 0, message: "" });
         resolve({
-          code: CODE_NAMES[err.code] ?? String(err.code),
+          code: codeName(err.code),
           reason: errorReason(err),
           httpStatus: 0,
           message: err.details,

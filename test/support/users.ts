@@ -69,18 +69,6 @@ export async function userWithSession(s: TestServer, opts: Parameters<typeof reg
   return { ...user, ...session };
 }
 
-/** gRPC status codes used here (grpc.status without importing the runtime). */
-export const GRPC = {
-  INVALID_ARGUMENT: 3,
-  NOT_FOUND: 5,
-  ALREADY_EXISTS: 6,
-  RESOURCE_EXHAUSTED: 8,
-  UNIMPLEMENTED: 12,
-  INTERNAL: 13,
-  UNAVAILABLE: 14,
-  UNAUTHENTICATED: 16,
-} as const;
-
 /** A password the policy accepts and no other test uses. */
 export function strongPassword(tag = ""): string {
   return `vivid lantern ${tag}${Math.random().toString(36).slice(2, 8)} orbit`;
