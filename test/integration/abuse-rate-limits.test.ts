@@ -7,7 +7,8 @@ import { backends } from "../support/databases.js";
 import { connectFailure, expectConnectError, expectGrpcError, expectRestError, grpcOutcome } from "../support/error-info.js";
 import { REDIS_TEST_URL, redisAvailable, redisServerBinary, startPrivateRedis } from "../support/redis.js";
 import { startTestServer, type TestServer } from "../support/server.js";
-import { auditRows, expectGrpc429, expectRest429, postFrom, rateLimitedInfo, sameSource, sleep, uniqueIp, xff } from "./abuse-helpers.js";
+import { sleep } from "../support/timing.js";
+import { auditRows, expectGrpc429, expectRest429, postFrom, rateLimitedInfo, sameSource, uniqueIp, xff } from "./abuse-helpers.js";
 
 // Rate limits end to end: REST 429 + Retry-After, gRPC and Connect
 // RESOURCE_EXHAUSTED with RetryInfo; per address (IPv6 by /64), per account,

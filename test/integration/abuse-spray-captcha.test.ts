@@ -6,8 +6,9 @@ import { connectClient, grpcJsClient, rest, type RestResponse, STRONG_PASSWORD, 
 import { backends } from "../support/databases.js";
 import { expectConnectError, expectGrpcError, expectRestError, grpcOutcome } from "../support/error-info.js";
 import { startTestServer, type TestServer } from "../support/server.js";
+import { expectEventually } from "../support/timing.js";
 import { startWebhookReceiver } from "../support/webhook-receiver.js";
-import { auditRows, CAPTCHA_SECRET, expectGrpc429, expectRest429, rateLimitedInfo, startSiteverify, uniqueIp, until, xff } from "./abuse-helpers.js";
+import { auditRows, CAPTCHA_SECRET, expectGrpc429, expectRest429, rateLimitedInfo, startSiteverify, uniqueIp, xff } from "./abuse-helpers.js";
 
 // Password spraying and credential stuffing from one source: detected,
 // audited with evidence, alerted, and the source blocked while everyone
@@ -112,7 +113,7 @@ for (const backend of backends) {
       blockedFrom(answers);
       const blocked = await auditRows(s, "source_blocked", { ip: a });
       expect(blocked.map((e) => [e.reason, e.details])).toEqual([["password_spray", expect.objectContaining({ kind: "password_spray", source_ip: a })]]);
-      await until(() => hooks.ofType("source_blocked").some((w) => w.data.source_ip === a), 2_000, "source_blocked alert");
+      await expectEventually("a source_blocked alert", () => hooks.ofType("source_blocked").some((w) => w.data.source_ip === a), { timeoutMs: 2_000 });
       const alerts = hooks.ofType("source_blocked").filter((w) => w.data.source_ip === a);
       expect(alerts.map((w) => w.verified)).toEqual([true]);
     });

@@ -20,6 +20,8 @@ import { afterAll, beforeAll, describe, expect, it, onTestFinished } from "vites
 // real process drained by SIGTERM.
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "../..");
+/** The built service's SHUTDOWN_TIMEOUT in the graceful-shutdown test. */
+const SHUTDOWN_TIMEOUT_MS = 10_000;
 
 const jwks = async (s: TestServer) => {
   const r = await rest(s.baseUrl, "GET", "/.well-known/jwks.json");
@@ -408,7 +410,7 @@ for (const backend of backends) {
             ARGON2_MEMORY_KIB: "8192",
             ARGON2_TIME_COST: "1",
             COOKIE_SECURE: "false",
-            SHUTDOWN_TIMEOUT: "5s",
+            SHUTDOWN_TIMEOUT: `${SHUTDOWN_TIMEOUT_MS}ms`,
             // PGlite without KEY_ENCRYPTION_KEYS: the key file beside the data directory.
             ...(pg ? { DATABASE_URL: pg.url, KEY_ENCRYPTION_KEYS: TEST_KEY_ENCRYPTION_KEYS } : { DATA_DIR: join(tmp, "data") }),
           };
@@ -436,20 +438,23 @@ for (const backend of backends) {
             await slow.headersSent;
             await new Promise((r) => setTimeout(r, 300)); // the server is now waiting for the rest of the body
 
-            const signalledAt = Date.now();
             first.child.kill("SIGTERM");
             const draining = await first.waitFor((l) => l.msg === "draining", 5_000);
             expect(draining.inFlight).toBeGreaterThanOrEqual(1);
             await expect(fetch(`${base}/healthz`)).rejects.toThrow(); // no new connections
 
             slow.finish();
+            const finishedAt = performance.now();
             const res = await slow.response;
             expect(res.status, res.text).toBe(201);
             expect(JSON.parse(res.text).user.email).toBe(email);
 
             const exit = await first.exited;
             expect(exit).toEqual({ code: 0, signal: null });
-            expect(Date.now() - signalledAt).toBeLessThan(8_000);
+            // Once the in-flight request is done nothing may hold the drain up: had an idle
+            // connection kept a server open, it would close only at SHUTDOWN_TIMEOUT.
+            // Half of it tells the two apart with room to spare on a busy machine.
+            expect(performance.now() - finishedAt).toBeLessThan(SHUTDOWN_TIMEOUT_MS / 2);
             expect(first.lines.some((l) => l.msg === "stopped")).toBe(true);
             g.close();
             gInternal?.close();

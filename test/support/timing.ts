@@ -37,6 +37,11 @@ export function expectNear(elapsedMs: number, configuredMs: number, opts: { gran
   expect(elapsedMs, message).toBeLessThan(configuredMs + granularityMs + SCHEDULING_SLACK_MS);
 }
 
+/** Asserts that what a budget of `budgetMs` bounds (a command timeout, say) took no longer than it, give or take the scheduling slack. */
+export function expectWithin(elapsedMs: number, budgetMs: number, what = "answer"): void {
+  expect(elapsedMs, `${what}: took ${Math.round(elapsedMs)} ms, budget ${budgetMs} ms`).toBeLessThan(budgetMs + SCHEDULING_SLACK_MS);
+}
+
 /**
  * Polls `check` every `intervalMs` until it holds and returns how long that
  * took; fails the test, naming `what`, when it still does not after `timeoutMs`.

@@ -8,6 +8,7 @@ import {
   verifyWebhookSignature,
   type SecurityAlert,
 } from "../../../src/notify/webhook.js";
+import { expectNear, timed } from "../../support/timing.js";
 import { startWebhookReceiver, type ReceivedWebhook, type WebhookReceiver } from "../../support/webhook-receiver.js";
 
 // A real receiver on 127.0.0.1 per test; its `respond` decides each answer.
@@ -174,8 +175,9 @@ describe("createWebhookNotifier", () => {
 
     expect(rx.received).toHaveLength(2);
     const [first, second] = rx.received as [Hit, Hit];
-    // With a 1 ms base the back-off alone would retry at once.
-    expect(second.at - first.at).toBeGreaterThanOrEqual(900);
+    // With a 1 ms base the back-off alone would retry at once. A plain timer
+    // waits the second out; `at` is in whole milliseconds (Date.now()).
+    expectNear(second.at - first.at, 1_000, { what: "retry after Retry-After: 1" });
   });
 
   it("gives up after maxAttempts and logs type and id, never the secret, signature or details", async () => {
@@ -218,7 +220,9 @@ describe("createWebhookNotifier", () => {
     const notifier = createWebhookNotifier({ url: rx.url, secret: WHSEC, logger: logs.logger, timeoutMs: 30_000 });
     notifier.notify(alert());
     notifier.notify(alert({ type: "password_spray" }));
-    await notifier.close(200);
+    // close() waits its own timeout out (a plain timer), not the 30 s request timeout.
+    const { ms } = await timed(() => notifier.close(200));
+    expectNear(ms, 200, { what: "close() giving up" });
     expect(logs.entries().some((e) => e.level === 40 && e.undelivered === 2)).toBe(true);
 
     expect(() => notifier.notify(alert())).not.toThrow();
@@ -229,10 +233,15 @@ describe("createWebhookNotifier", () => {
   it("notify() returns at once and never throws, even when the receiver is down", async () => {
     const rx = await receiver((_hit, _i, res) => reply(res, 200));
     const down = rx.url.replace(/:\d+\//, ":1/");
-    const notifier = createWebhookNotifier({ url: down, secret: WHSEC, logger: captureLogs().logger, baseDelayMs: 1, maxAttempts: 2 });
+    const logs = captureLogs();
+    const notifier = createWebhookNotifier({ url: down, secret: WHSEC, logger: logs.logger, baseDelayMs: 1, maxAttempts: 2 });
     expect(notifier.notify(alert({ at: new Date(Number.NaN) }))).toBeUndefined();
     expect(() => notifier.notify(null as unknown as SecurityAlert)).not.toThrow();
     await notifier.close(2_000);
+    // The null alert is logged as an error; the other (sent with the current time) is tried twice against nothing, then given up.
+    expect(logs.entries().filter((e) => e.level === 50)).toHaveLength(1);
+    expect(logs.entries().filter((e) => e.level === 40)).toEqual([expect.objectContaining({ alertType: "account_locked", attempts: 2, error: "network-error" })]);
+    expect(rx.received).toEqual([]);
   });
 
   it("refuses a bad configuration at construction", () => {
