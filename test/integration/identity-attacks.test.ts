@@ -280,8 +280,8 @@ for (const backend of backends) {
         // A password made of SQL is just a password.
         const sqlPassword = '"; DROP TABLE users; -- \' OR 1=1 --';
         const u = await registerUser(s, { email: uniqueEmail("sqlpw"), password: sqlPassword });
-        await login(s, u.email, sqlPassword);
-        await login(s, victim.email, victim.password);
+        expect((await login(s, u.email, sqlPassword)).userId).toBe(u.userId);
+        expect((await login(s, victim.email, victim.password)).userId).toBe(victim.userId);
         expect((await s.app.database.db.select({ id: users.id }).from(users)).length).toBeGreaterThanOrEqual(2);
       });
 
@@ -297,7 +297,7 @@ for (const backend of backends) {
         const r = await rest(s.baseUrl, "POST", "/register", { body: { account: { email: "o'brien.sql@example.com", password: STRONG_PASSWORD } } });
         expect(r.status, r.text).toBe(201);
         expect(r.body.user.email).toBe("o'brien.sql@example.com");
-        await login(s, "o'brien.sql@example.com", STRONG_PASSWORD);
+        expect((await login(s, "o'brien.sql@example.com", STRONG_PASSWORD)).userId).toBe(r.body.user.user_id);
       });
 
       it("SQL in a name is stored and returned literally (REST and gRPC)", async () => {
@@ -310,7 +310,8 @@ for (const backend of backends) {
         }
         const viaGrpc = await g.register({ account: { email: uniqueEmail(), password: STRONG_PASSWORD }, infoUser: { name: names[0]!, address: names[1]! } });
         expect(viaGrpc.user?.infoUser).toMatchObject({ name: names[0], address: names[1] });
-        await login(s, victim.email, victim.password);
+        // The users table survived all of that: the victim still logs in.
+        expect((await login(s, victim.email, victim.password)).userId).toBe(victim.userId);
       });
     });
 
@@ -363,7 +364,8 @@ for (const backend of backends) {
           expect({ ct, status: pw.status }).toEqual({ ct, status: 415 });
         }
         expect((await profile(u.accessToken)).body.user.info_user.address).toBe("Before");
-        await login(s, u.email, u.password);
+        // Nor did the password change.
+        expect((await login(s, u.email, u.password)).userId).toBe(u.userId);
       });
 
       it("a pre-set (fixated) cookie is replaced by a fresh token for the real user at login", async () => {
@@ -417,7 +419,7 @@ for (const backend of backends) {
           expect(results.some((r) => r.reason === "OVERLOADED")).toBe(true);
           expect(results.some((r) => r.reason === "INVALID_CREDENTIALS")).toBe(true);
           // And the service recovers at once.
-          await login(tight, victim.email, victim.password);
+          expect((await login(tight, victim.email, victim.password)).userId).toBe(victim.userId);
           await expectConnectError(
             connectClient(tight.baseUrl).login({ email: victim.email, password: "still wrong pass" }),
             Code.Unauthenticated,

@@ -58,7 +58,7 @@ for (const backend of backends) {
             401,
             "REFRESH_TOKEN_INVALID",
           );
-          await login(s, u.email, u.password);
+          expect((await login(s, u.email, u.password)).userId).toBe(u.userId);
         } finally {
           await s.destroy();
         }

@@ -83,7 +83,7 @@ for (const backend of backends) {
         expect(r.body.user.create_time).toBeTruthy();
         expect(r.text).not.toContain(STRONG_PASSWORD);
         expect(r.text).not.toMatch(/password|hash|argon/i);
-        await login(s, "ngoc.phu@example.com", STRONG_PASSWORD);
+        expect((await login(s, "ngoc.phu@example.com", STRONG_PASSWORD)).userId).toBe(r.body.user.user_id);
       });
 
       it("refuses a duplicate e-mail, also in another case, with 409 EMAIL_ALREADY_REGISTERED (REST and gRPC)", async () => {
@@ -150,7 +150,7 @@ for (const backend of backends) {
         const r = await rest(s.baseUrl, "POST", "/register", { body: { account: { email, password: STRONG_PASSWORD } } });
         expect(r.status, r.text).toBe(201);
         expect(r.body.user.email).toBe(email.toLowerCase());
-        await login(s, email.toUpperCase(), STRONG_PASSWORD);
+        expect((await login(s, email.toUpperCase(), STRONG_PASSWORD)).userId).toBe(r.body.user.user_id);
       });
 
       it("rejects unknown fields in the registration body (mass assignment) and stores nothing", async () => {
@@ -214,11 +214,11 @@ for (const backend of backends) {
         expect(emoji.length).toBe(16);
         expect([...emoji]).toHaveLength(8);
         const a = await registerUser(s, { password: emoji });
-        await login(s, a.email, emoji);
+        expect((await login(s, a.email, emoji)).userId).toBe(a.userId);
         const long = "k9$Vm2#q".repeat(32);
         expect(long).toHaveLength(256);
         const b = await registerUser(s, { password: long });
-        await login(s, b.email, long);
+        expect((await login(s, b.email, long)).userId).toBe(b.userId);
       });
 
       it("applies the same policy to gRPC registration and accepts a strong password there", async () => {
@@ -226,7 +226,7 @@ for (const backend of backends) {
         const res = await g.register({ account: { email, password: STRONG_PASSWORD }, infoUser: { name: "Grpc User" } });
         expect(res.user?.email).toBe(email);
         expect(res.user?.infoUser?.name).toBe("Grpc User");
-        await login(s, email, STRONG_PASSWORD);
+        expect((await login(s, email, STRONG_PASSWORD)).userId).toBe(res.user?.userId);
       });
     });
 

@@ -101,8 +101,8 @@ for (const backend of backends) {
 
       it("is case-insensitive and trims the e-mail", async () => {
         const user = await registerUser(s);
-        await login(s, user.email.toUpperCase(), user.password);
-        await login(s, `  ${user.email.replace(/^./, (ch) => ch.toUpperCase())}  `, user.password);
+        expect((await login(s, user.email.toUpperCase(), user.password)).userId).toBe(user.userId);
+        expect((await login(s, `  ${user.email.replace(/^./, (ch) => ch.toUpperCase())}  `, user.password)).userId).toBe(user.userId);
         const res = await g.login({ email: user.email.toUpperCase(), password: user.password });
         expect(res.userId).toBe(user.userId);
       });
@@ -112,7 +112,7 @@ for (const backend of backends) {
         const nfd = nfc.normalize("NFD");
         expect(nfd).not.toBe(nfc);
         const user = await registerUser(s, { password: nfc });
-        await login(s, user.email, nfd);
+        expect((await login(s, user.email, nfd)).userId).toBe(user.userId);
       });
 
       it("resists enumeration: unknown e-mail and wrong password look identical over REST, gRPC and Connect", async () => {
@@ -462,7 +462,7 @@ for (const backend of backends) {
           "INVALID_CREDENTIALS",
         );
         // Failed attempts changed nothing: the old password and every session still work.
-        await login(s, user.email, user.password);
+        expect((await login(s, user.email, user.password)).userId).toBe(user.userId);
         expect((await profile({ token: b.accessToken })).status).toBe(200);
         expect((await profile({ token: a.accessToken })).status).toBe(200);
       });
@@ -495,7 +495,7 @@ for (const backend of backends) {
           401,
           "INVALID_CREDENTIALS",
         );
-        await login(s, user.email, next);
+        expect((await login(s, user.email, next)).userId).toBe(user.userId);
       });
 
       it("revoke_other_sessions=false keeps the other sessions; over gRPC the default revokes them", async () => {
@@ -508,7 +508,7 @@ for (const backend of backends) {
         expect(r.body.revoked_session_count ?? 0).toBe(0);
         expect((await profile({ token: other.accessToken })).status).toBe(200);
         expect((await profile({ token: current.accessToken })).status).toBe(200);
-        await login(s, user.email, next);
+        expect((await login(s, user.email, next)).userId).toBe(user.userId);
 
         const third = strongPassword("third");
         const res = await g.changePassword({ oldPassword: next, newPassword: third }, bearerMd(other.accessToken));
@@ -516,7 +516,7 @@ for (const backend of backends) {
         expect(res.revokedSessionCount).toBe(2);
         expectRestError(await profile({ token: current.accessToken }), 401, "TOKEN_INVALID");
         expect((await profile({ token: other.accessToken })).status).toBe(200);
-        await login(s, user.email, third);
+        expect((await login(s, user.email, third)).userId).toBe(user.userId);
       });
     });
   });
