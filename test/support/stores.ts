@@ -1,11 +1,10 @@
 import { randomBytes } from "node:crypto";
-import { expect } from "vitest";
+import { afterAll, beforeAll } from "vitest";
 import type { NewUser, UserStore } from "../../src/accounts/ports.js";
 import type { AuditLog } from "../../src/audit/ports.js";
 import type { KeyStore } from "../../src/keys/ports.js";
 import type { NewSession, RoleLifetimes, SessionStore } from "../../src/sessions/ports.js";
 import { hashRefreshToken } from "../../src/sessions/refresh-token.js";
-import { DomainError } from "../../src/shared/errors.js";
 import { uuidv7 } from "../../src/shared/uuid.js";
 import { createAuditLog } from "../../src/storage/audit-store.js";
 import type { Database } from "../../src/storage/db.js";
@@ -65,17 +64,6 @@ export function lifetimes(idleTtlMs = HOUR, admin: Partial<RoleLifetimes["admin"
   };
 }
 
-/** The DomainError `promise` rejects with (asserted to be one). */
-export async function domainErrorOf(promise: Promise<unknown>): Promise<DomainError> {
-  try {
-    await promise;
-  } catch (err) {
-    expect(err).toBeInstanceOf(DomainError);
-    return err as DomainError;
-  }
-  expect.fail("expected a DomainError");
-}
-
 export interface Stores {
   database: Database;
   users: UserStore;
@@ -86,7 +74,7 @@ export interface Stores {
 }
 
 /** A fresh migrated database of `backend` and the stores over it. */
-export async function openStores(backend: Backend): Promise<Stores> {
+async function openStores(backend: Backend): Promise<Stores> {
   const { database, destroy } = await openTestDatabase(backend);
   return {
     database,
@@ -96,6 +84,21 @@ export async function openStores(backend: Backend): Promise<Stores> {
     keys: createKeyStore(database.db, testBox()),
     destroy,
   };
+}
+
+/**
+ * Opens the stores of a fresh database of `backend` before the enclosing
+ * describe block's tests (handing them to `use`), and throws it away after.
+ */
+export function useStores(backend: Backend, use: (stores: Stores) => void): void {
+  let stores: Stores | undefined;
+  beforeAll(async () => {
+    stores = await openStores(backend);
+    use(stores);
+  });
+  afterAll(async () => {
+    await stores?.destroy();
+  });
 }
 
 /** A stored user with `n` sessions. */

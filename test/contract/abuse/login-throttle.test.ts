@@ -2,10 +2,10 @@ import { randomBytes } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { ThrottlePolicy } from "../../../src/abuse/policies.js";
 import type { AttemptClaim, LoginAttemptStore } from "../../../src/abuse/ports.js";
-import { openDatabase, type Database, type Db } from "../../../src/storage/db.js";
+import type { Database, Db } from "../../../src/storage/db.js";
 import { createLoginAttemptStore, pruneLoginThrottle } from "../../../src/storage/throttle-store.js";
 import { createMemoryAttemptStore } from "../../support/fakes.js";
-import { backends, createPostgresDatabase } from "../../support/databases.js";
+import { backends, openSharedTestDatabase } from "../../support/databases.js";
 
 // The per-account attempt counter of PostgreSQL/PGlite against the memory
 // fake the unit tests use: the same answers for the same history (so the
@@ -147,25 +147,15 @@ describe.each(backends)("login attempt store ($name)", ({ name, skip }) => {
   describe.skipIf(skip)("SQL claims against the memory fake, concurrency", () => {
     let database: Database;
     let second: Database | undefined;
-    let drop = async () => {};
+    let destroy: (() => Promise<void>) | undefined;
     let sql: LoginAttemptStore;
 
     beforeAll(async () => {
-      if (name === "pglite") {
-        database = await openDatabase({ kind: "pglite", dataDir: "memory://" });
-      } else {
-        const pg = await createPostgresDatabase();
-        database = await openDatabase({ kind: "postgres", url: pg.url, poolMax: 8 });
-        // Another instance's pool on the same database.
-        second = await openDatabase({ kind: "postgres", url: pg.url, poolMax: 8 }, { migrate: false });
-        drop = pg.drop;
-      }
+      ({ database, second, destroy } = await openSharedTestDatabase(name, 8));
       sql = createLoginAttemptStore(database.db);
     });
     afterAll(async () => {
-      await second?.close();
-      await database?.close();
-      await drop();
+      await destroy?.();
     });
 
     /** Every instance's db (two pools on PostgreSQL, the one PGlite otherwise). */

@@ -1,6 +1,6 @@
 import { randomBytes } from "node:crypto";
 import { count, eq, inArray } from "drizzle-orm";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import type { Profile, UserStore } from "../../../src/accounts/ports.js";
 import { DomainError } from "../../../src/shared/errors.js";
 import type { SessionStore } from "../../../src/sessions/ports.js";
@@ -13,36 +13,28 @@ import { backends } from "../../support/databases.js";
 import {
   at,
   aUser,
-  domainErrorOf,
   fakeHash,
   MINUTE,
-  openStores,
   T0,
   userWithSessions as storedUserWithSessions,
-  type Stores,
+  useStores,
 } from "../../support/stores.js";
+import { expectRejected } from "../../support/thrown.js";
 
-// The user store, run against every backend: PGlite always, PostgreSQL
-// when it answers (and always in CI). Each test builds its own rows with
-// unique e-mails and ids, so tests share a database without sharing data.
+// The user store (accounts, credentials, roles, profiles, and the password
+// changes that end sessions), run against every backend: PGlite always,
+// PostgreSQL when it answers (and always in CI). Each test builds its own
+// rows with unique e-mails and ids, so tests share a database without
+// sharing data.
 
 for (const backend of backends) {
   describe.skipIf(backend.skip)(`user store contract: ${backend.name}`, () => {
-    let stores: Stores | undefined;
     let database: Database;
     let users: UserStore;
     let sessions: SessionStore;
+    useStores(backend.name, (stores) => ({ database, users, sessions } = stores));
 
-    beforeAll(async () => {
-      stores = await openStores(backend.name);
-      ({ database, users, sessions } = stores);
-    });
-
-    afterAll(async () => {
-      await stores?.destroy();
-    });
-
-    const userWithSessions = (n: number) => storedUserWithSessions(stores!, n);
+    const userWithSessions = (n: number) => storedUserWithSessions({ users, sessions }, n);
 
 
     async function rowCounts(ids: string[]): Promise<{ users: number; profiles: number; credentials: number }> {
@@ -97,7 +89,7 @@ for (const backend of backends) {
         const first = aUser();
         await users.create(first);
         // A duplicate rolls back whole: the throttle row stays.
-        await domainErrorOf(users.create(aUser({ email: first.email, throttleKey })));
+        await expectRejected(DomainError, users.create(aUser({ email: first.email, throttleKey })));
         expect(await rowOf(throttleKey)).toBe(1);
         await users.create(aUser({ throttleKey }));
         expect(await rowOf(throttleKey)).toBe(0);
@@ -109,7 +101,7 @@ for (const backend of backends) {
         const first = aUser();
         await users.create(first);
         const second = aUser({ email: first.email });
-        const err = await domainErrorOf(users.create(second));
+        const err = await expectRejected(DomainError, users.create(second));
         expect(err.kind).toBe("already_exists");
         expect(err.reason).toBe("EMAIL_ALREADY_REGISTERED");
         expect(await rowCounts([second.id])).toEqual({ users: 0, profiles: 0, credentials: 0 });

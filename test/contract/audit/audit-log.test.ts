@@ -1,30 +1,21 @@
 import { randomBytes } from "node:crypto";
 import { eq, sql } from "drizzle-orm";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import type { AuditLog } from "../../../src/audit/ports.js";
 import { uuidv7 } from "../../../src/shared/uuid.js";
 import type { Database } from "../../../src/storage/db.js";
 import { auditEvents } from "../../../src/storage/schema.js";
 import { backends } from "../../support/databases.js";
-import { openStores, T0, type Stores } from "../../support/stores.js";
+import { T0, useStores } from "../../support/stores.js";
 
 // The audit log's rows, run against every backend (the hash chain over
 // them: audit-chain.test.ts).
 
 for (const backend of backends) {
   describe.skipIf(backend.skip)(`audit log contract: ${backend.name}`, () => {
-    let stores: Stores | undefined;
     let database: Database;
     let audit: AuditLog;
-
-    beforeAll(async () => {
-      stores = await openStores(backend.name);
-      ({ database, audit } = stores);
-    });
-
-    afterAll(async () => {
-      await stores?.destroy();
-    });
+    useStores(backend.name, (stores) => ({ database, audit } = stores));
 
     async function recorded(requestId: string) {
       return database.db.select().from(auditEvents).where(eq(auditEvents.requestId, requestId));

@@ -2,13 +2,13 @@ import { decodeProtectedHeader } from "jose";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { describeRotation, rotateSigningKey } from "../../../src/cli/rotate-signing-key.js";
 import { loadConfig } from "../../../src/config/config.js";
-import { openDatabase, type Database } from "../../../src/storage/db.js";
+import type { Database } from "../../../src/storage/db.js";
 import { createKeyStore } from "../../../src/storage/key-store.js";
 import { signingKeys } from "../../../src/storage/schema.js";
 import type { KeyStore } from "../../../src/keys/ports.js";
 import { createJwtService, type JwtService } from "../../../src/tokens/jwt-service.js";
 import { newSigningKey } from "../../../src/tokens/key-ring.js";
-import { backends, createPostgresDatabase } from "../../support/databases.js";
+import { backends, openSharedTestDatabase } from "../../support/databases.js";
 import { TEST_KEY_ENCRYPTION_KEYS, testBox } from "../../support/keys.js";
 
 // KeyStore.rotate on the real databases, and two services sharing one store.
@@ -27,7 +27,7 @@ for (const backend of backends) {
     let database: Database;
     // PostgreSQL: a second pool on the same database, as another instance has.
     let second: Database | undefined;
-    let drop = async () => {};
+    let destroy: (() => Promise<void>) | undefined;
     let keys: KeyStore;
     const clock = { t: T0 };
     const services: JwtService[] = [];
@@ -47,14 +47,7 @@ for (const backend of backends) {
     }
 
     beforeAll(async () => {
-      if (backend.name === "postgres") {
-        const pg = await createPostgresDatabase();
-        database = await openDatabase({ kind: "postgres", url: pg.url, poolMax: 4 });
-        second = await openDatabase({ kind: "postgres", url: pg.url, poolMax: 4 }, { migrate: false });
-        drop = pg.drop;
-      } else {
-        database = await openDatabase({ kind: "pglite", dataDir: "memory://" });
-      }
+      ({ database, second, destroy } = await openSharedTestDatabase(backend.name, 4));
       keys = createKeyStore(database.db, testBox());
     });
 
@@ -65,9 +58,7 @@ for (const backend of backends) {
     });
 
     afterAll(async () => {
-      await second?.close();
-      await database?.close();
-      await drop();
+      await destroy?.();
     });
 
     it("inserts the next key and retires the others no later than asked", async () => {

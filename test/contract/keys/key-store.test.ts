@@ -1,29 +1,20 @@
 import { and, eq, sql } from "drizzle-orm";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import type { KeyStore, StoredKey } from "../../../src/keys/ports.js";
 import type { Database } from "../../../src/storage/db.js";
 import { signingKeys } from "../../../src/storage/schema.js";
 import { newSigningKey } from "../../../src/tokens/key-ring.js";
 import { backends } from "../../support/databases.js";
-import { at, DAY, HOUR, openStores, T0, type Stores } from "../../support/stores.js";
+import { at, DAY, HOUR, T0, useStores } from "../../support/stores.js";
 
 // The signing-key store, run against every backend (sealing at rest and
 // its upgrades: signing-keys-at-rest.test.ts, keys-upgrade.test.ts).
 
 for (const backend of backends) {
   describe.skipIf(backend.skip)(`key store contract: ${backend.name}`, () => {
-    let stores: Stores | undefined;
     let database: Database;
     let keys: KeyStore;
-
-    beforeAll(async () => {
-      stores = await openStores(backend.name);
-      ({ database, keys } = stores);
-    });
-
-    afterAll(async () => {
-      await stores?.destroy();
-    });
+    useStores(backend.name, (stores) => ({ database, keys } = stores));
 
     async function key(activatesAt: Date, retiresAt: Date | null = null): Promise<StoredKey> {
       const k = await newSigningKey(activatesAt);

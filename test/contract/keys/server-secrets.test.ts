@@ -2,11 +2,11 @@ import { randomBytes } from "node:crypto";
 import { eq } from "drizzle-orm";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { sealedKeyId } from "../../../src/keys/secret-box.js";
-import { openDatabase, type Database, type Db } from "../../../src/storage/db.js";
+import type { Database, Db } from "../../../src/storage/db.js";
 import { serverSecrets } from "../../../src/storage/schema.js";
 import { holdsSealedData } from "../../../src/storage/sealed.js";
 import { createServerSecrets } from "../../../src/storage/server-secrets.js";
-import { backends, createPostgresDatabase } from "../../support/databases.js";
+import { backends, openSharedTestDatabase } from "../../support/databases.js";
 import { randomKek, testBox } from "../../support/keys.js";
 
 // server_secrets (the abuse-defence HMAC key, the recovery-code key, …):
@@ -23,26 +23,17 @@ for (const backend of backends) {
   describe.skipIf(backend.skip)(`server secrets: ${backend.name}`, () => {
     let database: Database;
     let second: Database | undefined;
-    let drop = async () => {};
+    let destroy: (() => Promise<void>) | undefined;
     const secrets = (kek: string, db: Db = database.db) => createServerSecrets(db, testBox(kek));
     const rowOf = async (name: string) => (await database.db.select().from(serverSecrets).where(eq(serverSecrets.name, name)))[0]!;
     /** Every instance's db (two pools on PostgreSQL, the one PGlite otherwise). */
     const dbs = (): Db[] => (second ? [database.db, second.db] : [database.db]);
 
     beforeAll(async () => {
-      if (backend.name === "postgres") {
-        const pg = await createPostgresDatabase();
-        database = await openDatabase({ kind: "postgres", url: pg.url, poolMax: 8 });
-        second = await openDatabase({ kind: "postgres", url: pg.url, poolMax: 8 }, { migrate: false });
-        drop = pg.drop;
-      } else {
-        database = await openDatabase({ kind: "pglite", dataDir: "memory://" });
-      }
+      ({ database, second, destroy } = await openSharedTestDatabase(backend.name, 8));
     });
     afterAll(async () => {
-      await second?.close();
-      await database?.close();
-      await drop();
+      await destroy?.();
     });
 
     it("concurrent first callers get the same bytes; later callers too; names are separate", async () => {

@@ -4,12 +4,12 @@ import { decodeProtectedHeader, SignJWT, type JWK } from "jose";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import type { KeyStore, StoredKey } from "../../../src/keys/ports.js";
 import { sealedKeyId } from "../../../src/keys/secret-box.js";
-import { openDatabase, type Database } from "../../../src/storage/db.js";
+import type { Database } from "../../../src/storage/db.js";
 import { createKeyStore } from "../../../src/storage/key-store.js";
 import { signingKeys } from "../../../src/storage/schema.js";
 import { createJwtService, type JwtService } from "../../../src/tokens/jwt-service.js";
 import { newSigningKey } from "../../../src/tokens/key-ring.js";
-import { backends, createPostgresDatabase } from "../../support/databases.js";
+import { backends, openSharedTestDatabase } from "../../support/databases.js";
 import { randomKek, testBox } from "../../support/keys.js";
 import { memoryKeyStore } from "../../support/memory-key-store.js";
 
@@ -60,7 +60,7 @@ for (const backend of backends) {
     let database: Database;
     // PostgreSQL: a second pool on the same database, as another instance has.
     let second: Database | undefined;
-    let drop = async () => {};
+    let destroy: (() => Promise<void>) | undefined;
     const services: JwtService[] = [];
 
     function service(keys: KeyStore): JwtService {
@@ -78,23 +78,14 @@ for (const backend of backends) {
     };
 
     beforeAll(async () => {
-      if (backend.name === "postgres") {
-        const pg = await createPostgresDatabase();
-        database = await openDatabase({ kind: "postgres", url: pg.url, poolMax: 4 });
-        second = await openDatabase({ kind: "postgres", url: pg.url, poolMax: 4 }, { migrate: false });
-        drop = pg.drop;
-      } else {
-        database = await openDatabase({ kind: "pglite", dataDir: "memory://" });
-      }
+      ({ database, second, destroy } = await openSharedTestDatabase(backend.name, 4));
     });
     afterEach(async () => {
       for (const svc of services.splice(0)) svc.close();
       await database.db.delete(signingKeys);
     });
     afterAll(async () => {
-      await second?.close();
-      await database?.close();
-      await drop();
+      await destroy?.();
     });
 
     it("after init the row holds no private key in clear: private_jwk is empty and the sealed bytes hold no trace of d", async () => {

@@ -1,5 +1,5 @@
 import { eq } from "drizzle-orm";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import type { UserStore } from "../../../src/accounts/ports.js";
 import type { NewSession, SessionStore } from "../../../src/sessions/ports.js";
 import { uuidv7 } from "../../../src/shared/uuid.js";
@@ -14,33 +14,22 @@ import {
   HOUR,
   lifetimes,
   MINUTE,
-  openStores,
   T0,
   userWithSessions as storedUserWithSessions,
-  type Stores,
+  useStores,
 } from "../../support/stores.js";
 
-// The session store, run against every backend: PGlite always, PostgreSQL
-// when it answers (and always in CI). Each test builds its own rows with
-// unique e-mails and ids, so tests share a database without sharing data.
+// The session store (creation, rotation and its reuse grace, the cap,
+// listing, revocation), run against every backend like the user store.
 
 for (const backend of backends) {
   describe.skipIf(backend.skip)(`session store contract: ${backend.name}`, () => {
-    let stores: Stores | undefined;
     let database: Database;
     let users: UserStore;
     let sessions: SessionStore;
+    useStores(backend.name, (stores) => ({ database, users, sessions } = stores));
 
-    beforeAll(async () => {
-      stores = await openStores(backend.name);
-      ({ database, users, sessions } = stores);
-    });
-
-    afterAll(async () => {
-      await stores?.destroy();
-    });
-
-    const userWithSessions = (n: number) => storedUserWithSessions(stores!, n);
+    const userWithSessions = (n: number) => storedUserWithSessions({ users, sessions }, n);
 
     describe("sessions", () => {
       it("creates a session that findActive returns until it expires", async () => {

@@ -1,16 +1,9 @@
 import { describe, expect, it } from "vitest";
 import { normalizeEmail, normalizeEmailForLookup } from "../../../src/accounts/email.js";
 import { DomainError } from "../../../src/shared/errors.js";
+import { expectThrown } from "../../support/thrown.js";
 
-function rejection(raw: string): DomainError {
-  try {
-    normalizeEmail(raw);
-  } catch (err) {
-    expect(err).toBeInstanceOf(DomainError);
-    return err as DomainError;
-  }
-  expect.fail(`expected ${JSON.stringify(raw)} to be rejected`);
-}
+const rejection = (raw: string) => expectThrown(DomainError, () => normalizeEmail(raw));
 
 describe("normalizeEmail", () => {
   it.each([

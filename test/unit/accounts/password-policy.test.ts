@@ -2,6 +2,7 @@ import { describe, expect, it } from "vitest";
 import { DomainError, type ErrorReason } from "../../../src/shared/errors.js";
 import { createPasswordPolicy, type PasswordContext, type PasswordPolicyOptions } from "../../../src/accounts/password-policy.js";
 import { loadCommonPasswords } from "../../../src/accounts/password-blocklist.js";
+import { expectThrown } from "../../support/thrown.js";
 
 // The real list, loaded once for the file: the policy is only as good as it.
 const commonPasswords = loadCommonPasswords();
@@ -9,17 +10,6 @@ const commonPasswords = loadCommonPasswords();
 function policy(overrides: Partial<PasswordPolicyOptions> = {}) {
   // The production shape: maxBytes is 4 bytes per allowed code point (config.ts).
   return createPasswordPolicy({ minLength: 8, maxLength: 64, maxBytes: 256, blocklist: commonPasswords, ...overrides });
-}
-
-/** The DomainError `fn` throws, or a failed expectation if it does not throw one. */
-function thrown(fn: () => void): DomainError {
-  try {
-    fn();
-  } catch (err) {
-    expect(err).toBeInstanceOf(DomainError);
-    return err as DomainError;
-  }
-  expect.fail("expected a DomainError");
 }
 
 function reasonFor(password: string, context: PasswordContext = {}, p = policy()): ErrorReason | "OK" {
@@ -41,7 +31,7 @@ describe("password policy: length", () => {
   });
 
   it("reports the minimum in metadata", () => {
-    expect(thrown(() => policy().check("short", {})).metadata).toMatchObject({ min_length: "8" });
+    expect(expectThrown(DomainError, () => policy().check("short", {})).metadata).toMatchObject({ min_length: "8" });
   });
 
   it("counts code points of the NFC form: composed and decomposed é count the same", () => {
@@ -62,7 +52,7 @@ describe("password policy: length", () => {
   it("accepts exactly the maximum and refuses one more", () => {
     const p = policy({ maxLength: 64, maxBytes: 1024 });
     expect(reasonFor("xk".repeat(32), {}, p)).toBe("OK");
-    const err = thrown(() => p.check(`${"xk".repeat(32)}j`, {}));
+    const err = expectThrown(DomainError, () => p.check(`${"xk".repeat(32)}j`, {}));
     expect(err.reason).toBe("PASSWORD_TOO_LONG");
     expect(err.metadata).toMatchObject({ max_length: "64" });
   });
@@ -77,19 +67,19 @@ describe("password policy: length", () => {
 describe("password policy: byte cap", () => {
   it("refuses a 1 MB password with PASSWORD_TOO_LONG from the byte rule", () => {
     const huge = "a".repeat(1_048_576);
-    const err = thrown(() => policy().check(huge, {}));
+    const err = expectThrown(DomainError, () => policy().check(huge, {}));
     expect(err.reason).toBe("PASSWORD_TOO_LONG");
     expect(err.metadata).toMatchObject({ max_bytes: "256" });
-    expect(thrown(() => policy().checkSize(huge)).reason).toBe("PASSWORD_TOO_LONG");
+    expect(expectThrown(DomainError, () => policy().checkSize(huge)).reason).toBe("PASSWORD_TOO_LONG");
   });
 
   it("checks bytes before length, blocklist or context", () => {
     // 30 code points (within maxLength) but 120 bytes (over maxBytes), and on the blocklist too.
     const p = policy({ maxLength: 64, maxBytes: 100 });
-    const err = thrown(() => p.check("\u{1F600}".repeat(30), { name: "\u{1F600}\u{1F600}\u{1F600}\u{1F600}" }));
+    const err = expectThrown(DomainError, () => p.check("\u{1F600}".repeat(30), { name: "\u{1F600}\u{1F600}\u{1F600}\u{1F600}" }));
     expect(err.reason).toBe("PASSWORD_TOO_LONG");
     expect(err.metadata).toHaveProperty("max_bytes");
-    const common = thrown(() => policy({ maxBytes: 10 }).check("password123", {}));
+    const common = expectThrown(DomainError, () => policy({ maxBytes: 10 }).check("password123", {}));
     expect(common.reason).toBe("PASSWORD_TOO_LONG");
   });
 

@@ -1,18 +1,11 @@
 import { describe, expect, it } from "vitest";
 import { DomainError } from "../../../src/shared/errors.js";
 import { parseDateOfBirth, toProfile, toProfilePatch } from "../../../src/accounts/profile.js";
+import { expectThrown } from "../../support/thrown.js";
 
 const today = new Date("2025-06-15T12:00:00.000Z");
 
-function dobRejection(raw: string, at: Date = today): DomainError {
-  try {
-    parseDateOfBirth(raw, at);
-  } catch (err) {
-    expect(err).toBeInstanceOf(DomainError);
-    return err as DomainError;
-  }
-  expect.fail(`expected ${JSON.stringify(raw)} to be rejected`);
-}
+const dobRejection = (raw: string, at: Date = today) => expectThrown(DomainError, () => parseDateOfBirth(raw, at));
 
 describe("parseDateOfBirth", () => {
   it.each([

@@ -3,6 +3,7 @@ import { describe, expect, it } from "vitest";
 import { DomainError } from "../../../src/shared/errors.js";
 import { createLimiter, type Limiter } from "../../../src/hashing/limiter.js";
 import { expectNear } from "../../support/timing.js";
+import { expectRejected } from "../../support/thrown.js";
 
 // Real timers, small values: the limiter's contract is about time and order.
 
@@ -32,16 +33,6 @@ function hold(limiter: Limiter): { result: Promise<string>; started: Promise<voi
     return "done";
   });
   return { result, started: started.promise, release: () => gate.resolve() };
-}
-
-async function rejectionOf(promise: Promise<unknown>): Promise<DomainError> {
-  try {
-    await promise;
-  } catch (err) {
-    expect(err).toBeInstanceOf(DomainError);
-    return err as DomainError;
-  }
-  expect.fail("expected a rejection");
 }
 
 describe("createLimiter", () => {
@@ -88,7 +79,7 @@ describe("createLimiter", () => {
     let ran = false;
     const startedAt = performance.now();
     // Rejects while the running task still holds its slot: no waiting involved.
-    const err = await rejectionOf(limiter.run(async () => void (ran = true)));
+    const err = await expectRejected(DomainError, limiter.run(async () => void (ran = true)));
     expect(performance.now() - startedAt).toBeLessThan(50);
     expect(err.kind).toBe("resource_exhausted");
     expect(err.reason).toBe("OVERLOADED");
@@ -104,7 +95,7 @@ describe("createLimiter", () => {
     const limiter = createLimiter({ concurrency: 1, maxQueue: 0, queueTimeoutMs: 5_000 });
     const busy = hold(limiter);
     await busy.started;
-    const err = await rejectionOf(limiter.run(async () => "x"));
+    const err = await expectRejected(DomainError, limiter.run(async () => "x"));
     expect([err.kind, err.reason]).toEqual(["resource_exhausted", "OVERLOADED"]);
     busy.release();
     await busy.result;
@@ -118,7 +109,7 @@ describe("createLimiter", () => {
     await busy.started;
     let ran = false;
     const startedAt = performance.now();
-    const err = await rejectionOf(limiter.run(async () => void (ran = true)));
+    const err = await expectRejected(DomainError, limiter.run(async () => void (ran = true)));
     const waited = performance.now() - startedAt;
     expect(err.kind).toBe("unavailable");
     expect(err.reason).toBe("OVERLOADED");
@@ -142,7 +133,7 @@ describe("createLimiter", () => {
     const early = limiter.run(async () => "early");
     await sleep(15);
     const late = limiter.run(async () => "late");
-    await expect(rejectionOf(early)).resolves.toMatchObject({ kind: "unavailable", reason: "OVERLOADED" });
+    await expect(expectRejected(DomainError, early)).resolves.toMatchObject({ kind: "unavailable", reason: "OVERLOADED" });
     busy.release();
     await expect(late).resolves.toBe("late");
     expect(limiter.stats()).toEqual({ running: 0, queued: 0 });

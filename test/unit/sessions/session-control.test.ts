@@ -11,6 +11,7 @@ import type { AuditEvent } from "../../../src/audit/ports.js";
 import type { RoleLifetimes, RotateResult, SessionInfo, SessionStore } from "../../../src/sessions/ports.js";
 import type { UserStore } from "../../../src/accounts/ports.js";
 import { uuidv7 } from "../../../src/shared/uuid.js";
+import { expectRejected } from "../../support/thrown.js";
 
 // The domain's session control with fakes: who is told what, in which
 // order, and which lifetimes a role gets. Storage semantics (SQL, locks,
@@ -121,16 +122,6 @@ function setup(
 
 const call = { client: { ip: "203.0.113.9" }, requestId: "req-1" };
 
-async function domainError(p: Promise<unknown>): Promise<DomainError> {
-  try {
-    await p;
-  } catch (err) {
-    expect(err).toBeInstanceOf(DomainError);
-    return err as DomainError;
-  }
-  expect.fail("expected a DomainError");
-}
-
 describe("page tokens", () => {
   it("round-trip a UUID through 22 opaque characters", () => {
     const id = uuidv7(T0);
@@ -159,7 +150,7 @@ describe("login: lifetimes by role and the session cap", () => {
 
   it("refuses an admin session to an admin without TOTP (MFA_ENROLLMENT_REQUIRED), before any session exists", async () => {
     const t = setup({ role: "admin" });
-    const err = await domainError(t.identity.login({ email: "a@example.com", password: "long enough" }, call));
+    const err = await expectRejected(DomainError, t.identity.login({ email: "a@example.com", password: "long enough" }, call));
     expect([err.kind, err.reason]).toEqual(["permission_denied", "MFA_ENROLLMENT_REQUIRED"]);
     expect(t.created).toHaveLength(0);
   });
@@ -190,7 +181,7 @@ describe("refresh", () => {
   it("superseded (grace window): UNAUTHENTICATED / REFRESH_TOKEN_SUPERSEDED, no token, no revocation, audited", async () => {
     const sessionId = uuidv7(T0);
     const t = setup({ rotate: { kind: "superseded", sessionId, userId: USER } });
-    const err = await domainError(t.identity.refresh(REFRESH, call));
+    const err = await expectRejected(DomainError, t.identity.refresh(REFRESH, call));
     expect({ kind: err.kind, reason: err.reason }).toEqual({ kind: "unauthenticated", reason: "REFRESH_TOKEN_SUPERSEDED" });
     expect(t.log).toEqual(["store.rotate"]);
     expect(t.issued).toEqual([]);
@@ -200,7 +191,7 @@ describe("refresh", () => {
   it("reuse: REFRESH_TOKEN_REUSED and the listener hears of the session", async () => {
     const sessionId = uuidv7(T0);
     const t = setup({ rotate: { kind: "reused", sessionId, userId: USER } });
-    expect((await domainError(t.identity.refresh(REFRESH, call))).reason).toBe("REFRESH_TOKEN_REUSED");
+    expect((await expectRejected(DomainError, t.identity.refresh(REFRESH, call))).reason).toBe("REFRESH_TOKEN_REUSED");
     expect(t.log).toEqual(["store.rotate", `listener:${sessionId}`]);
   });
 
@@ -235,7 +226,7 @@ describe("session control", () => {
     const theirs = uuidv7(T0);
     t.owned.set(theirs, OTHER_USER);
     for (const id of [theirs, uuidv7(T0), "not-a-uuid"]) {
-      const err = await domainError(t.identity.revokeSession(principal, id, call));
+      const err = await expectRejected(DomainError, t.identity.revokeSession(principal, id, call));
       expect({ kind: err.kind, reason: err.reason }).toEqual({ kind: "not_found", reason: "SESSION_NOT_FOUND" });
     }
     expect(t.owned.get(theirs)).toBe(OTHER_USER);
@@ -279,7 +270,7 @@ describe("session control", () => {
     for (const pageSize of [0, MAX_SESSIONS_PAGE_SIZE + 1]) {
       expect((await t.identity.listSessions(principal, { pageSize, pageToken: "" })).sessions).toHaveLength(5);
     }
-    const err = await domainError(t.identity.listSessions(principal, { pageSize: 2, pageToken: "AAAAAAAAAAAAAAAAAAAAAB" }));
+    const err = await expectRejected(DomainError, t.identity.listSessions(principal, { pageSize: 2, pageToken: "AAAAAAAAAAAAAAAAAAAAAB" }));
     expect({ kind: err.kind, reason: err.reason }).toEqual({ kind: "invalid_argument", reason: "VALIDATION_FAILED" });
   });
 });
