@@ -7,12 +7,13 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { AdminService } from "../../gen/identity/v1/admin_service_pb.js";
 import { auditEvents } from "../../src/storage/schema.js";
 import { createUserStore } from "../../src/storage/user-store.js";
+import { auditRows } from "../support/audit.js";
 import { bearerMd, grpcJsClient, rest, uniqueEmail } from "../support/clients.js";
 import { backends } from "../support/databases.js";
 import { errorInfo, expectGrpcError, expectRestError, grpcFailure } from "../support/error-info.js";
 import { startTestServer, type TestServer } from "../support/server.js";
 import { enrolTotp, login, registerUser } from "../support/users.js";
-import { auditRows, makeAdmin, uniqueIp, xff } from "./abuse-helpers.js";
+import { makeAdmin, uniqueIp, xff } from "./abuse-helpers.js";
 
 // The audit trail as administrators see it: ListAuditEvents (filter and
 // pagination, REST and gRPC), VerifyAuditChain (healthy with the head's hash,

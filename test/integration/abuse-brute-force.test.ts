@@ -5,13 +5,14 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { AdminService } from "../../gen/identity/v1/admin_service_pb.js";
 import { IdentityService } from "../../gen/identity/v1/identity_service_pb.js";
 import { verifyWebhookSignature } from "../../src/notify/webhook.js";
+import { auditRows } from "../support/audit.js";
 import { bearer, bearerMd, connectClient, grpcJsClient, rest, type RestResponse, STRONG_PASSWORD, uniqueEmail } from "../support/clients.js";
 import { backends } from "../support/databases.js";
 import { connectFailure, errorReason, expectGrpcError, expectRestError, grpcOutcome, statusDetailsBytes } from "../support/error-info.js";
 import { startTestServer, type TestServer } from "../support/server.js";
 import { registerUser } from "../support/users.js";
 import { startWebhookReceiver } from "../support/webhook-receiver.js";
-import { auditRows, makeAdmin, uniqueIp, xff } from "./abuse-helpers.js";
+import { makeAdmin, uniqueIp, xff } from "./abuse-helpers.js";
 
 // Per-account brute-force defence end to end: the hard lockout after 100
 // consecutive failures whatever addresses and protocols they come from, the

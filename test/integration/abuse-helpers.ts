@@ -2,15 +2,13 @@
 // that makes an administrator, a local CAPTCHA siteverify endpoint, spoofed
 // client addresses, and the assertions on a RATE_LIMITED error.
 import { randomInt } from "node:crypto";
-import { createServer, request, type IncomingHttpHeaders, type IncomingMessage, type Server } from "node:http";
-import type { AddressInfo } from "node:net";
+import { createServer, request, type IncomingHttpHeaders } from "node:http";
 import * as grpc from "@grpc/grpc-js";
-import { and, asc, eq } from "drizzle-orm";
 import { expect } from "vitest";
-import { auditEvents } from "../../src/storage/schema.js";
 import { createUserStore } from "../../src/storage/user-store.js";
-import { rest, type RestResponse, STRONG_PASSWORD, uniqueEmail } from "../support/clients.js";
+import { jsonOrUndefined, rest, type RestResponse, STRONG_PASSWORD, uniqueEmail } from "../support/clients.js";
 import { errorInfo, retryDelaySeconds } from "../support/error-info.js";
+import { closeServer, listenLocal, readText } from "../support/local-http.js";
 import { enrolTotp } from "../support/users.js";
 import type { TestServer } from "../support/server.js";
 
@@ -113,43 +111,10 @@ export function postFrom(
   return new Promise((resolve, reject) => {
     const req = request(
       { host: "127.0.0.1", port, path, method: "POST", localAddress, agent: false, headers: { "content-type": "application/json", ...headers } },
-      (res) => {
-        let text = "";
-        res.setEncoding("utf8");
-        res.on("data", (c: string) => (text += c));
-        res.on("end", () => {
-          let parsed: any;
-          try {
-            parsed = JSON.parse(text);
-          } catch {
-            parsed = undefined;
-          }
-          resolve({ status: res.statusCode ?? 0, headers: res.headers, body: parsed, text });
-        });
-      },
+      (res) => readText(res).then((text) => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: jsonOrUndefined(text), text }), reject),
     );
     req.on("error", reject);
     req.end(payload);
-  });
-}
-
-async function listen(server: Server): Promise<string> {
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  return `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
-}
-
-function close(server: Server): Promise<void> {
-  server.closeAllConnections();
-  return new Promise((resolve) => server.close(() => resolve()));
-}
-
-function readBody(req: IncomingMessage): Promise<string> {
-  return new Promise((resolve, reject) => {
-    let text = "";
-    req.setEncoding("utf8");
-    req.on("data", (c: string) => (text += c));
-    req.on("end", () => resolve(text));
-    req.on("error", reject);
   });
 }
 
@@ -166,7 +131,7 @@ export async function startSiteverify() {
   const used = new Set<string>();
   let down = false;
   const server = createServer((req, res) => {
-    readBody(req).then((text) => {
+    readText(req).then((text) => {
       const form = Object.fromEntries(new URLSearchParams(text));
       requests.push(form);
       if (down) return void res.writeHead(503).end();
@@ -183,24 +148,12 @@ export async function startSiteverify() {
       res.writeHead(200, { "content-type": "application/json" }).end(JSON.stringify(answer));
     }, () => res.writeHead(400).end());
   });
-  const url = await listen(server);
+  const url = await listenLocal(server);
   return {
     url: `${url}/siteverify`,
     requests,
     down: () => void (down = true),
     up: () => void (down = false),
-    close: () => close(server),
+    close: () => closeServer(server),
   };
-}
-
-export type AuditRow = typeof auditEvents.$inferSelect;
-
-/** Audit rows of a type, oldest first (grey-box read of the server's database). */
-export async function auditRows(s: TestServer, type: string, where: { ip?: string } = {}): Promise<AuditRow[]> {
-  const conditions = [eq(auditEvents.eventType, type), ...(where.ip ? [eq(auditEvents.ip, where.ip)] : [])];
-  return s.app.database.db
-    .select()
-    .from(auditEvents)
-    .where(and(...conditions))
-    .orderBy(asc(auditEvents.id));
 }

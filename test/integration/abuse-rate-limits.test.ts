@@ -2,13 +2,14 @@ import * as grpc from "@grpc/grpc-js";
 import { Code } from "@connectrpc/connect";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { IdentityService } from "../../gen/identity/v1/identity_service_pb.js";
+import { auditRows } from "../support/audit.js";
 import { connectClient, grpcJsClient, rest, STRONG_PASSWORD, uniqueEmail } from "../support/clients.js";
 import { backends } from "../support/databases.js";
 import { connectFailure, expectConnectError, expectGrpcError, expectRestError, grpcOutcome } from "../support/error-info.js";
 import { REDIS_TEST_URL, redisAvailable, redisServerBinary, startPrivateRedis } from "../support/redis.js";
 import { startTestServer, type TestServer } from "../support/server.js";
 import { sleep } from "../support/timing.js";
-import { auditRows, expectGrpc429, expectRest429, postFrom, rateLimitedInfo, sameSource, uniqueIp, xff } from "./abuse-helpers.js";
+import { expectGrpc429, expectRest429, postFrom, rateLimitedInfo, sameSource, uniqueIp, xff } from "./abuse-helpers.js";
 
 // Rate limits end to end: REST 429 + Retry-After, gRPC and Connect
 // RESOURCE_EXHAUSTED with RetryInfo; per address (IPv6 by /64), per account,

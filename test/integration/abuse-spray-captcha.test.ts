@@ -2,13 +2,14 @@ import * as grpc from "@grpc/grpc-js";
 import { Code } from "@connectrpc/connect";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { IdentityService } from "../../gen/identity/v1/identity_service_pb.js";
+import { auditRows } from "../support/audit.js";
 import { connectClient, grpcJsClient, rest, type RestResponse, STRONG_PASSWORD, uniqueEmail } from "../support/clients.js";
 import { backends } from "../support/databases.js";
 import { expectConnectError, expectGrpcError, expectRestError, grpcOutcome } from "../support/error-info.js";
 import { startTestServer, type TestServer } from "../support/server.js";
 import { expectEventually } from "../support/timing.js";
 import { startWebhookReceiver } from "../support/webhook-receiver.js";
-import { auditRows, CAPTCHA_SECRET, expectGrpc429, expectRest429, rateLimitedInfo, startSiteverify, uniqueIp, xff } from "./abuse-helpers.js";
+import { CAPTCHA_SECRET, expectGrpc429, expectRest429, rateLimitedInfo, startSiteverify, uniqueIp, xff } from "./abuse-helpers.js";
 
 // Password spraying and credential stuffing from one source: detected,
 // audited with evidence, alerted, and the source blocked while everyone

@@ -3,17 +3,18 @@ import { decodeJwt } from "jose";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { IdentityService } from "../../gen/identity/v1/identity_service_pb.js";
 import { createUserStore } from "../../src/storage/user-store.js";
+import { auditOf } from "../support/audit.js";
 import { bearerMd, grpcJsClient, rest, uniqueEmail } from "../support/clients.js";
 import { backends } from "../support/databases.js";
 import { errorInfo, expectGrpcError, expectRestError, grpcFailure } from "../support/error-info.js";
 import {
-  auditOf,
   authClaims,
   completeMfaRest,
   controlledClock,
   DEVICE_TOKEN_SHAPE,
   deviceTokenOf,
   expectMfaRequired,
+  expectSensitiveRefused,
   loginRest,
   mfaLogin as mfaLoginUnchecked,
   mfaUser as mfaUserUnchecked,
@@ -343,18 +344,7 @@ for (const backend of backends) {
       // A login a moment ago: recent, but without the second factor.
       expect(authClaims(token).auth_time).toBe(Math.floor(c.now().getTime() / 1000));
 
-      const sensitive = {
-        ChangePassword: () => changePassword(token, u.password, strongPassword("aal2")),
-        RevokeOtherSessions: () => rest(s.baseUrl, "POST", "/user/sessions:revokeOthers", { token, body: {} }),
-        StartTotpEnrollment: () => rest(s.baseUrl, "POST", "/user/mfa/totp", { token, body: { password: u.password } }),
-        ConfirmTotpEnrollment: () => rest(s.baseUrl, "POST", "/user/mfa/totp/confirm", { token, body: { code: "123456" } }),
-        DisableTotp: () => disable(token, u.password, "123456"),
-        RegenerateRecoveryCodes: () => regenerate(token),
-      };
-      for (const [name, call] of Object.entries(sensitive)) {
-        const r = await call();
-        expect({ name, status: r.status, ...errorInfo(r.body) }, r.text).toEqual({ name, status: 401, ...AAL2_REQUIRED });
-      }
+      await expectSensitiveRefused(s, token, u.password, AAL2_REQUIRED.metadata);
       for (const call of [
         () => gi.changePassword({ oldPassword: u.password, newPassword: strongPassword("aal2") }, bearerMd(token)),
         () => g.revokeOtherSessions({}, bearerMd(token)),

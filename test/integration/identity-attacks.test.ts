@@ -1,6 +1,5 @@
 import { createPrivateKey, createPublicKey, sign as cryptoSign } from "node:crypto";
 import { createServer, type Server } from "node:http";
-import type { AddressInfo } from "node:net";
 import * as grpc from "@grpc/grpc-js";
 import { Code } from "@connectrpc/connect";
 import { calculateJwkThumbprint, decodeJwt, exportJWK, generateKeyPair, SignJWT, type JWK, type JWTPayload } from "jose";
@@ -12,6 +11,7 @@ import { bearer, bearerMd, connectClient, grpcJsClient, rest, STRONG_PASSWORD, u
 import { setCookieOf } from "../support/cookies.js";
 import { backends } from "../support/databases.js";
 import { errorReason, expect4xx, expectConnectError, expectGrpcError, expectRestError, grpcFailure } from "../support/error-info.js";
+import { closeServer, listenLocal } from "../support/local-http.js";
 import { testBox } from "../support/keys.js";
 import { startTestServer, type TestServer } from "../support/server.js";
 import { login, registerUser, userWithSession } from "../support/users.js";
@@ -111,8 +111,7 @@ for (const backend of backends) {
           res.setHeader("content-type", "application/json");
           res.end(JSON.stringify({ keys: [{ ...attackerJwk, kid: realKid }] }));
         });
-        await new Promise<void>((resolve) => evil.listen(0, "127.0.0.1", resolve));
-        const url = `http://127.0.0.1:${(evil.address() as AddressInfo).port}/jwks.json`;
+        const url = `${await listenLocal(evil)}/jwks.json`;
         try {
           const claims = decodeJwt(victim.accessToken);
           const sign = (header: Record<string, unknown>) =>
@@ -125,7 +124,7 @@ for (const backend of backends) {
           await expectRefused("no kid", await sign({}));
           expect(hits).toBe(0);
         } finally {
-          await new Promise<void>((resolve) => evil.close(() => resolve()));
+          await closeServer(evil);
         }
       });
 

@@ -3,6 +3,7 @@ import { auditEvents, loginThrottle, passwordCredentials, profiles, refreshToken
 import { grpcJsClient, rest, STRONG_PASSWORD, uniqueEmail } from "../support/clients.js";
 import { backends, createPostgresDatabase, openTestDatabase } from "../support/databases.js";
 import { expectRestError, grpcFailure } from "../support/error-info.js";
+import { readText } from "../support/local-http.js";
 import { TEST_KEY_ENCRYPTION_KEYS } from "../support/keys.js";
 import { startTestServer, type TestServer } from "../support/server.js";
 import { login, registerUser, strongPassword, userWithSession } from "../support/users.js";
@@ -587,12 +588,7 @@ function request(
   return new Promise((resolve, reject) => {
     const req = http.request(
       { host: "127.0.0.1", port, method, path, agent, headers: body ? { "content-type": "application/json", "content-length": Buffer.byteLength(body) } : {} },
-      (res) => {
-        let text = "";
-        res.setEncoding("utf8").on("data", (c: string) => (text += c));
-        res.on("end", () => resolve({ status: res.statusCode ?? 0, text }));
-        res.on("error", reject);
-      },
+      (res) => readText(res).then((text) => resolve({ status: res.statusCode ?? 0, text }), reject),
     );
     req.on("error", reject);
     req.end(body);
@@ -616,12 +612,7 @@ function slowRequest(port: number, path: string, body: string) {
         agent: false,
         headers: { "content-type": "application/json", "content-length": bytes.length },
       },
-      (res) => {
-        let text = "";
-        res.setEncoding("utf8").on("data", (c: string) => (text += c));
-        res.on("end", () => resolve({ status: res.statusCode ?? 0, text }));
-        res.on("error", reject);
-      },
+      (res) => readText(res).then((text) => resolve({ status: res.statusCode ?? 0, text }), reject),
     );
     req.on("error", reject);
     req.flushHeaders();

@@ -7,6 +7,7 @@ import { setRole } from "../../src/cli/set-role.js";
 import { auditEvents, sessions as sessionsTable } from "../../src/storage/schema.js";
 import { createUserStore } from "../../src/storage/user-store.js";
 import { bearer, bearerMd, connectClient, grpcJsClient, rest, uniqueEmail } from "../support/clients.js";
+import { auditRows } from "../support/audit.js";
 import { backends } from "../support/databases.js";
 import { errorReason, expectConnectError, expectGrpcError, expectRestError, grpcFailure } from "../support/error-info.js";
 import { startTestServer, type TestServer } from "../support/server.js";
@@ -193,10 +194,7 @@ for (const backend of backends) {
         const [row] = await db.select().from(sessionsTable).where(eq(sessionsTable.id, b.session_id));
         expect(row).toMatchObject({ revokeReason: "user_revoke" });
         expect(row!.revokedAt).toBeInstanceOf(Date);
-        const events = await db
-          .select()
-          .from(auditEvents)
-          .where(and(eq(auditEvents.sessionId, b.session_id), eq(auditEvents.eventType, "session_revoke")));
+        const events = await auditRows(s, "session_revoke", { sessionId: b.session_id });
         expect(events.map((e) => [e.outcome, e.reason, e.userId])).toEqual([
           ["success", "user_revoke", user.userId],
           ["failure", "SESSION_NOT_FOUND", user.userId],
@@ -408,10 +406,7 @@ for (const backend of backends) {
           const db = cs.app.database.db;
           const [row] = await db.select().from(sessionsTable).where(eq(sessionsTable.id, a.session_id));
           expect(row).toMatchObject({ revokeReason: "refresh_token_reuse" });
-          const events = await db
-            .select()
-            .from(auditEvents)
-            .where(and(eq(auditEvents.sessionId, a.session_id), eq(auditEvents.eventType, "refresh")));
+          const events = await auditRows(cs, "refresh", { sessionId: a.session_id });
           expect(events.map((e) => [e.outcome, e.reason ?? null])).toEqual([
             ["success", null],
             ["failure", "REFRESH_TOKEN_REUSED"],
@@ -547,10 +542,7 @@ for (const backend of backends) {
           const db = cs.app.database.db;
           const [row] = await db.select().from(sessionsTable).where(eq(sessionsTable.id, second.session_id));
           expect(row).toMatchObject({ revokeReason: "session_limit" });
-          const events = await db
-            .select()
-            .from(auditEvents)
-            .where(and(eq(auditEvents.sessionId, second.session_id), eq(auditEvents.eventType, "session_revoke")));
+          const events = await auditRows(cs, "session_revoke", { sessionId: second.session_id });
           expect(events).toHaveLength(1);
           expect(events[0]).toMatchObject({ outcome: "success", reason: "session_limit", userId: user.userId });
         });

@@ -32,6 +32,16 @@ for (const backend of backends) {
     const profile = (opts: { token?: string; cookie?: string; headers?: Record<string, string> }) =>
       rest(s.baseUrl, "GET", "/user/profile", opts);
 
+    /** Over grpc-js `client`: a retired refresh token presented again is REFRESH_TOKEN_REUSED and the session ends. */
+    async function expectGrpcReuseDetected(client: typeof g): Promise<void> {
+      const u = await userWithSession(s);
+      const next = await client.refreshToken({ refreshToken: u.refreshToken });
+      // Its successor already used: past any concurrent-refresh grace.
+      const newest = await client.refreshToken({ refreshToken: next.refreshToken });
+      await expectGrpcError(client.refreshToken({ refreshToken: u.refreshToken }), grpc.status.UNAUTHENTICATED, "REFRESH_TOKEN_REUSED");
+      await expectGrpcError(client.getProfile({}, bearerMd(newest.accessToken)), grpc.status.UNAUTHENTICATED, "TOKEN_INVALID");
+    }
+
     describe("login", () => {
       it("over REST: 201 with a token pair and an HttpOnly, SameSite=Strict, Path=/ cookie (no Secure when COOKIE_SECURE=false)", async () => {
         const user = await registerUser(s);
@@ -332,14 +342,7 @@ for (const backend of backends) {
         expect((await profile({ token: other.accessToken })).status).toBe(200);
       });
 
-      it("reuse is detected over gRPC too", async () => {
-        const u = await userWithSession(s);
-        const next = await g.refreshToken({ refreshToken: u.refreshToken });
-        // Its successor already used: past any concurrent-refresh grace.
-        const newest = await g.refreshToken({ refreshToken: next.refreshToken });
-        await expectGrpcError(g.refreshToken({ refreshToken: u.refreshToken }), grpc.status.UNAUTHENTICATED, "REFRESH_TOKEN_REUSED");
-        await expectGrpcError(g.getProfile({}, bearerMd(newest.accessToken)), grpc.status.UNAUTHENTICATED, "TOKEN_INVALID");
-      });
+      it("reuse is detected over gRPC too", () => expectGrpcReuseDetected(g));
 
       it("concurrent refreshes of one token: exactly one succeeds, the rest 401 REFRESH_TOKEN_SUPERSEDED (grace window), never 500", async () => {
         const u = await userWithSession(s);
@@ -417,13 +420,7 @@ for (const backend of backends) {
         expectRestError(await profile({ token: u.accessToken }), 401, "TOKEN_INVALID");
       });
 
-      it("detects refresh-token reuse and ends the session", async () => {
-        const u = await userWithSession(s);
-        const next = await gi.refreshToken({ refreshToken: u.refreshToken });
-        const newest = await gi.refreshToken({ refreshToken: next.refreshToken });
-        await expectGrpcError(gi.refreshToken({ refreshToken: u.refreshToken }), grpc.status.UNAUTHENTICATED, "REFRESH_TOKEN_REUSED");
-        await expectGrpcError(gi.getProfile({}, bearerMd(newest.accessToken)), grpc.status.UNAUTHENTICATED, "TOKEN_INVALID");
-      });
+      it("detects refresh-token reuse and ends the session", () => expectGrpcReuseDetected(gi));
     });
 
     describe("change password", () => {

@@ -1,10 +1,11 @@
 import * as grpc from "@grpc/grpc-js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { IdentityService } from "../../gen/identity/v1/identity_service_pb.js";
+import { auditOf } from "../support/audit.js";
 import { bearerMd, grpcJsClient, rest } from "../support/clients.js";
 import { backends } from "../support/databases.js";
 import { errorInfo, expectRestError, grpcFailure } from "../support/error-info.js";
-import { auditOf, controlledClock, loginRest, MINUTE, SECOND } from "../support/mfa.js";
+import { controlledClock, loginRest, MINUTE, SECOND } from "../support/mfa.js";
 import { startTestServer, type TestServer } from "../support/server.js";
 import { registerUser, type SeededUser } from "../support/users.js";
 import { eventOf, startWebhookReceiver } from "../support/webhook-receiver.js";

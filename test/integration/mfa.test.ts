@@ -6,20 +6,21 @@ import { IdentityService, Role } from "../../gen/identity/v1/identity_service_pb
 import { setRole } from "../../src/cli/set-role.js";
 import { sessions as sessionsTable } from "../../src/storage/schema.js";
 import { createUserStore } from "../../src/storage/user-store.js";
+import { auditOf } from "../support/audit.js";
 import { bearerMd, grpcJsClient, rest, type RestResponse } from "../support/clients.js";
 import { backends } from "../support/databases.js";
 import { errorInfo, expectGrpcError, expectRestError, grpcFailure } from "../support/error-info.js";
 import {
-  auditOf,
   authClaims,
   completeMfaRest,
   controlledClock,
   expectMfaRequired,
+  expectSensitiveRefused,
   loginRest,
   mfaLogin,
   mfaStatus,
-  mfaUser,
   type MfaUser,
+  mfaUser,
   MINUTE,
   SECOND,
   STEP,
@@ -391,23 +392,7 @@ for (const backend of backends) {
         const refreshed = await refresh(session.refresh_token);
         expect(refreshed.status, refreshed.text).toBe(200);
         const stale = refreshed.body.access_token as string;
-        const sensitive = (token: string) => ({
-          ChangePassword: rest(s.baseUrl, "PUT", "/user/password", { token, body: { old_password: u.password, new_password: strongPassword("ra") } }),
-          DisableTotp: disable(token, u.password, "123456"),
-          RegenerateRecoveryCodes: regenerate(token),
-          RevokeOtherSessions: rest(s.baseUrl, "POST", "/user/sessions:revokeOthers", { token, body: {} }),
-          StartTotpEnrollment: start(token, u.password),
-          ConfirmTotpEnrollment: confirm(token, "123456"),
-        });
-        for (const [name, call] of Object.entries(sensitive(stale))) {
-          const r = await call;
-          expect({ name, status: r.status, ...errorInfo(r.body) }, r.text).toEqual({
-            name,
-            status: 401,
-            reason: "RECENT_AUTH_REQUIRED",
-            metadata: { max_age_seconds: "600" },
-          });
-        }
+        await expectSensitiveRefused(s, stale, u.password, { max_age_seconds: "600" });
         // Reading is not sensitive.
         expect((await profile(stale)).status).toBe(200);
         expect(await mfaStatus(s, stale)).toEqual({ totp_enabled: true, recovery_codes_remaining: 10 });
@@ -445,23 +430,7 @@ for (const backend of backends) {
       it("with TOTP on, a recent session that never passed MFA (the enrolment's) gets RECENT_AUTH_REQUIRED with acr aal2; Reauthenticate with a code lifts it", async () => {
         const u = await mfaUser(s, c.now());
         expect(authClaims(u.accessToken)).toMatchObject({ amr: ["pwd"], acr: "aal1" });
-        const sensitive = (token: string) => ({
-          ChangePassword: rest(s.baseUrl, "PUT", "/user/password", { token, body: { old_password: u.password, new_password: strongPassword("aal") } }),
-          DisableTotp: disable(token, u.password, "123456"),
-          RegenerateRecoveryCodes: regenerate(token),
-          RevokeOtherSessions: rest(s.baseUrl, "POST", "/user/sessions:revokeOthers", { token, body: {} }),
-          StartTotpEnrollment: start(token, u.password),
-          ConfirmTotpEnrollment: confirm(token, "123456"),
-        });
-        for (const [name, call] of Object.entries(sensitive(u.accessToken))) {
-          const r = await call;
-          expect({ name, status: r.status, ...errorInfo(r.body) }, r.text).toEqual({
-            name,
-            status: 401,
-            reason: "RECENT_AUTH_REQUIRED",
-            metadata: { max_age_seconds: "600", acr: "aal2" },
-          });
-        }
+        await expectSensitiveRefused(s, u.accessToken, u.password, { max_age_seconds: "600", acr: "aal2" });
         const err = await grpcFailure(gi.regenerateRecoveryCodes({}, bearerMd(u.accessToken)));
         expect({ code: err.code, ...errorInfo(err) }).toEqual({
           code: grpc.status.UNAUTHENTICATED,

@@ -2,21 +2,11 @@ import * as grpc from "@grpc/grpc-js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { IdentityService } from "../../gen/identity/v1/identity_service_pb.js";
 import { createStaticGeoLocator } from "../../src/risk/geo.js";
+import { auditOf, type AuditRow } from "../support/audit.js";
 import { grpcJsClient, rest } from "../support/clients.js";
 import { backends } from "../support/databases.js";
 import { errorInfo, grpcFailure } from "../support/error-info.js";
-import {
-  auditOf,
-  type AuditRow,
-  authClaims,
-  completeMfaRest,
-  controlledClock,
-  deviceTokenOf,
-  expectMfaRequired,
-  loginRest,
-  MINUTE,
-  STEP,
-} from "../support/mfa.js";
+import { authClaims, completeMfaRest, controlledClock, deviceTokenOf, expectMfaRequired, loginRest, MINUTE, STEP } from "../support/mfa.js";
 import { startTestServer, type TestServer } from "../support/server.js";
 import { enrolTotp, registerUser, type SeededUser } from "../support/users.js";
 import { startWebhookReceiver } from "../support/webhook-receiver.js";

@@ -73,13 +73,16 @@ export async function rest(
     body: opts.raw ?? (opts.body !== undefined ? JSON.stringify(opts.body) : undefined),
   });
   const text = await res.text();
-  let body: any;
+  return { status: res.status, headers: res.headers, body: jsonOrUndefined(text), text };
+}
+
+/** `text` parsed as JSON, or undefined when it is empty or not JSON. */
+export function jsonOrUndefined(text: string): any {
   try {
-    body = text ? JSON.parse(text) : undefined;
+    return text ? JSON.parse(text) : undefined;
   } catch {
-    body = undefined;
+    return undefined;
   }
-  return { status: res.status, headers: res.headers, body, text };
 }
 
 /** Call options carrying an access token, for Connect clients. */

@@ -1,13 +1,11 @@
 // Builders and probes of the MFA, risk and device-trust suites: a
 // controlled clock aligned on TOTP steps, an enrolled user, its MFA logins,
-// and the risk audit trail.
-import { and, asc, eq } from "drizzle-orm";
+// and the sensitive RPCs behind the recent-authentication gate.
 import { decodeJwt } from "jose";
 import { expect } from "vitest";
-import { auditEvents } from "../../src/storage/schema.js";
 import { rest, type RestResponse } from "./clients.js";
 import { errorInfo } from "./error-info.js";
-import { enrolTotp, registerUser, totpCode } from "./users.js";
+import { enrolTotp, registerUser, strongPassword, totpCode } from "./users.js";
 import type { TestServer } from "./server.js";
 
 export const SECOND = 1_000;
@@ -70,6 +68,29 @@ export const mfaStatus = async (s: TestServer, token: string) => {
   // proto3 JSON leaves false and 0 out.
   return { totp_enabled: r.body.totp_enabled ?? false, recovery_codes_remaining: r.body.recovery_codes_remaining ?? 0 };
 };
+
+/**
+ * The sensitive RPCs over REST (behind the recent-authentication gate),
+ * each made with `token` when called; `password` is the account's.
+ */
+export function sensitiveRestCalls(s: TestServer, token: string, password: string): Record<string, () => Promise<RestResponse>> {
+  return {
+    ChangePassword: () => rest(s.baseUrl, "PUT", "/user/password", { token, body: { old_password: password, new_password: strongPassword("sensitive") } }),
+    DisableTotp: () => rest(s.baseUrl, "DELETE", "/user/mfa/totp", { token, body: { password, code: "123456" } }),
+    RegenerateRecoveryCodes: () => rest(s.baseUrl, "POST", "/user/mfa/recovery-codes", { token, body: {} }),
+    RevokeOtherSessions: () => rest(s.baseUrl, "POST", "/user/sessions:revokeOthers", { token, body: {} }),
+    StartTotpEnrollment: () => rest(s.baseUrl, "POST", "/user/mfa/totp", { token, body: { password } }),
+    ConfirmTotpEnrollment: () => rest(s.baseUrl, "POST", "/user/mfa/totp/confirm", { token, body: { code: "123456" } }),
+  };
+}
+
+/** Asserts that every sensitive REST RPC refuses `token`: 401 RECENT_AUTH_REQUIRED with `metadata`. */
+export async function expectSensitiveRefused(s: TestServer, token: string, password: string, metadata: Record<string, string>): Promise<void> {
+  for (const [name, call] of Object.entries(sensitiveRestCalls(s, token, password))) {
+    const r = await call();
+    expect({ name, status: r.status, ...errorInfo(r.body) }, r.text).toEqual({ name, status: 401, reason: "RECENT_AUTH_REQUIRED", metadata });
+  }
+}
 
 /** The shape of a server-issued device token (32 random bytes, base64url). */
 export const DEVICE_TOKEN_SHAPE = /^[A-Za-z0-9_-]{43}$/;
@@ -134,15 +155,4 @@ export async function mfaLogin(
     sessionId: r.body.session_id as string,
     deviceToken: r.body.device_token as string,
   };
-}
-
-export type AuditRow = typeof auditEvents.$inferSelect;
-
-/** A user's audit rows of one type, oldest first (grey-box read). */
-export async function auditOf(s: TestServer, userId: string, type: string): Promise<AuditRow[]> {
-  return s.app.database.db
-    .select()
-    .from(auditEvents)
-    .where(and(eq(auditEvents.userId, userId), eq(auditEvents.eventType, type)))
-    .orderBy(asc(auditEvents.id));
 }

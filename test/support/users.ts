@@ -21,6 +21,18 @@ export function issueRegistrationBody(password = STRONG_PASSWORD) {
   };
 }
 
+/** The user the service stores and returns for issueRegistrationBody() (REST names; the date of birth as a date). */
+export const ISSUE_USER = {
+  email: "ngoc.phu@example.com",
+  info_user: {
+    name: "Ngoc Phu",
+    phone_number: "1234567890",
+    date_of_birth: "2023-11-12",
+    gender: true,
+    address: "Ha Noi",
+  },
+};
+
 export interface SeededUser {
   email: string;
   password: string;

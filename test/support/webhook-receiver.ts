@@ -1,7 +1,7 @@
 import { createServer, type IncomingHttpHeaders, type ServerResponse } from "node:http";
-import type { AddressInfo } from "node:net";
 import { expect } from "vitest";
 import { verifyWebhookSignature } from "../../src/notify/webhook.js";
+import { closeServer, listenLocal, readText } from "./local-http.js";
 import { sleep } from "./timing.js";
 
 // A local receiver of the service's security webhooks (Standard Webhooks):
@@ -57,10 +57,7 @@ export async function startWebhookReceiver(
   const respond = opts.respond ?? ((_d, _i, res) => void res.writeHead(204).end());
   const received: ReceivedWebhook[] = [];
   const server = createServer((req, res) => {
-    const chunks: Buffer[] = [];
-    req.on("data", (c: Buffer) => chunks.push(c));
-    req.on("end", () => {
-      const body = Buffer.concat(chunks).toString("utf8");
+    void readText(req).then((body) => {
       const header = (name: string) => String(req.headers[name] ?? "");
       const [id, timestamp, signature] = [header("webhook-id"), header("webhook-timestamp"), header("webhook-signature")];
       let parsed: { type?: string; data?: Record<string, unknown> } = {};
@@ -84,8 +81,7 @@ export async function startWebhookReceiver(
       respond(delivery, received.length - 1, res);
     });
   });
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/hooks`;
+  const url = `${await listenLocal(server)}/hooks`;
   const ofType = (type: string, userId?: string) =>
     received.filter((w) => w.type === type && (userId === undefined || w.data.user_id === userId));
   return {
@@ -101,10 +97,6 @@ export async function startWebhookReceiver(
       expect(matching.length, `${what}; received: ${received.map((w) => w.type).join(", ") || "none"}`).toBeGreaterThanOrEqual(count);
       return matching;
     },
-    close: () =>
-      new Promise<void>((resolve) => {
-        server.closeAllConnections();
-        server.close(() => resolve());
-      }),
+    close: () => closeServer(server),
   };
 }

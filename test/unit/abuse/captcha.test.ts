@@ -1,7 +1,8 @@
-import { createServer, type IncomingMessage, type Server } from "node:http";
+import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { createSiteverifyCaptcha, type CaptchaProvider } from "../../../src/abuse/captcha.js";
+import { closeServer, listenLocal, readText } from "../../support/local-http.js";
 
 // A local siteverify endpoint: it records what it was sent and answers by token.
 
@@ -17,12 +18,6 @@ interface Received {
 let server: Server;
 let base: string;
 let received: Received[] = [];
-
-async function readBody(req: IncomingMessage): Promise<string> {
-  const chunks: Buffer[] = [];
-  for await (const chunk of req) chunks.push(chunk as Buffer);
-  return Buffer.concat(chunks).toString("utf8");
-}
 
 function answerFor(token: string): { status: number; body: string; delayMs?: number } {
   const ok = { success: true, hostname: "login.example.test", action: "login", challenge_ts: "2026-01-01T00:00:00Z" };
@@ -70,7 +65,7 @@ function answerFor(token: string): { status: number; body: string; delayMs?: num
 beforeAll(async () => {
   server = createServer((req, res) => {
     void (async () => {
-      const body = await readBody(req);
+      const body = await readText(req);
       const form = Object.fromEntries(new URLSearchParams(body));
       received.push({ path: req.url ?? "", method: req.method ?? "", contentType: req.headers["content-type"], form });
       const { status, body: answer, delayMs } = answerFor(form.response ?? "");
@@ -80,14 +75,10 @@ beforeAll(async () => {
       res.end(answer);
     })();
   });
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  base = await listenLocal(server);
 });
 
-afterAll(async () => {
-  server.closeAllConnections();
-  await new Promise((resolve) => server.close(resolve));
-});
+afterAll(() => closeServer(server));
 
 beforeEach(() => {
   received = [];

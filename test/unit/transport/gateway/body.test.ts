@@ -38,6 +38,10 @@ describe("REST request bodies", () => {
     expect(status).toBe(413);
   });
 
+  /** POST /register with a chunked body (no Content-Length). */
+  const postStream = (body: ReadableStream<Uint8Array>) =>
+    fetch(h.url + "/register", { method: "POST", body, headers: { "content-type": "application/json" }, duplex: "half" } as RequestInit);
+
   it("answers 413 for a chunked body past the limit", async () => {
     const chunk = new TextEncoder().encode(" ".repeat(300));
     let sent = 0;
@@ -47,12 +51,7 @@ describe("REST request bodies", () => {
         else controller.close();
       },
     });
-    const res = await fetch(h.url + "/register", {
-      method: "POST",
-      body,
-      headers: { "content-type": "application/json" },
-      duplex: "half",
-    } as RequestInit);
+    const res = await postStream(body);
     expect(res.status).toBe(413);
     expect(errorInfoDetail(await errorBody(res))?.reason).toBe("REQUEST_TOO_LARGE");
   });
@@ -65,12 +64,7 @@ describe("REST request bodies", () => {
         controller.enqueue(chunk);
       },
     });
-    const res = await fetch(h.url + "/register", {
-      method: "POST",
-      body,
-      headers: { "content-type": "application/json" },
-      duplex: "half",
-    } as RequestInit);
+    const res = await postStream(body);
     expect(res.status).toBe(413);
   });
 });

@@ -4,7 +4,6 @@
 // readers for the error JSON.
 import { createServer } from "node:http";
 import type { Server } from "node:http";
-import type { AddressInfo } from "node:net";
 import { expect } from "vitest";
 import { create, createFileRegistry, getOption, hasOption, setExtension, toJson } from "@bufbuild/protobuf";
 import type { DescMessage, DescMethod, DescService, Message, MessageInitShape } from "@bufbuild/protobuf";
@@ -23,6 +22,8 @@ import { http_success_status } from "../../../../gen/identity/v1/annotations_pb.
 import { IdentityService } from "../../../../gen/identity/v1/identity_service_pb.js";
 import { createRestGateway } from "../../../../src/transport/gateway/gateway.js";
 import type { RestGateway, RestGatewayOptions } from "../../../../src/transport/gateway/gateway.js";
+import { closeServer, listenLocal } from "../../../support/local-http.js";
+import { issueRegistrationBody } from "../../../support/users.js";
 
 export const maxBodyBytes = 1024;
 export const clientAddress = createContextKey<string>("", { description: "client address" });
@@ -47,17 +48,7 @@ async function serve(gateway: RestGateway, errors: ReportedErrors): Promise<Harn
       }
     });
   });
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  const { port } = server.address() as AddressInfo;
-  return {
-    url: `http://127.0.0.1:${port}`,
-    errors,
-    close: () =>
-      new Promise<void>((resolve) => {
-        server.closeAllConnections();
-        server.close(() => resolve());
-      }),
-  };
+  return { url: await listenLocal(server), errors, close: () => closeServer(server) };
 }
 
 function gatewayOptions(
@@ -189,8 +180,8 @@ export async function errorBody(res: Response): Promise<ErrorBody> {
   return (await res.json()) as ErrorBody;
 }
 
-export const registerBody =
-  '{"account":{"email":"ngoc.phu@example.com","password":"x"},"info_user":{"name":"Ngoc Phu","phone_number":"1234567890","date_of_birth":"2023-11-12T08:00:23.719000","gender":true,"address":"Ha Noi"}}';
+/** The registration body of issue 2 as a client sends it. */
+export const registerBody = JSON.stringify(issueRegistrationBody("x"));
 
 /** A POST with a JSON content type (or the headers given). */
 export function post(h: Harness, path: string, body: RequestInit["body"], headers: Record<string, string> = { "content-type": "application/json" }) {

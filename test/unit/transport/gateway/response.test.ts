@@ -1,10 +1,11 @@
 import { createServer } from "node:http";
-import type { AddressInfo } from "node:net";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { ErrorInfoSchema } from "../../../../gen/google/rpc/error_details_pb.js";
 import { writeError } from "../../../../src/transport/gateway/gateway.js";
 import { errorInfoDetail } from "../../../support/error-info.js";
+import { closeServer, listenLocal } from "../../../support/local-http.js";
+import { issueRegistrationBody } from "../../../support/users.js";
 import { call, errorBody, type Harness, post, registerBody, startIdentityGateway, startLibraryGateway } from "./harness.js";
 
 // Response writing: the route's JSON with its success status, and every
@@ -25,17 +26,7 @@ describe("REST responses over IdentityService", () => {
     expect(res.headers.get("cache-control")).toBe("no-store");
     expect(res.headers.get("set-cookie")).toBe("session=s1; HttpOnly");
     expect((await res.json()) as unknown).toEqual({
-      user: {
-        user_id: "u1",
-        email: "ngoc.phu@example.com",
-        info_user: {
-          name: "Ngoc Phu",
-          phone_number: "1234567890",
-          date_of_birth: "2023-11-12T08:00:23.719000",
-          gender: true,
-          address: "Ha Noi",
-        },
-      },
+      user: { user_id: "u1", email: "ngoc.phu@example.com", info_user: issueRegistrationBody().info_user },
     });
   });
 
@@ -100,9 +91,9 @@ describe("writeError", () => {
       ]);
       writeError(req, res, error, undefined, ["retry-after"]);
     });
-    await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+    const base = await listenLocal(server);
     try {
-      const res = await fetch(`http://127.0.0.1:${(server.address() as AddressInfo).port}/anything`);
+      const res = await fetch(`${base}/anything`);
       expect(res.status).toBe(404);
       expect(res.headers.get("content-type")).toBe("application/json");
       expect(res.headers.get("cache-control")).toBe("no-store");
@@ -113,8 +104,7 @@ describe("writeError", () => {
       expect(json).toMatchObject({ code: "not_found", message: "no such route" });
       expect(errorInfoDetail(json)).toMatchObject({ reason: "ROUTE_NOT_FOUND", domain: "example.v1" });
     } finally {
-      server.closeAllConnections();
-      await new Promise<void>((resolve) => server.close(() => resolve()));
+      await closeServer(server);
     }
   });
 });
