@@ -1,16 +1,19 @@
 import { createHash } from "node:crypto";
 import { connect as tcpConnect } from "node:net";
+import * as grpc from "@grpc/grpc-js";
 import { eq, sql } from "drizzle-orm";
 import { decodeJwt } from "jose";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { AdminService } from "../../gen/identity/v1/admin_service_pb.js";
 import { auditEvents } from "../../src/storage/schema.js";
 import { createUserStore } from "../../src/storage/user-store.js";
-import { grpcJsClient, rest, uniqueEmail } from "../support/clients.js";
+import { auditRows } from "../support/audit.js";
+import { bearerMd, grpcJsClient, rest, uniqueEmail } from "../support/clients.js";
 import { backends } from "../support/databases.js";
+import { errorInfo, expectGrpcError, expectRestError, grpcFailure } from "../support/error-info.js";
 import { startTestServer, type TestServer } from "../support/server.js";
-import { auditRows, makeAdmin, uniqueIp, xff } from "./abuse-helpers.js";
-import { bearerMd, enrolTotp, expectGrpcError, expectRestError, grpcFailure, GRPC, login, registerUser } from "./identity-helpers.js";
+import { enrolTotp, login, registerUser } from "../support/users.js";
+import { makeAdmin, uniqueIp, xff } from "./abuse-helpers.js";
 
 // The audit trail as administrators see it: ListAuditEvents (filter and
 // pagination, REST and gRPC), VerifyAuditChain (healthy with the head's hash,
@@ -131,7 +134,7 @@ for (const backend of backends) {
       expect(token).toBeTruthy();
       expectRestError(await list({ filter: `${filter} AND outcome = "failure"`, page_size: 2, page_token: token }), 400, "VALIDATION_FAILED");
       expectRestError(await list({ page_size: 2, page_token: token }), 400, "VALIDATION_FAILED");
-      await expectGrpcError(g.listAuditEvents({ filter: `event_type = "register"`, pageSize: 2, pageToken: token }, bearerMd(adminToken)), GRPC.INVALID_ARGUMENT, "VALIDATION_FAILED");
+      await expectGrpcError(g.listAuditEvents({ filter: `event_type = "register"`, pageSize: 2, pageToken: token }, bearerMd(adminToken)), grpc.status.INVALID_ARGUMENT, "VALIDATION_FAILED");
       for (const forged of ["abc", Buffer.from(`1.${"x".repeat(8)}`).toString("base64url"), "!!!"]) {
         expectRestError(await list({ filter, page_size: 2, page_token: forged }), 400, "VALIDATION_FAILED");
       }
@@ -154,7 +157,7 @@ for (const backend of backends) {
 
       for (const id of ["9223372036854775808", "9999999999999999999"]) {
         expectRestError(await list({ filter, page_size: 2, page_token: pageToken(id, filter) }), 400, "VALIDATION_FAILED");
-        await expectGrpcError(g.listAuditEvents({ filter, pageSize: 2, pageToken: pageToken(id, filter) }, bearerMd(adminToken)), GRPC.INVALID_ARGUMENT, "VALIDATION_FAILED");
+        await expectGrpcError(g.listAuditEvents({ filter, pageSize: 2, pageToken: pageToken(id, filter) }, bearerMd(adminToken)), grpc.status.INVALID_ARGUMENT, "VALIDATION_FAILED");
       }
       const max = await list({ filter, page_size: 2, page_token: pageToken("9223372036854775807", filter) });
       expect(max.status, max.text).toBe(200);
@@ -182,12 +185,12 @@ for (const backend of backends) {
           await rest(s.baseUrl, "POST", "/admin/audit-events:verifyChain", { token: t, body: {} }),
           await rest(s.baseUrl, "POST", "/admin/accounts:unlock", { token: t, body: { email: user.email } }),
         ]) {
-          const info = r.body?.details?.find((d: { type: string }) => d.type === "google.rpc.ErrorInfo")?.debug;
-          expect({ status: r.status, reason: info?.reason, acr: info?.metadata?.acr }, r.text).toEqual({ status: 401, reason: "RECENT_AUTH_REQUIRED", acr: "aal2" });
+          const info = errorInfo(r.body);
+          expect({ status: r.status, reason: info.reason, acr: info.metadata.acr }, r.text).toEqual({ status: 401, reason: "RECENT_AUTH_REQUIRED", acr: "aal2" });
         }
         for (const call of [() => g.listAuditEvents({}, bearerMd(t)), () => g.verifyAuditChain({}, bearerMd(t))]) {
           const err = await grpcFailure(call());
-          expect({ code: err.code }).toEqual({ code: GRPC.UNAUTHENTICATED });
+          expect({ code: err.code }).toEqual({ code: grpc.status.UNAUTHENTICATED });
         }
       }
       expect((await auditRows(s, "audit_verify")).filter((e) => e.userId === user.userId)).toEqual([]);
@@ -210,7 +213,7 @@ for (const backend of backends) {
       await expectGrpcError(g.listAuditEvents({}, bearerMd(token)), PERMISSION_DENIED, "ADMIN_ROLE_REQUIRED");
       await expectGrpcError(g.verifyAuditChain({}, bearerMd(token)), PERMISSION_DENIED, "ADMIN_ROLE_REQUIRED");
       expectRestError(await rest(s.baseUrl, "GET", "/admin/audit-events"), 401, "TOKEN_MISSING");
-      await expectGrpcError(g.listAuditEvents({}), GRPC.UNAUTHENTICATED, "TOKEN_MISSING");
+      await expectGrpcError(g.listAuditEvents({}), grpc.status.UNAUTHENTICATED, "TOKEN_MISSING");
     });
 
     it("user-controlled text (a user agent with control characters, a crafted e-mail) is stored without control characters and returned safely", async () => {

@@ -1,23 +1,16 @@
 // Builders and probes shared by the abuse-*.test.ts suites: the one place
-// that makes an administrator, a Standard Webhooks receiver, a local CAPTCHA
-// siteverify endpoint, spoofed client addresses, and decoders of the
-// RATE_LIMITED error on every protocol.
+// that makes an administrator, a local CAPTCHA siteverify endpoint, spoofed
+// client addresses, and the assertions on a RATE_LIMITED error.
 import { randomInt } from "node:crypto";
-import { createServer, request, type IncomingHttpHeaders, type IncomingMessage, type Server } from "node:http";
-import type { AddressInfo } from "node:net";
-import type * as grpc from "@grpc/grpc-js";
-import { fromBinary } from "@bufbuild/protobuf";
-import type { ConnectError } from "@connectrpc/connect";
-import { and, asc, eq } from "drizzle-orm";
+import { createServer, request, type IncomingHttpHeaders } from "node:http";
+import * as grpc from "@grpc/grpc-js";
 import { expect } from "vitest";
-import { ErrorInfoSchema, RetryInfoSchema } from "../../gen/google/rpc/error_details_pb.js";
-import { StatusSchema } from "../../gen/google/rpc/status_pb.js";
-import { verifyWebhookSignature } from "../../src/notify/webhook.js";
-import { auditEvents } from "../../src/storage/schema.js";
 import { createUserStore } from "../../src/storage/user-store.js";
-import { rest, STRONG_PASSWORD, uniqueEmail, type RestResponse } from "../support/clients.js";
+import { jsonOrUndefined, rest, type RestResponse, STRONG_PASSWORD, uniqueEmail } from "../support/clients.js";
+import { errorInfo, retryDelaySeconds } from "../support/error-info.js";
+import { closeServer, listenLocal, readText } from "../support/local-http.js";
+import { enrolTotp } from "../support/users.js";
 import type { TestServer } from "../support/server.js";
-import { enrolTotp } from "./identity-helpers.js";
 
 /**
  * Makes a new administrator and returns an access token of theirs.
@@ -78,58 +71,18 @@ export interface RateLimitedInfo {
   retryDelaySeconds: number | undefined;
 }
 
-/** ErrorInfo and RetryInfo of a grpc-js error, decoded from grpc-status-details-bin. */
-export function grpcJsDetails(err: grpc.ServiceError): RateLimitedInfo & { raw: Buffer | undefined } {
-  const raw = err.metadata?.get("grpc-status-details-bin")[0] as Buffer | undefined;
-  const out: RateLimitedInfo & { raw: Buffer | undefined } = {
-    reason: undefined,
-    scope: undefined,
-    retryAfterSeconds: undefined,
-    retryDelaySeconds: undefined,
-    raw,
-  };
-  if (!raw) return out;
-  for (const any of fromBinary(StatusSchema, raw).details) {
-    if (any.typeUrl.endsWith("/google.rpc.ErrorInfo")) {
-      const info = fromBinary(ErrorInfoSchema, any.value);
-      out.reason = info.reason;
-      out.scope = info.metadata.scope;
-      out.retryAfterSeconds = info.metadata.retry_after_seconds;
-    } else if (any.typeUrl.endsWith("/google.rpc.RetryInfo")) {
-      const delay = fromBinary(RetryInfoSchema, any.value).retryDelay;
-      out.retryDelaySeconds = delay ? Number(delay.seconds) + delay.nanos / 1e9 : undefined;
-    }
-  }
-  return out;
-}
-
-/** ErrorInfo and RetryInfo of a REST/Connect JSON error body. */
-export function restDetails(body: any): RateLimitedInfo {
-  const details: any[] = body?.details ?? [];
-  const info = details.find((d) => d.type === "google.rpc.ErrorInfo")?.debug;
-  const retry = details.find((d) => d.type === "google.rpc.RetryInfo")?.debug;
-  const delay = typeof retry?.retry_delay === "string" ? Number.parseFloat(retry.retry_delay) : undefined;
-  return { reason: info?.reason, scope: info?.metadata?.scope, retryAfterSeconds: info?.metadata?.retry_after_seconds, retryDelaySeconds: delay };
-}
-
-/** ErrorInfo and RetryInfo of a Connect client error. */
-export function connectDetails(err: ConnectError): RateLimitedInfo {
-  const info = err.findDetails(ErrorInfoSchema)[0];
-  const delay = err.findDetails(RetryInfoSchema)[0]?.retryDelay;
-  return {
-    reason: info?.reason,
-    scope: info?.metadata.scope,
-    retryAfterSeconds: info?.metadata.retry_after_seconds,
-    retryDelaySeconds: delay ? Number(delay.seconds) + delay.nanos / 1e9 : undefined,
-  };
+/** The RATE_LIMITED details of any failed call (see error-info.ts for the sources it reads). */
+export function rateLimitedInfo(source: unknown): RateLimitedInfo {
+  const { reason, metadata } = errorInfo(source);
+  return { reason, scope: metadata.scope, retryAfterSeconds: metadata.retry_after_seconds, retryDelaySeconds: retryDelaySeconds(source) };
 }
 
 /** A REST 429: RATE_LIMITED of `scope`, Retry-After in whole seconds (>= 1) agreeing with the body. */
 export function expectRest429(r: RestResponse, scope: string): number {
-  expect({ status: r.status, ...restDetails(r.body) }, r.text).toMatchObject({ status: 429, reason: "RATE_LIMITED", scope });
+  const d = rateLimitedInfo(r.body);
+  expect({ status: r.status, ...d }, r.text).toMatchObject({ status: 429, reason: "RATE_LIMITED", scope });
   const header = r.headers.get("retry-after");
   expect(header, "Retry-After").toMatch(/^[1-9][0-9]*$/);
-  const d = restDetails(r.body);
   expect(d.retryAfterSeconds).toBe(header);
   expect(d.retryDelaySeconds).toBe(Number(header));
   return Number(header);
@@ -137,23 +90,13 @@ export function expectRest429(r: RestResponse, scope: string): number {
 
 /** A grpc-js RESOURCE_EXHAUSTED: RATE_LIMITED of `scope` with a RetryInfo detail and a retry-after header. */
 export function expectGrpc429(err: grpc.ServiceError, scope: string): number {
-  const d = grpcJsDetails(err);
-  expect({ code: err.code, reason: d.reason, scope: d.scope }, err.details).toEqual({ code: 8, reason: "RATE_LIMITED", scope });
+  const d = rateLimitedInfo(err);
+  expect({ code: err.code, reason: d.reason, scope: d.scope }, err.details).toEqual({ code: grpc.status.RESOURCE_EXHAUSTED, reason: "RATE_LIMITED", scope });
   expect(d.retryDelaySeconds).toBeGreaterThanOrEqual(1);
   expect(Number.isInteger(d.retryDelaySeconds)).toBe(true);
   expect(err.metadata.get("retry-after")).toEqual([String(d.retryDelaySeconds)]);
   expect(d.retryAfterSeconds).toBe(String(d.retryDelaySeconds));
   return d.retryDelaySeconds!;
-}
-
-/** A grpc-js call's error, or undefined when it succeeded. */
-export async function grpcOutcome(call: Promise<unknown>): Promise<grpc.ServiceError | undefined> {
-  try {
-    await call;
-    return undefined;
-  } catch (err) {
-    return err as grpc.ServiceError;
-  }
 }
 
 /** POST over node:http from a chosen local address (127.0.0.x): a client the server sees as another peer. */
@@ -168,102 +111,11 @@ export function postFrom(
   return new Promise((resolve, reject) => {
     const req = request(
       { host: "127.0.0.1", port, path, method: "POST", localAddress, agent: false, headers: { "content-type": "application/json", ...headers } },
-      (res) => {
-        let text = "";
-        res.setEncoding("utf8");
-        res.on("data", (c: string) => (text += c));
-        res.on("end", () => {
-          let parsed: any;
-          try {
-            parsed = JSON.parse(text);
-          } catch {
-            parsed = undefined;
-          }
-          resolve({ status: res.statusCode ?? 0, headers: res.headers, body: parsed, text });
-        });
-      },
+      (res) => readText(res).then((text) => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: jsonOrUndefined(text), text }), reject),
     );
     req.on("error", reject);
     req.end(payload);
   });
-}
-
-export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
-
-/** Polls until `check` holds (bounded). */
-export async function until(check: () => Promise<boolean> | boolean, timeoutMs = 2_000, what = "condition"): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
-    if (await check()) return;
-    await sleep(20);
-  }
-  throw new Error(`${what} not met within ${timeoutMs} ms`);
-}
-
-async function listen(server: Server): Promise<string> {
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  return `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
-}
-
-function close(server: Server): Promise<void> {
-  server.closeAllConnections();
-  return new Promise((resolve) => server.close(() => resolve()));
-}
-
-function readBody(req: IncomingMessage): Promise<string> {
-  return new Promise((resolve, reject) => {
-    let text = "";
-    req.setEncoding("utf8");
-    req.on("data", (c: string) => (text += c));
-    req.on("end", () => resolve(text));
-    req.on("error", reject);
-  });
-}
-
-export const WEBHOOK_SECRET = "test-webhook-secret-9f8e7d6c5b4a";
-
-export interface ReceivedWebhook {
-  id: string;
-  timestamp: string;
-  signature: string;
-  body: string;
-  /** The parsed body: { type, timestamp, data }. */
-  json: { type: string; timestamp: string; data: Record<string, unknown> };
-  /** Whether the Standard Webhooks signature verifies with WEBHOOK_SECRET. */
-  verified: boolean;
-}
-
-/** A receiver of the service's security webhooks; answers 204. */
-export async function startWebhookReceiver() {
-  const received: ReceivedWebhook[] = [];
-  const server = createServer((req, res) => {
-    readBody(req).then((body) => {
-      const id = String(req.headers["webhook-id"] ?? "");
-      const timestamp = String(req.headers["webhook-timestamp"] ?? "");
-      const signature = String(req.headers["webhook-signature"] ?? "");
-      let json: ReceivedWebhook["json"];
-      try {
-        json = JSON.parse(body);
-      } catch {
-        json = { type: "<unparsable>", timestamp: "", data: {} };
-      }
-      received.push({ id, timestamp, signature, body, json, verified: verifyWebhookSignature({ secret: WEBHOOK_SECRET, id, timestamp, signature, body }) });
-      res.writeHead(204).end();
-    }, () => res.writeHead(400).end());
-  });
-  const url = await listen(server);
-  return {
-    url,
-    env: { WEBHOOK_URL: `${url}/hooks`, WEBHOOK_SECRET } as Record<string, string>,
-    received,
-    ofType: (type: string) => received.filter((w) => w.json.type === type),
-    /** Waits until at least `count` alerts of `type` arrived; returns them. */
-    async waitFor(type: string, count = 1, timeoutMs = 2_000): Promise<ReceivedWebhook[]> {
-      await until(() => received.filter((w) => w.json.type === type).length >= count, timeoutMs, `${count} webhook(s) of type ${type}`);
-      return received.filter((w) => w.json.type === type);
-    },
-    close: () => close(server),
-  };
 }
 
 export const CAPTCHA_SECRET = "captcha-test-secret-0001";
@@ -279,7 +131,7 @@ export async function startSiteverify() {
   const used = new Set<string>();
   let down = false;
   const server = createServer((req, res) => {
-    readBody(req).then((text) => {
+    readText(req).then((text) => {
       const form = Object.fromEntries(new URLSearchParams(text));
       requests.push(form);
       if (down) return void res.writeHead(503).end();
@@ -296,24 +148,12 @@ export async function startSiteverify() {
       res.writeHead(200, { "content-type": "application/json" }).end(JSON.stringify(answer));
     }, () => res.writeHead(400).end());
   });
-  const url = await listen(server);
+  const url = await listenLocal(server);
   return {
     url: `${url}/siteverify`,
     requests,
     down: () => void (down = true),
     up: () => void (down = false),
-    close: () => close(server),
+    close: () => closeServer(server),
   };
-}
-
-export type AuditRow = typeof auditEvents.$inferSelect;
-
-/** Audit rows of a type, oldest first (grey-box read of the server's database). */
-export async function auditRows(s: TestServer, type: string, where: { ip?: string } = {}): Promise<AuditRow[]> {
-  const conditions = [eq(auditEvents.eventType, type), ...(where.ip ? [eq(auditEvents.ip, where.ip)] : [])];
-  return s.app.database.db
-    .select()
-    .from(auditEvents)
-    .where(and(...conditions))
-    .orderBy(asc(auditEvents.id));
 }

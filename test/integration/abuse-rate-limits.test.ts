@@ -1,23 +1,15 @@
+import * as grpc from "@grpc/grpc-js";
 import { Code } from "@connectrpc/connect";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { IdentityService } from "../../gen/identity/v1/identity_service_pb.js";
+import { auditRows } from "../support/audit.js";
 import { connectClient, grpcJsClient, rest, STRONG_PASSWORD, uniqueEmail } from "../support/clients.js";
 import { backends } from "../support/databases.js";
+import { connectFailure, expectConnectError, expectGrpcError, expectRestError, grpcOutcome } from "../support/error-info.js";
 import { REDIS_TEST_URL, redisAvailable, redisServerBinary, startPrivateRedis } from "../support/redis.js";
 import { startTestServer, type TestServer } from "../support/server.js";
-import {
-  auditRows,
-  connectDetails,
-  expectGrpc429,
-  expectRest429,
-  grpcOutcome,
-  postFrom,
-  sameSource,
-  sleep,
-  uniqueIp,
-  xff,
-} from "./abuse-helpers.js";
-import { connectFailure, expectConnectError, expectGrpcError, expectRestError, GRPC } from "./identity-helpers.js";
+import { sleep } from "../support/timing.js";
+import { expectGrpc429, expectRest429, postFrom, rateLimitedInfo, sameSource, uniqueIp, xff } from "./abuse-helpers.js";
 
 // Rate limits end to end: REST 429 + Retry-After, gRPC and Connect
 // RESOURCE_EXHAUSTED with RetryInfo; per address (IPv6 by /64), per account,
@@ -79,7 +71,7 @@ for (const backend of backends) {
         it(`gRPC via grpc-js (${port} port): RESOURCE_EXHAUSTED with RetryInfo, ErrorInfo and retry-after`, async () => {
           const g = port === "main" ? grpcMain : grpcInternal;
           const ip = uniqueIp();
-          for (let i = 0; i < 3; i++) await expectGrpcError(g.login({ email: uniqueEmail(), password: wrong() }, xff(ip)), GRPC.UNAUTHENTICATED, "INVALID_CREDENTIALS");
+          for (let i = 0; i < 3; i++) await expectGrpcError(g.login({ email: uniqueEmail(), password: wrong() }, xff(ip)), grpc.status.UNAUTHENTICATED, "INVALID_CREDENTIALS");
           const err = await grpcOutcome(g.login({ email: uniqueEmail(), password: wrong() }, xff(ip)));
           expect(err).toBeDefined();
           expect(expectGrpc429(err!, "ip")).toBe(1);
@@ -92,7 +84,7 @@ for (const backend of backends) {
           await expectConnectError(connect.login({ email: uniqueEmail(), password: wrong() }, { headers: xff(ip) }), Code.Unauthenticated, "INVALID_CREDENTIALS");
         }
         const err = await connectFailure(connect.login({ email: uniqueEmail(), password: wrong() }, { headers: xff(ip) }));
-        expect({ code: err.code, ...connectDetails(err) }).toEqual({
+        expect({ code: err.code, ...rateLimitedInfo(err) }).toEqual({
           code: Code.ResourceExhausted,
           reason: "RATE_LIMITED",
           scope: "ip",
@@ -104,7 +96,7 @@ for (const backend of backends) {
       it("one budget per address across protocols", async () => {
         const ip = uniqueIp();
         expectRestError(await restLogin(uniqueEmail(), ip), 401, "INVALID_CREDENTIALS");
-        await expectGrpcError(grpcInternal.login({ email: uniqueEmail(), password: wrong() }, xff(ip)), GRPC.UNAUTHENTICATED, "INVALID_CREDENTIALS");
+        await expectGrpcError(grpcInternal.login({ email: uniqueEmail(), password: wrong() }, xff(ip)), grpc.status.UNAUTHENTICATED, "INVALID_CREDENTIALS");
         await expectConnectError(connect.login({ email: uniqueEmail(), password: wrong() }, { headers: xff(ip) }), Code.Unauthenticated, "INVALID_CREDENTIALS");
         expectGrpc429((await grpcOutcome(grpcMain.login({ email: uniqueEmail(), password: wrong() }, xff(ip))))!, "ip");
       });
@@ -114,7 +106,7 @@ for (const backend of backends) {
         const [a, b, other] = ["2001:db8:1:2::1", "2001:db8:1:2::ffff", "2001:db8:1:3::1"];
         expectRestError(await restLogin(uniqueEmail(), a), 401, "INVALID_CREDENTIALS");
         expectRestError(await restLogin(uniqueEmail(), b), 401, "INVALID_CREDENTIALS");
-        await expectGrpcError(grpcInternal.login({ email: uniqueEmail(), password: wrong() }, xff("2001:0DB8:0001:0002:0:0:0:abcd")), GRPC.UNAUTHENTICATED, "INVALID_CREDENTIALS");
+        await expectGrpcError(grpcInternal.login({ email: uniqueEmail(), password: wrong() }, xff("2001:0DB8:0001:0002:0:0:0:abcd")), grpc.status.UNAUTHENTICATED, "INVALID_CREDENTIALS");
         expectRest429(await restLogin(uniqueEmail(), a), "ip");
         expectRest429(await restLogin(uniqueEmail(), b), "ip");
         for (let i = 0; i < 3; i++) expectRestError(await restLogin(uniqueEmail(), other), 401, "INVALID_CREDENTIALS");
@@ -144,8 +136,8 @@ for (const backend of backends) {
       const email = uniqueEmail();
       const attempts = [
         () => restLogin(email, uniqueIp()).then((r) => expectRestError(r, 401, "INVALID_CREDENTIALS")),
-        () => expectGrpcError(grpcMain.login({ email, password: wrong() }, xff(uniqueIp())), GRPC.UNAUTHENTICATED, "INVALID_CREDENTIALS"),
-        () => expectGrpcError(grpcInternal.login({ email, password: wrong() }, xff(uniqueIp())), GRPC.UNAUTHENTICATED, "INVALID_CREDENTIALS"),
+        () => expectGrpcError(grpcMain.login({ email, password: wrong() }, xff(uniqueIp())), grpc.status.UNAUTHENTICATED, "INVALID_CREDENTIALS"),
+        () => expectGrpcError(grpcInternal.login({ email, password: wrong() }, xff(uniqueIp())), grpc.status.UNAUTHENTICATED, "INVALID_CREDENTIALS"),
         () => expectConnectError(connect.login({ email, password: wrong() }, { headers: xff(uniqueIp()) }), Code.Unauthenticated, "INVALID_CREDENTIALS"),
         () => restLogin(email, uniqueIp()).then((r) => expectRestError(r, 401, "INVALID_CREDENTIALS")),
       ];
@@ -220,7 +212,7 @@ for (const backend of backends) {
         const body = (domain = "mailinator.com") => ({ account: { email: uniqueEmail("throwaway").replace("@example.com", `@${domain}`), password: STRONG_PASSWORD } });
         const first = body();
         expectRestError(await rest(s.baseUrl, "POST", "/register", { body: first, headers: xff(uniqueIp()) }), 400, "EMAIL_DOMAIN_NOT_ALLOWED");
-        await expectGrpcError(grpcInternal.register(body(), xff(uniqueIp())), GRPC.INVALID_ARGUMENT, "EMAIL_DOMAIN_NOT_ALLOWED");
+        await expectGrpcError(grpcInternal.register(body(), xff(uniqueIp())), grpc.status.INVALID_ARGUMENT, "EMAIL_DOMAIN_NOT_ALLOWED");
         await expectConnectError(connect.register(body(), { headers: xff(uniqueIp()) }), Code.InvalidArgument, "EMAIL_DOMAIN_NOT_ALLOWED");
         // Case does not help.
         expectRestError(await rest(s.baseUrl, "POST", "/register", { body: body("MAILINATOR.COM"), headers: xff(uniqueIp()) }), 400, "EMAIL_DOMAIN_NOT_ALLOWED");

@@ -1,23 +1,15 @@
+import * as grpc from "@grpc/grpc-js";
 import { Code } from "@connectrpc/connect";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { IdentityService } from "../../gen/identity/v1/identity_service_pb.js";
-import { connectClient, grpcJsClient, rest, STRONG_PASSWORD, uniqueEmail, type RestResponse } from "../support/clients.js";
+import { auditRows } from "../support/audit.js";
+import { connectClient, grpcJsClient, rest, type RestResponse, STRONG_PASSWORD, uniqueEmail } from "../support/clients.js";
 import { backends } from "../support/databases.js";
+import { expectConnectError, expectGrpcError, expectRestError, grpcOutcome } from "../support/error-info.js";
 import { startTestServer, type TestServer } from "../support/server.js";
-import {
-  auditRows,
-  CAPTCHA_SECRET,
-  expectGrpc429,
-  expectRest429,
-  grpcOutcome,
-  restDetails,
-  startSiteverify,
-  startWebhookReceiver,
-  uniqueIp,
-  until,
-  xff,
-} from "./abuse-helpers.js";
-import { expectConnectError, expectGrpcError, expectRestError, GRPC } from "./identity-helpers.js";
+import { expectEventually } from "../support/timing.js";
+import { startWebhookReceiver } from "../support/webhook-receiver.js";
+import { CAPTCHA_SECRET, expectGrpc429, expectRest429, rateLimitedInfo, startSiteverify, uniqueIp, xff } from "./abuse-helpers.js";
 
 // Password spraying and credential stuffing from one source: detected,
 // audited with evidence, alerted, and the source blocked while everyone
@@ -107,10 +99,10 @@ for (const backend of backends) {
       }
       expect(JSON.stringify(detected)).not.toContain("Spring2026");
       // ...and alerted, signed.
-      const alerts = (await hooks.waitFor("password_spray")).filter((w) => w.json.data.source_ip === a);
+      const alerts = (await hooks.waitFor("password_spray")).filter((w) => w.data.source_ip === a);
       expect(alerts).toHaveLength(1);
       expect(alerts[0]!.verified).toBe(true);
-      expect(Number(alerts[0]!.json.data.distinct_accounts)).toBeGreaterThanOrEqual(Number(alerts[0]!.json.data.threshold));
+      expect(Number(alerts[0]!.data.distinct_accounts)).toBeGreaterThanOrEqual(Number(alerts[0]!.data.threshold));
 
       // The bystander is still fine afterwards, over gRPC too.
       await expect(g.login({ email, password: STRONG_PASSWORD }, xff(b))).resolves.toMatchObject({ accessToken: expect.any(String) });
@@ -122,8 +114,8 @@ for (const backend of backends) {
       blockedFrom(answers);
       const blocked = await auditRows(s, "source_blocked", { ip: a });
       expect(blocked.map((e) => [e.reason, e.details])).toEqual([["password_spray", expect.objectContaining({ kind: "password_spray", source_ip: a })]]);
-      await until(() => hooks.ofType("source_blocked").some((w) => w.json.data.source_ip === a), 2_000, "source_blocked alert");
-      const alerts = hooks.ofType("source_blocked").filter((w) => w.json.data.source_ip === a);
+      await expectEventually("a source_blocked alert", () => hooks.ofType("source_blocked").some((w) => w.data.source_ip === a), { timeoutMs: 2_000 });
+      const alerts = hooks.ofType("source_blocked").filter((w) => w.data.source_ip === a);
       expect(alerts.map((w) => w.verified)).toEqual([true]);
     });
 
@@ -137,8 +129,8 @@ for (const backend of backends) {
       const blocked = await auditRows(s, "source_blocked", { ip: c });
       expect(blocked.map((d) => [d.reason, d.details])).toEqual([["credential_stuffing", evidence]]);
       for (const type of ["credential_stuffing", "source_blocked"]) {
-        const alerts = (await hooks.waitFor(type)).filter((w) => w.json.data.source_ip === c);
-        expect(alerts.map((w) => [w.verified, w.json.data])).toEqual([[true, evidence]]);
+        const alerts = (await hooks.waitFor(type)).filter((w) => w.data.source_ip === c);
+        expect(alerts.map((w) => [w.verified, w.data])).toEqual([[true, evidence]]);
       }
     });
   });
@@ -214,7 +206,7 @@ for (const backend of backends) {
           expectRestError(await register(uniqueEmail(), "pass-token-2"), 503, "DEPENDENCY_UNAVAILABLE");
           await expectGrpcError(
             g.register({ account: { email: uniqueEmail(), password: STRONG_PASSWORD }, captchaToken: "pass-token-3" }, xff(uniqueIp())),
-            GRPC.UNAVAILABLE,
+            grpc.status.UNAVAILABLE,
             "DEPENDENCY_UNAVAILABLE",
           );
         } finally {
@@ -242,7 +234,7 @@ for (const backend of backends) {
         expect(await auditRows(s, "spray_detected")).toEqual([]);
         const [alert] = await hooks.waitFor("failure_surge");
         expect(alert!.verified).toBe(true);
-        expect(alert!.json.data).toEqual({ failures_last_minute: 10, threshold: 10, mode_seconds: 900 });
+        expect(alert!.data).toEqual({ failures_last_minute: 10, threshold: 10, mode_seconds: 900 });
 
         const loginWith = (captcha_token?: string) =>
           rest(s.baseUrl, "POST", "/login", { body: { email, password: STRONG_PASSWORD, ...(captcha_token === undefined ? {} : { captcha_token }) }, headers: xff(uniqueIp()) });
@@ -366,7 +358,7 @@ for (const backend of backends) {
       expect((await auditRows(s, "captcha", { ip })).map((e) => [e.outcome, e.reason])).toEqual([["success", "provider_unavailable_fail_open"]]);
       const refused = await rest(s.baseUrl, "POST", "/register", { body: { account: { email: uniqueEmail(), password: STRONG_PASSWORD }, captcha_token: "forged" }, headers: xff(uniqueIp()) });
       expectRestError(refused, 403, "CAPTCHA_INVALID");
-      expect(restDetails(refused.body).reason).toBe("CAPTCHA_INVALID");
+      expect(rateLimitedInfo(refused.body).reason).toBe("CAPTCHA_INVALID");
     });
   });
 }

@@ -6,7 +6,7 @@ import { passwordCredentials } from "../../src/storage/schema.js";
 import { rest, uniqueEmail } from "../support/clients.js";
 import { backends } from "../support/databases.js";
 import { startTestServer, type TestServer } from "../support/server.js";
-import { registerUser } from "./identity-helpers.js";
+import { registerUser } from "../support/users.js";
 
 // After an operator raises ARGON2_TIME_COST, accounts keep their old-cost
 // hash until they log in again. A login for an unknown address must then be

@@ -1,13 +1,15 @@
+import * as grpc from "@grpc/grpc-js";
 import { and, eq, sql } from "drizzle-orm";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { IdentityService } from "../../gen/identity/v1/identity_service_pb.js";
 import { isUuid } from "../../src/shared/uuid.js";
 import { auditEvents, users } from "../../src/storage/schema.js";
-import { createVerifier, type Verifier } from "@platform/identity-verifier";
-import { grpcJsClient, rest, STRONG_PASSWORD, uniqueEmail } from "../support/clients.js";
+import { bearerMd, grpcJsClient, rest, STRONG_PASSWORD, uniqueEmail } from "../support/clients.js";
 import { backends } from "../support/databases.js";
+import { expectGrpcError, expectRestError, grpcFailure } from "../support/error-info.js";
 import { startTestServer, type TestServer } from "../support/server.js";
-import { bearerMd, expectGrpcError, expectRestError, GRPC, grpcFailure, login, registerUser, userWithSession } from "./identity-helpers.js";
+import { login, registerUser, userWithSession } from "../support/users.js";
+import { createVerifier, type Verifier } from "@platform/identity-verifier";
 
 // Attacks from the security review, over the network against a started
 // server: other spellings of a signed token, a second account for one
@@ -55,7 +57,7 @@ for (const backend of backends) {
           expectRestError(await rest(s.baseUrl, "GET", "/user/profile", { token }), 401, "TOKEN_INVALID");
           expectRestError(await rest(s.baseUrl, "GET", "/user/profile", { cookie: `access_token=${token}` }), 401, "TOKEN_INVALID");
           expect((await rest(s.baseUrl, "POST", "/token/verify", { body: { access_token: token } })).body).toEqual({ active: false });
-          await expectGrpcError(g.getProfile({}, bearerMd(token)), GRPC.UNAUTHENTICATED, "TOKEN_INVALID");
+          await expectGrpcError(g.getProfile({}, bearerMd(token)), grpc.status.UNAUTHENTICATED, "TOKEN_INVALID");
           await expect(verifier.verify(token)).rejects.toMatchObject({ code: "TOKEN_INVALID" });
         }
         // None of them could log the session out either.
@@ -70,7 +72,7 @@ for (const backend of backends) {
         const [local, domain] = alice.email.split("@") as [string, string];
         const quoted = `"${local}"@${domain}`;
         expectRestError(await rest(s.baseUrl, "POST", "/register", { body: { account: { email: quoted, password: STRONG_PASSWORD } } }), 400, "VALIDATION_FAILED");
-        await expectGrpcError(g.register({ account: { email: quoted, password: STRONG_PASSWORD } }), GRPC.INVALID_ARGUMENT, "VALIDATION_FAILED");
+        await expectGrpcError(g.register({ account: { email: quoted, password: STRONG_PASSWORD } }), grpc.status.INVALID_ARGUMENT, "VALIDATION_FAILED");
         expectRestError(await rest(s.baseUrl, "POST", "/login", { body: { email: quoted, password: alice.password } }), 401, "INVALID_CREDENTIALS");
         const rows = await s.app.database.db.select({ id: users.id }).from(users).where(sql`${users.email} like ${`%${local}%`}`);
         expect(rows).toHaveLength(1);

@@ -1,30 +1,20 @@
 import { createPrivateKey, createPublicKey, sign as cryptoSign } from "node:crypto";
 import { createServer, type Server } from "node:http";
-import type { AddressInfo } from "node:net";
+import * as grpc from "@grpc/grpc-js";
 import { Code } from "@connectrpc/connect";
 import { calculateJwkThumbprint, decodeJwt, exportJWK, generateKeyPair, SignJWT, type JWK, type JWTPayload } from "jose";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { IdentityService } from "../../gen/identity/v1/identity_service_pb.js";
-import { signingKeys, users } from "../../src/storage/schema.js";
 import { createKeyStore } from "../../src/storage/key-store.js";
-import { connectClient, grpcJsClient, grpcJsReason, rest, restReason, STRONG_PASSWORD, uniqueEmail } from "../support/clients.js";
+import { signingKeys, users } from "../../src/storage/schema.js";
+import { bearer, bearerMd, connectClient, grpcJsClient, rest, STRONG_PASSWORD, uniqueEmail } from "../support/clients.js";
+import { setCookieOf } from "../support/cookies.js";
 import { backends } from "../support/databases.js";
+import { errorReason, expect4xx, expectConnectError, expectGrpcError, expectRestError, grpcFailure } from "../support/error-info.js";
+import { closeServer, listenLocal } from "../support/local-http.js";
 import { testBox } from "../support/keys.js";
 import { startTestServer, type TestServer } from "../support/server.js";
-import {
-  accessTokenCookie,
-  bearer,
-  bearerMd,
-  expect4xx,
-  expectConnectError,
-  expectGrpcError,
-  expectRestError,
-  GRPC,
-  grpcFailure,
-  login,
-  registerUser,
-  userWithSession,
-} from "./identity-helpers.js";
+import { login, registerUser, userWithSession } from "../support/users.js";
 
 // The black-box attack catalogue (security checklist, section K) as far as
 // this service's surface reaches: forged and confused JWTs, replay after
@@ -53,11 +43,11 @@ for (const backend of backends) {
     /** A token must be refused as TOKEN_INVALID over REST (header and cookie) and gRPC. */
     async function expectRefused(name: string, token: string) {
       const r = await profile(token);
-      expect({ name, status: r.status, reason: restReason(r.body) }).toEqual({ name, status: 401, reason: "TOKEN_INVALID" });
+      expect({ name, status: r.status, reason: errorReason(r.body) }).toEqual({ name, status: 401, reason: "TOKEN_INVALID" });
       const rc = await rest(s.baseUrl, "GET", "/user/profile", { cookie: `access_token=${token}` });
-      expect({ name, status: rc.status, reason: restReason(rc.body) }).toEqual({ name, status: 401, reason: "TOKEN_INVALID" });
+      expect({ name, status: rc.status, reason: errorReason(rc.body) }).toEqual({ name, status: 401, reason: "TOKEN_INVALID" });
       const e = await grpcFailure(g.getProfile({}, bearerMd(token)));
-      expect({ name, code: e.code, reason: grpcJsReason(e) }).toEqual({ name, code: GRPC.UNAUTHENTICATED, reason: "TOKEN_INVALID" });
+      expect({ name, code: e.code, reason: errorReason(e) }).toEqual({ name, code: grpc.status.UNAUTHENTICATED, reason: "TOKEN_INVALID" });
     }
 
     async function expectStillValid(token: string) {
@@ -121,8 +111,7 @@ for (const backend of backends) {
           res.setHeader("content-type", "application/json");
           res.end(JSON.stringify({ keys: [{ ...attackerJwk, kid: realKid }] }));
         });
-        await new Promise<void>((resolve) => evil.listen(0, "127.0.0.1", resolve));
-        const url = `http://127.0.0.1:${(evil.address() as AddressInfo).port}/jwks.json`;
+        const url = `${await listenLocal(evil)}/jwks.json`;
         try {
           const claims = decodeJwt(victim.accessToken);
           const sign = (header: Record<string, unknown>) =>
@@ -135,7 +124,7 @@ for (const backend of backends) {
           await expectRefused("no kid", await sign({}));
           expect(hits).toBe(0);
         } finally {
-          await new Promise<void>((resolve) => evil.close(() => resolve()));
+          await closeServer(evil);
         }
       });
 
@@ -259,7 +248,7 @@ for (const backend of backends) {
         })) {
           const r = await profile(token);
           expect({ name, status: r.status }).toEqual({ name, status: 401 });
-          expect(restReason(r.body)).toBe("TOKEN_INVALID");
+          expect(errorReason(r.body)).toBe("TOKEN_INVALID");
         }
       });
 
@@ -275,10 +264,10 @@ for (const backend of backends) {
         for (const email of ["' OR 1=1 --", '"; DROP TABLE users; --', "x@example.com' OR '1'='1", "a@b.com; DELETE FROM users"]) {
           const reg = await rest(s.baseUrl, "POST", "/register", { body: { account: { email, password: STRONG_PASSWORD } } });
           expectRestError(reg, 400, "VALIDATION_FAILED");
-          await expectGrpcError(g.register({ account: { email, password: STRONG_PASSWORD } }), GRPC.INVALID_ARGUMENT, "VALIDATION_FAILED");
+          await expectGrpcError(g.register({ account: { email, password: STRONG_PASSWORD } }), grpc.status.INVALID_ARGUMENT, "VALIDATION_FAILED");
           const log = await rest(s.baseUrl, "POST", "/login", { body: { email, password: "' OR 1=1 --" } });
           expectRestError(log, 401, "INVALID_CREDENTIALS");
-          await expectGrpcError(g.login({ email, password: "' OR 1=1 --" }), GRPC.UNAUTHENTICATED, "INVALID_CREDENTIALS");
+          await expectGrpcError(g.login({ email, password: "' OR 1=1 --" }), grpc.status.UNAUTHENTICATED, "INVALID_CREDENTIALS");
         }
         for (const password of ["' OR 1=1 --", '"; DROP TABLE users; --', "' OR ''='"]) {
           expectRestError(
@@ -290,8 +279,8 @@ for (const backend of backends) {
         // A password made of SQL is just a password.
         const sqlPassword = '"; DROP TABLE users; -- \' OR 1=1 --';
         const u = await registerUser(s, { email: uniqueEmail("sqlpw"), password: sqlPassword });
-        await login(s, u.email, sqlPassword);
-        await login(s, victim.email, victim.password);
+        expect((await login(s, u.email, sqlPassword)).userId).toBe(u.userId);
+        expect((await login(s, victim.email, victim.password)).userId).toBe(victim.userId);
         expect((await s.app.database.db.select({ id: users.id }).from(users)).length).toBeGreaterThanOrEqual(2);
       });
 
@@ -307,7 +296,7 @@ for (const backend of backends) {
         const r = await rest(s.baseUrl, "POST", "/register", { body: { account: { email: "o'brien.sql@example.com", password: STRONG_PASSWORD } } });
         expect(r.status, r.text).toBe(201);
         expect(r.body.user.email).toBe("o'brien.sql@example.com");
-        await login(s, "o'brien.sql@example.com", STRONG_PASSWORD);
+        expect((await login(s, "o'brien.sql@example.com", STRONG_PASSWORD)).userId).toBe(r.body.user.user_id);
       });
 
       it("SQL in a name is stored and returned literally (REST and gRPC)", async () => {
@@ -320,7 +309,8 @@ for (const backend of backends) {
         }
         const viaGrpc = await g.register({ account: { email: uniqueEmail(), password: STRONG_PASSWORD }, infoUser: { name: names[0]!, address: names[1]! } });
         expect(viaGrpc.user?.infoUser).toMatchObject({ name: names[0], address: names[1] });
-        await login(s, victim.email, victim.password);
+        // The users table survived all of that: the victim still logs in.
+        expect((await login(s, victim.email, victim.password)).userId).toBe(victim.userId);
       });
     });
 
@@ -336,8 +326,8 @@ for (const backend of backends) {
           "user@example.com\u200B", // zero-width space
         ]) {
           const r = await rest(s.baseUrl, "POST", "/register", { body: { account: { email, password: STRONG_PASSWORD } } });
-          expect({ email, status: r.status, reason: restReason(r.body) }).toEqual({ email, status: 400, reason: "VALIDATION_FAILED" });
-          await expectGrpcError(g.register({ account: { email, password: STRONG_PASSWORD } }), GRPC.INVALID_ARGUMENT, "VALIDATION_FAILED");
+          expect({ email, status: r.status, reason: errorReason(r.body) }).toEqual({ email, status: 400, reason: "VALIDATION_FAILED" });
+          await expectGrpcError(g.register({ account: { email, password: STRONG_PASSWORD } }), grpc.status.INVALID_ARGUMENT, "VALIDATION_FAILED");
         }
       });
 
@@ -373,7 +363,8 @@ for (const backend of backends) {
           expect({ ct, status: pw.status }).toEqual({ ct, status: 415 });
         }
         expect((await profile(u.accessToken)).body.user.info_user.address).toBe("Before");
-        await login(s, u.email, u.password);
+        // Nor did the password change.
+        expect((await login(s, u.email, u.password)).userId).toBe(u.userId);
       });
 
       it("a pre-set (fixated) cookie is replaced by a fresh token for the real user at login", async () => {
@@ -384,7 +375,7 @@ for (const backend of backends) {
           body: { email: target.email, password: target.password },
         });
         expect(r.status).toBe(201);
-        const cookie = accessTokenCookie(r.headers);
+        const cookie = setCookieOf(r, "access_token");
         expect(cookie?.value).not.toBe(attacker.accessToken);
         expect(decodeJwt(cookie!.value).sub).toBe(target.userId);
       });
@@ -410,24 +401,24 @@ for (const backend of backends) {
               ? rest(tight.baseUrl, "POST", "/login", { body: { email: `flood${i}.${victim.email}`, password: `wrong password ${i}` } }).then((r) => ({
                   kind: "rest" as const,
                   status: r.status,
-                  reason: restReason(r.body),
+                  reason: errorReason(r.body),
                 }))
               : grpcFailure(gt.login({ email: `flood${i}.${victim.email}`, password: `wrong password ${i}` })).then((e) => ({
                   kind: "grpc" as const,
                   status: e.code,
-                  reason: grpcJsReason(e),
+                  reason: errorReason(e),
                 })),
           );
           const results = await Promise.all(attempts);
           for (const r of results) {
             if (r.kind === "rest") expect([401, 429, 503]).toContain(r.status);
-            else expect([GRPC.UNAUTHENTICATED, GRPC.RESOURCE_EXHAUSTED, GRPC.UNAVAILABLE]).toContain(r.status);
+            else expect([grpc.status.UNAUTHENTICATED, grpc.status.RESOURCE_EXHAUSTED, grpc.status.UNAVAILABLE]).toContain(r.status);
             expect(["INVALID_CREDENTIALS", "OVERLOADED"]).toContain(r.reason);
           }
           expect(results.some((r) => r.reason === "OVERLOADED")).toBe(true);
           expect(results.some((r) => r.reason === "INVALID_CREDENTIALS")).toBe(true);
           // And the service recovers at once.
-          await login(tight, victim.email, victim.password);
+          expect((await login(tight, victim.email, victim.password)).userId).toBe(victim.userId);
           await expectConnectError(
             connectClient(tight.baseUrl).login({ email: victim.email, password: "still wrong pass" }),
             Code.Unauthenticated,
@@ -442,7 +433,7 @@ for (const backend of backends) {
       it("the same attack over REST, gRPC and Connect gives the same outcome", async () => {
         const forged = `${b64({ alg: "none" })}.${victim.accessToken.split(".")[1]}.`;
         expectRestError(await profile(forged), 401, "TOKEN_INVALID");
-        await expectGrpcError(g.getProfile({}, bearerMd(forged)), GRPC.UNAUTHENTICATED, "TOKEN_INVALID");
+        await expectGrpcError(g.getProfile({}, bearerMd(forged)), grpc.status.UNAUTHENTICATED, "TOKEN_INVALID");
         for (const protocol of ["connect", "grpc", "grpc-web"] as const) {
           await expectConnectError(connectClient(s.baseUrl, protocol).getProfile({}, bearer(forged)), Code.Unauthenticated, "TOKEN_INVALID");
         }

@@ -1,8 +1,11 @@
+import { Code } from "@connectrpc/connect";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { connectClient, rest, STRONG_PASSWORD, type RestResponse } from "../support/clients.js";
+import { connectClient, rest, STRONG_PASSWORD } from "../support/clients.js";
+import { setCookieNames, setCookieOf } from "../support/cookies.js";
 import { backends } from "../support/databases.js";
+import { expectRestError } from "../support/error-info.js";
 import { startTestServer, type TestServer } from "../support/server.js";
-import { expectRestError, registerUser, setCookieOf, type SeededUser } from "./identity-helpers.js";
+import { registerUser, type SeededUser } from "../support/users.js";
 
 // Browsers behind the gateway: the cookies Login and RefreshToken set, the
 // refresh cookie standing in for the body, Logout clearing both, the CSRF
@@ -11,7 +14,6 @@ import { expectRestError, registerUser, setCookieOf, type SeededUser } from "./i
 const APP = "https://app.example.com";
 const EVIL = "https://evil.example";
 
-const setCookie = (r: RestResponse, name: string) => setCookieOf(r.headers, name);
 
 // What a browser adds to a request from our own page (fetch, same origin).
 const SAME_ORIGIN = { "sec-fetch-site": "same-origin" };
@@ -52,10 +54,10 @@ for (const backend of backends) {
       it("Login sets an HttpOnly, SameSite=Strict access cookie on / and a refresh cookie scoped to /token/refresh (COOKIE_SECURE=false)", async () => {
         const { r, accessToken, refreshToken } = await browserLogin(s);
         expect(r.headers.get("cache-control")).toBe("no-store");
-        const access = setCookie(r, "access_token")!;
+        const access = setCookieOf(r, "access_token")!;
         expect(access.value).toBe(accessToken);
         expect(Object.fromEntries(access.attrs)).toEqual({ "max-age": String(r.body.expires_in), path: "/", httponly: "", samesite: "Strict" });
-        const refresh = setCookie(r, "refresh_token")!;
+        const refresh = setCookieOf(r, "refresh_token")!;
         expect(refresh.value).toBe(refreshToken);
         expect(refresh.attrs.get("path")).toBe("/token/refresh");
         expect(refresh.attrs.has("httponly")).toBe(true);
@@ -69,20 +71,20 @@ for (const backend of backends) {
 
       it("marks both cookies Secure by default (COOKIE_SECURE unset)", async () => {
         const { r } = await browserLogin(secure);
-        expect(setCookie(r, "access_token")!.attrs.has("secure")).toBe(true);
-        expect(setCookie(r, "refresh_token")!.attrs.has("secure")).toBe(true);
-        expect(setCookie(r, "__Host-access_token")).toBeUndefined();
+        expect(setCookieOf(r, "access_token")!.attrs.has("secure")).toBe(true);
+        expect(setCookieOf(r, "refresh_token")!.attrs.has("secure")).toBe(true);
+        expect(setCookieOf(r, "__Host-access_token")).toBeUndefined();
       });
 
       it("uses __Host-access_token (Path=/, Secure, no Domain) and __Secure-refresh_token with COOKIE_HOST_PREFIX", async () => {
         const { r, accessToken, refreshToken } = await browserLogin(prefixed);
-        expect(setCookie(r, "access_token")).toBeUndefined();
-        const access = setCookie(r, "__Host-access_token")!;
+        expect(setCookieOf(r, "access_token")).toBeUndefined();
+        const access = setCookieOf(r, "__Host-access_token")!;
         expect(access.value).toBe(accessToken);
         expect(access.attrs.get("path")).toBe("/");
         expect(access.attrs.has("secure")).toBe(true);
         expect(access.attrs.has("domain")).toBe(false);
-        const refresh = setCookie(r, "__Secure-refresh_token")!;
+        const refresh = setCookieOf(r, "__Secure-refresh_token")!;
         expect(refresh.value).toBe(refreshToken);
         expect(refresh.attrs.get("path")).toBe("/token/refresh");
         expect(refresh.attrs.has("secure")).toBe(true);
@@ -96,7 +98,7 @@ for (const backend of backends) {
           headers: SAME_ORIGIN,
         });
         expect(refreshed.status, refreshed.text).toBe(200);
-        expect(setCookie(refreshed, "__Secure-refresh_token")!.value).toBe(refreshed.body.refresh_token);
+        expect(setCookieOf(refreshed, "__Secure-refresh_token")!.value).toBe(refreshed.body.refresh_token);
       });
 
       it("refuses to boot with COOKIE_HOST_PREFIX=true and COOKIE_SECURE=false", async () => {
@@ -111,8 +113,8 @@ for (const backend of backends) {
         expect(r.status, r.text).toBe(200);
         expect(r.headers.get("cache-control")).toBe("no-store");
         expect(r.body.refresh_token).not.toBe(refreshToken);
-        expect(setCookie(r, "refresh_token")!.value).toBe(r.body.refresh_token);
-        expect(setCookie(r, "access_token")!.value).toBe(r.body.access_token);
+        expect(setCookieOf(r, "refresh_token")!.value).toBe(r.body.refresh_token);
+        expect(setCookieOf(r, "access_token")!.value).toBe(r.body.access_token);
         expect((await profile(s, { token: r.body.access_token })).status).toBe(200);
       });
 
@@ -142,7 +144,7 @@ for (const backend of backends) {
         const cookie = `refresh_token=${refreshToken}`;
         const r = await rest(s.baseUrl, "POST", "/token/refresh", { body: {}, cookie, headers: CROSS_SITE });
         expectRestError(r, 403, "CSRF_REJECTED");
-        expect(r.headers.getSetCookie()).toEqual([]);
+        expect(setCookieNames(r)).toEqual([]);
         expect((await rest(s.baseUrl, "POST", "/token/refresh", { body: {}, cookie, headers: SAME_ORIGIN })).status).toBe(200);
       });
 
@@ -160,8 +162,8 @@ for (const backend of backends) {
           headers: { ...SAME_ORIGIN, "x-requested-with": "XMLHttpRequest" },
         });
         expect(r.status, r.text).toBe(204);
-        const access = setCookie(r, "access_token")!;
-        const refresh = setCookie(r, "refresh_token")!;
+        const access = setCookieOf(r, "access_token")!;
+        const refresh = setCookieOf(r, "refresh_token")!;
         expect([access.value, access.attrs.get("max-age"), access.attrs.get("path")]).toEqual(["", "0", "/"]);
         expect([refresh.value, refresh.attrs.get("max-age"), refresh.attrs.get("path")]).toEqual(["", "0", "/token/refresh"]);
         expectRestError(await profile(s, { token: accessToken }), 401, "TOKEN_INVALID");
@@ -176,14 +178,14 @@ for (const backend of backends) {
           headers,
         });
         expect(other.status, other.text).toBe(204);
-        expect(other.headers.getSetCookie()).toEqual([]);
+        expect(setCookieNames(other)).toEqual([]);
         const own = await rest(s.baseUrl, "DELETE", `/user/sessions/${second.r.body.session_id}`, {
           cookie: `access_token=${second.accessToken}`,
           headers,
         });
         expect(own.status, own.text).toBe(204);
-        expect(setCookie(own, "access_token")!.attrs.get("max-age")).toBe("0");
-        expect(setCookie(own, "refresh_token")!.attrs.get("max-age")).toBe("0");
+        expect(setCookieOf(own, "access_token")!.attrs.get("max-age")).toBe("0");
+        expect(setCookieOf(own, "refresh_token")!.attrs.get("max-age")).toBe("0");
         expectRestError(await profile(s, { token: second.accessToken }), 401, "TOKEN_INVALID");
       });
 
@@ -191,8 +193,8 @@ for (const backend of backends) {
         const { accessToken } = await browserLogin(prefixed);
         const r = await rest(prefixed.baseUrl, "POST", "/logout", { token: accessToken });
         expect(r.status).toBe(204);
-        expect(setCookie(r, "__Host-access_token")!.attrs.get("max-age")).toBe("0");
-        expect(setCookie(r, "__Secure-refresh_token")!.attrs.get("max-age")).toBe("0");
+        expect(setCookieOf(r, "__Host-access_token")!.attrs.get("max-age")).toBe("0");
+        expect(setCookieOf(r, "__Secure-refresh_token")!.attrs.get("max-age")).toBe("0");
       });
 
       it("refuses a bodyless cookie logout without Sec-Fetch-Site or X-Requested-With (a form could send it), and the session lives on", async () => {
@@ -201,7 +203,7 @@ for (const backend of backends) {
         for (const headers of refused) {
           const r = await rest(s.baseUrl, "POST", "/logout", { cookie: `access_token=${accessToken}`, headers });
           expectRestError(r, 403, "CSRF_REJECTED");
-          expect(r.headers.getSetCookie()).toEqual([]);
+          expect(setCookieNames(r)).toEqual([]);
         }
         expect((await profile(s, { token: accessToken })).status).toBe(200);
       });
@@ -211,7 +213,7 @@ for (const backend of backends) {
         // What the browser sends for that fetch: the cookie, Sec-Fetch-Site, no body.
         const r = await rest(s.baseUrl, "POST", "/logout", { cookie: `access_token=${accessToken}`, headers: { ...SAME_ORIGIN, origin: s.baseUrl } });
         expect(r.status, r.text).toBe(204);
-        expect(setCookie(r, "access_token")!.attrs.get("max-age")).toBe("0");
+        expect(setCookieOf(r, "access_token")!.attrs.get("max-age")).toBe("0");
         expectRestError(await profile(s, { token: accessToken }), 401, "TOKEN_INVALID");
       });
     });
@@ -294,7 +296,7 @@ for (const backend of backends) {
         for (const headers of crossSite) {
           const r = await rest(s.baseUrl, "POST", "/login", { body, headers });
           expectRestError(r, 403, "CSRF_REJECTED");
-          expect(r.headers.getSetCookie()).toEqual([]);
+          expect(setCookieNames(r)).toEqual([]);
         }
         expect((await rest(s.baseUrl, "POST", "/login", { body })).status).toBe(201);
         expect((await rest(s.baseUrl, "POST", "/login", { body, headers: { origin: APP, "sec-fetch-site": "cross-site" } })).status).toBe(201);
@@ -365,7 +367,7 @@ for (const backend of backends) {
         expect(connect.headers.get("access-control-allow-origin")).toBe(APP);
         // The Connect side never reads cookies: no cookie credentials to forge there.
         const c = connectClient(s.baseUrl);
-        await expect(c.getProfile({}, { headers: { cookie: `access_token=${accessToken}` } })).rejects.toMatchObject({ code: 16 });
+        await expect(c.getProfile({}, { headers: { cookie: `access_token=${accessToken}` } })).rejects.toMatchObject({ code: Code.Unauthenticated });
       });
     });
   });

@@ -1,20 +1,12 @@
+import * as grpc from "@grpc/grpc-js";
 import { Code } from "@connectrpc/connect";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { IdentityService } from "../../gen/identity/v1/identity_service_pb.js";
-import { connectClient, grpcJsClient, rest, restReason, STRONG_PASSWORD } from "../support/clients.js";
+import { bearer, bearerMd, connectClient, grpcJsClient, rest, STRONG_PASSWORD } from "../support/clients.js";
 import { backends } from "../support/databases.js";
+import { errorReason, expectConnectError, expectGrpcError, expectRestError } from "../support/error-info.js";
 import { startTestServer, type TestServer } from "../support/server.js";
-import {
-  bearer,
-  bearerMd,
-  expectConnectError,
-  expectGrpcError,
-  expectRestError,
-  GRPC,
-  issueRegistrationBody,
-  login,
-  userWithSession,
-} from "./identity-helpers.js";
+import { ISSUE_USER, issueRegistrationBody, login, userWithSession } from "../support/users.js";
 
 // GetProfile / UpdateProfile: what was registered comes back, only the
 // fields present change, invalid values and extra fields change nothing.
@@ -51,17 +43,7 @@ for (const backend of backends) {
 
     it("GET returns what was registered (REST snake_case, gRPC and Connect)", async () => {
       const u = await get();
-      expect(u).toMatchObject({
-        user_id: userId,
-        email: "ngoc.phu@example.com",
-        info_user: {
-          name: "Ngoc Phu",
-          phone_number: "1234567890",
-          date_of_birth: "2023-11-12",
-          gender: true,
-          address: "Ha Noi",
-        },
-      });
+      expect(u).toMatchObject({ user_id: userId, ...ISSUE_USER });
       expect(Date.parse(u.create_time)).not.toBeNaN();
       expect(Date.parse(u.update_time)).not.toBeNaN();
       expect(JSON.stringify(u)).not.toMatch(/password|hash|session/i);
@@ -147,11 +129,11 @@ for (const backend of backends) {
       ];
       for (const info of invalid) {
         const r = await put({ info_user: info });
-        expect({ info, status: r.status, reason: restReason(r.body) }).toEqual({ info, status: 400, reason: "VALIDATION_FAILED" });
+        expect({ info, status: r.status, reason: errorReason(r.body) }).toEqual({ info, status: 400, reason: "VALIDATION_FAILED" });
       }
       await expectGrpcError(
         g.updateProfile({ infoUser: { dateOfBirth: "2023-02-30" } }, bearerMd(token)),
-        GRPC.INVALID_ARGUMENT,
+        grpc.status.INVALID_ARGUMENT,
         "VALIDATION_FAILED",
       );
       await expectConnectError(
@@ -186,7 +168,7 @@ for (const backend of backends) {
         { info_user: { address: "Hacked", password_hash: "x" } },
       ]) {
         const r = await put(body);
-        expect({ body, status: r.status, reason: restReason(r.body) }).toEqual({ body, status: 400, reason: "MALFORMED_REQUEST" });
+        expect({ body, status: r.status, reason: errorReason(r.body) }).toEqual({ body, status: 400, reason: "MALFORMED_REQUEST" });
       }
       // A JSON object given twice for one key: the last one wins in JSON.parse; still no extra field.
       const dup = await putRaw('{"info_user":{"address":"Hacked"},"info_user":{"address":"Hacked","email":"a@b.co"}}');

@@ -1,3 +1,4 @@
+import * as grpc from "@grpc/grpc-js";
 import { decodeJwt } from "jose";
 import { and, eq } from "drizzle-orm";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -5,21 +6,12 @@ import { IdentityService, Role } from "../../gen/identity/v1/identity_service_pb
 import { setRole } from "../../src/cli/set-role.js";
 import { auditEvents, sessions as sessionsTable } from "../../src/storage/schema.js";
 import { createUserStore } from "../../src/storage/user-store.js";
-import { connectClient, grpcJsClient, grpcJsReason, rest, restReason, uniqueEmail } from "../support/clients.js";
+import { bearer, bearerMd, connectClient, grpcJsClient, rest, uniqueEmail } from "../support/clients.js";
+import { auditRows } from "../support/audit.js";
 import { backends } from "../support/databases.js";
+import { errorReason, expectConnectError, expectGrpcError, expectRestError, grpcFailure } from "../support/error-info.js";
 import { startTestServer, type TestServer } from "../support/server.js";
-import {
-  bearer,
-  bearerMd,
-  expectConnectError,
-  expectGrpcError,
-  expectRestError,
-  GRPC,
-  grpcFailure,
-  registerUser,
-  type SeededUser,
-  enrolTotp,
-} from "./identity-helpers.js";
+import { enrolTotp, registerUser, type SeededUser } from "../support/users.js";
 
 // Issue 3, items 1–3 and VerifyToken: the refresh grace window, the user's
 // own session control (list, revoke one, revoke the others), lifetimes by
@@ -175,7 +167,7 @@ for (const backend of backends) {
         expectRestError(await rest(s.baseUrl, "GET", "/user/sessions"), 401, "TOKEN_MISSING");
         expectRestError(await rest(s.baseUrl, "DELETE", `/user/sessions/${crypto.randomUUID()}`), 401, "TOKEN_MISSING");
         expectRestError(await rest(s.baseUrl, "POST", "/user/sessions:revokeOthers", { body: {} }), 401, "TOKEN_MISSING");
-        await expectGrpcError(g.listSessions({}), GRPC.UNAUTHENTICATED, "TOKEN_MISSING");
+        await expectGrpcError(g.listSessions({}), grpc.status.UNAUTHENTICATED, "TOKEN_MISSING");
       });
     });
 
@@ -191,8 +183,8 @@ for (const backend of backends) {
         expect(r.text).toBe("");
         expectRestError(await profile(s, b.access_token), 401, "TOKEN_INVALID");
         expectRestError(await refresh(s, b.refresh_token), 401, "REFRESH_TOKEN_INVALID");
-        await expectGrpcError(g.getProfile({}, bearerMd(b.access_token)), GRPC.UNAUTHENTICATED, "TOKEN_INVALID");
-        await expectGrpcError(gi.getProfile({}, bearerMd(b.access_token)), GRPC.UNAUTHENTICATED, "TOKEN_INVALID");
+        await expectGrpcError(g.getProfile({}, bearerMd(b.access_token)), grpc.status.UNAUTHENTICATED, "TOKEN_INVALID");
+        await expectGrpcError(gi.getProfile({}, bearerMd(b.access_token)), grpc.status.UNAUTHENTICATED, "TOKEN_INVALID");
         expect((await profile(s, a.access_token)).status).toBe(200);
         expect((await list(s, a.access_token)).body.sessions.map((x: { session_id: string }) => x.session_id)).toEqual([a.session_id]);
         // Revoked twice: it is no longer an active session of the caller.
@@ -202,10 +194,7 @@ for (const backend of backends) {
         const [row] = await db.select().from(sessionsTable).where(eq(sessionsTable.id, b.session_id));
         expect(row).toMatchObject({ revokeReason: "user_revoke" });
         expect(row!.revokedAt).toBeInstanceOf(Date);
-        const events = await db
-          .select()
-          .from(auditEvents)
-          .where(and(eq(auditEvents.sessionId, b.session_id), eq(auditEvents.eventType, "session_revoke")));
+        const events = await auditRows(s, "session_revoke", { sessionId: b.session_id });
         expect(events.map((e) => [e.outcome, e.reason, e.userId])).toEqual([
           ["success", "user_revoke", user.userId],
           ["failure", "SESSION_NOT_FOUND", user.userId],
@@ -225,10 +214,10 @@ for (const backend of backends) {
         expect((await refresh(s, victim.refresh_token)).status).toBe(200);
         expectRestError(await revoke(s, me.access_token, "not-a-uuid"), 400, "VALIDATION_FAILED");
 
-        await expectGrpcError(g.revokeSession({ sessionId: victim.session_id }, bearerMd(me.access_token)), GRPC.NOT_FOUND, "SESSION_NOT_FOUND");
-        await expectGrpcError(gi.revokeSession({ sessionId: victim.session_id }, bearerMd(me.access_token)), GRPC.NOT_FOUND, "SESSION_NOT_FOUND");
+        await expectGrpcError(g.revokeSession({ sessionId: victim.session_id }, bearerMd(me.access_token)), grpc.status.NOT_FOUND, "SESSION_NOT_FOUND");
+        await expectGrpcError(gi.revokeSession({ sessionId: victim.session_id }, bearerMd(me.access_token)), grpc.status.NOT_FOUND, "SESSION_NOT_FOUND");
         await expectConnectError(c.revokeSession({ sessionId: victim.session_id }, bearer(me.access_token)), 5, "SESSION_NOT_FOUND");
-        await expectGrpcError(g.revokeSession({ sessionId: "" }, bearerMd(me.access_token)), GRPC.INVALID_ARGUMENT, "VALIDATION_FAILED");
+        await expectGrpcError(g.revokeSession({ sessionId: "" }, bearerMd(me.access_token)), grpc.status.INVALID_ARGUMENT, "VALIDATION_FAILED");
       });
 
       it("revoking the current session is a logout; an upper-case id works too (gRPC)", async () => {
@@ -276,7 +265,7 @@ for (const backend of backends) {
         const me = await loginAs(s, user);
         const other = await loginAs(s, user);
         expect((await gi.revokeOtherSessions({}, bearerMd(me.access_token))).revokedSessionCount).toBe(1);
-        await expectGrpcError(gi.getProfile({}, bearerMd(other.access_token)), GRPC.UNAUTHENTICATED, "TOKEN_INVALID");
+        await expectGrpcError(gi.getProfile({}, bearerMd(other.access_token)), grpc.status.UNAUTHENTICATED, "TOKEN_INVALID");
         const third = await loginAs(s, user);
         expect((await c.revokeOtherSessions({}, bearer(third.access_token))).revokedSessionCount).toBe(1);
         expectRestError(await profile(s, me.access_token), 401, "TOKEN_INVALID");
@@ -308,9 +297,9 @@ for (const backend of backends) {
         expect([restOk, grpcOk].filter(Boolean)).toHaveLength(1);
         if (restOk) {
           const err = (viaGrpc as PromiseRejectedResult).reason;
-          expect({ code: err.code, reason: grpcJsReason(err) }).toEqual({ code: GRPC.UNAUTHENTICATED, reason: "REFRESH_TOKEN_SUPERSEDED" });
+          expect({ code: err.code, reason: errorReason(err) }).toEqual({ code: grpc.status.UNAUTHENTICATED, reason: "REFRESH_TOKEN_SUPERSEDED" });
         } else {
-          expect(viaRest.status === "fulfilled" && restReason(viaRest.value.body)).toBe("REFRESH_TOKEN_SUPERSEDED");
+          expect(viaRest.status === "fulfilled" && errorReason(viaRest.value.body)).toBe("REFRESH_TOKEN_SUPERSEDED");
         }
         expect((await profile(s, a.access_token)).status).toBe(200);
       });
@@ -355,7 +344,7 @@ for (const backend of backends) {
 
       it("a missing token is still INVALID_ARGUMENT", async () => {
         expectRestError(await rest(s.baseUrl, "POST", "/token/verify", { body: {} }), 400, "VALIDATION_FAILED");
-        await expectGrpcError(g.verifyToken({}), GRPC.INVALID_ARGUMENT, "VALIDATION_FAILED");
+        await expectGrpcError(g.verifyToken({}), grpc.status.INVALID_ARGUMENT, "VALIDATION_FAILED");
       });
 
       it("over gRPC (both ports) and Connect", async () => {
@@ -369,7 +358,7 @@ for (const backend of backends) {
         }
         expect((await c.verifyToken({ accessToken: a.access_token })).active).toBe(true);
         const err = await grpcFailure(g.verifyToken({ accessToken: "" }));
-        expect(err.code).toBe(GRPC.INVALID_ARGUMENT);
+        expect(err.code).toBe(grpc.status.INVALID_ARGUMENT);
       });
     });
 
@@ -417,10 +406,7 @@ for (const backend of backends) {
           const db = cs.app.database.db;
           const [row] = await db.select().from(sessionsTable).where(eq(sessionsTable.id, a.session_id));
           expect(row).toMatchObject({ revokeReason: "refresh_token_reuse" });
-          const events = await db
-            .select()
-            .from(auditEvents)
-            .where(and(eq(auditEvents.sessionId, a.session_id), eq(auditEvents.eventType, "refresh")));
+          const events = await auditRows(cs, "refresh", { sessionId: a.session_id });
           expect(events.map((e) => [e.outcome, e.reason ?? null])).toEqual([
             ["success", null],
             ["failure", "REFRESH_TOKEN_REUSED"],
@@ -442,10 +428,10 @@ for (const backend of backends) {
           const g2 = grpcJsClient(IdentityService, cs.grpcPort);
           try {
             const next = await g2.refreshToken({ refreshToken: a.refresh_token });
-            await expectGrpcError(g2.refreshToken({ refreshToken: a.refresh_token }), GRPC.UNAUTHENTICATED, "REFRESH_TOKEN_SUPERSEDED");
+            await expectGrpcError(g2.refreshToken({ refreshToken: a.refresh_token }), grpc.status.UNAUTHENTICATED, "REFRESH_TOKEN_SUPERSEDED");
             advance(5_001);
-            await expectGrpcError(g2.refreshToken({ refreshToken: a.refresh_token }), GRPC.UNAUTHENTICATED, "REFRESH_TOKEN_REUSED");
-            await expectGrpcError(g2.getProfile({}, bearerMd(next.accessToken)), GRPC.UNAUTHENTICATED, "TOKEN_INVALID");
+            await expectGrpcError(g2.refreshToken({ refreshToken: a.refresh_token }), grpc.status.UNAUTHENTICATED, "REFRESH_TOKEN_REUSED");
+            await expectGrpcError(g2.getProfile({}, bearerMd(next.accessToken)), grpc.status.UNAUTHENTICATED, "TOKEN_INVALID");
           } finally {
             g2.close();
           }
@@ -556,10 +542,7 @@ for (const backend of backends) {
           const db = cs.app.database.db;
           const [row] = await db.select().from(sessionsTable).where(eq(sessionsTable.id, second.session_id));
           expect(row).toMatchObject({ revokeReason: "session_limit" });
-          const events = await db
-            .select()
-            .from(auditEvents)
-            .where(and(eq(auditEvents.sessionId, second.session_id), eq(auditEvents.eventType, "session_revoke")));
+          const events = await auditRows(cs, "session_revoke", { sessionId: second.session_id });
           expect(events).toHaveLength(1);
           expect(events[0]).toMatchObject({ outcome: "success", reason: "session_limit", userId: user.userId });
         });

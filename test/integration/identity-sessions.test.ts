@@ -1,26 +1,14 @@
+import * as grpc from "@grpc/grpc-js";
 import { Code } from "@connectrpc/connect";
 import { decodeJwt } from "jose";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { IdentityService } from "../../gen/identity/v1/identity_service_pb.js";
-import { connectClient, grpcJsClient, grpcJsReason, rest, restReason, uniqueEmail } from "../support/clients.js";
+import { bearer, bearerMd, connectClient, grpcJsClient, rest, uniqueEmail } from "../support/clients.js";
+import { setCookieNames, setCookieOf } from "../support/cookies.js";
 import { backends } from "../support/databases.js";
+import { connectFailure, errorReason, expectConnectError, expectGrpcError, expectRestError, grpcFailure } from "../support/error-info.js";
 import { startTestServer, type TestServer } from "../support/server.js";
-import {
-  accessTokenCookie,
-  bearer,
-  bearerMd,
-  connectFailure,
-  connectReason,
-  expectConnectError,
-  expectGrpcError,
-  expectRestError,
-  GRPC,
-  grpcFailure,
-  login,
-  registerUser,
-  strongPassword,
-  userWithSession,
-} from "./identity-helpers.js";
+import { login, registerUser, strongPassword, userWithSession } from "../support/users.js";
 
 // Sessions end to end, as each kind of caller sees them: log in, prove who
 // you are, refresh, log out, change the password.
@@ -44,6 +32,16 @@ for (const backend of backends) {
     const profile = (opts: { token?: string; cookie?: string; headers?: Record<string, string> }) =>
       rest(s.baseUrl, "GET", "/user/profile", opts);
 
+    /** Over grpc-js `client`: a retired refresh token presented again is REFRESH_TOKEN_REUSED and the session ends. */
+    async function expectGrpcReuseDetected(client: typeof g): Promise<void> {
+      const u = await userWithSession(s);
+      const next = await client.refreshToken({ refreshToken: u.refreshToken });
+      // Its successor already used: past any concurrent-refresh grace.
+      const newest = await client.refreshToken({ refreshToken: next.refreshToken });
+      await expectGrpcError(client.refreshToken({ refreshToken: u.refreshToken }), grpc.status.UNAUTHENTICATED, "REFRESH_TOKEN_REUSED");
+      await expectGrpcError(client.getProfile({}, bearerMd(newest.accessToken)), grpc.status.UNAUTHENTICATED, "TOKEN_INVALID");
+    }
+
     describe("login", () => {
       it("over REST: 201 with a token pair and an HttpOnly, SameSite=Strict, Path=/ cookie (no Secure when COOKIE_SECURE=false)", async () => {
         const user = await registerUser(s);
@@ -59,7 +57,7 @@ for (const backend of backends) {
         expect(r.headers.get("cache-control")).toBe("no-store");
         expect(r.text).not.toContain(user.password);
 
-        const cookie = accessTokenCookie(r.headers);
+        const cookie = setCookieOf(r, "access_token");
         expect(cookie).toBeDefined();
         expect(cookie!.value).toBe(r.body.access_token);
         expect(cookie!.attrs.has("httponly")).toBe(true);
@@ -83,7 +81,7 @@ for (const backend of backends) {
         try {
           const user = await registerUser(secure);
           const r = await login(secure, user.email, user.password);
-          const cookie = accessTokenCookie(r.response.headers);
+          const cookie = setCookieOf(r.response, "access_token");
           expect(cookie?.attrs.has("secure")).toBe(true);
           expect(cookie?.attrs.has("httponly")).toBe(true);
           expect(cookie?.attrs.get("samesite")?.toLowerCase()).toBe("strict");
@@ -113,8 +111,8 @@ for (const backend of backends) {
 
       it("is case-insensitive and trims the e-mail", async () => {
         const user = await registerUser(s);
-        await login(s, user.email.toUpperCase(), user.password);
-        await login(s, `  ${user.email.replace(/^./, (ch) => ch.toUpperCase())}  `, user.password);
+        expect((await login(s, user.email.toUpperCase(), user.password)).userId).toBe(user.userId);
+        expect((await login(s, `  ${user.email.replace(/^./, (ch) => ch.toUpperCase())}  `, user.password)).userId).toBe(user.userId);
         const res = await g.login({ email: user.email.toUpperCase(), password: user.password });
         expect(res.userId).toBe(user.userId);
       });
@@ -124,7 +122,7 @@ for (const backend of backends) {
         const nfd = nfc.normalize("NFD");
         expect(nfd).not.toBe(nfc);
         const user = await registerUser(s, { password: nfc });
-        await login(s, user.email, nfd);
+        expect((await login(s, user.email, nfd)).userId).toBe(user.userId);
       });
 
       it("resists enumeration: unknown e-mail and wrong password look identical over REST, gRPC and Connect", async () => {
@@ -147,13 +145,13 @@ for (const backend of backends) {
           expectRestError(r, 401, "INVALID_CREDENTIALS");
           expect(r.text).toBe(restRes[0]!.text); // byte for byte
           expect(headerShape(r.headers)).toEqual(headerShape(restRes[0]!.headers));
-          expect(r.headers.getSetCookie()).toEqual([]);
+          expect(setCookieNames(r)).toEqual([]);
         }
 
         const grpcErrs = await Promise.all(Object.values(attempts).map((a) => grpcFailure(g.login(a))));
         const grpcShape = (e: (typeof grpcErrs)[number]) => ({
           code: e.code,
-          reason: grpcJsReason(e),
+          reason: errorReason(e),
           details: e.details,
           metadataKeys: Object.keys(e.metadata.getMap())
             .filter((k) => k !== "x-request-id")
@@ -161,13 +159,13 @@ for (const backend of backends) {
         });
         for (const e of grpcErrs) {
           expect(grpcShape(e)).toEqual(grpcShape(grpcErrs[0]!));
-          expect(e.code).toBe(GRPC.UNAUTHENTICATED);
-          expect(grpcJsReason(e)).toBe("INVALID_CREDENTIALS");
+          expect(e.code).toBe(grpc.status.UNAUTHENTICATED);
+          expect(errorReason(e)).toBe("INVALID_CREDENTIALS");
         }
 
         const connectErrs = await Promise.all(Object.values(attempts).map((a) => connectFailure(c.login(a))));
         for (const e of connectErrs) {
-          expect({ code: e.code, reason: connectReason(e), message: e.rawMessage }).toEqual({
+          expect({ code: e.code, reason: errorReason(e), message: e.rawMessage }).toEqual({
             code: Code.Unauthenticated,
             reason: "INVALID_CREDENTIALS",
             message: connectErrs[0]!.rawMessage,
@@ -208,8 +206,8 @@ for (const backend of backends) {
           401,
           "TOKEN_MISSING",
         );
-        await expectGrpcError(g.getProfile({}), GRPC.UNAUTHENTICATED, "TOKEN_MISSING");
-        await expectGrpcError(g.logout({}), GRPC.UNAUTHENTICATED, "TOKEN_MISSING");
+        await expectGrpcError(g.getProfile({}), grpc.status.UNAUTHENTICATED, "TOKEN_MISSING");
+        await expectGrpcError(g.logout({}), grpc.status.UNAUTHENTICATED, "TOKEN_MISSING");
         await expectConnectError(c.getProfile({}), Code.Unauthenticated, "TOKEN_MISSING");
       });
 
@@ -234,10 +232,10 @@ for (const backend of backends) {
         };
         for (const [name, token] of Object.entries(bad)) {
           const r = await profile({ token });
-          expect({ name, status: r.status, reason: restReason(r.body) }).toEqual({ name, status: 401, reason: "TOKEN_INVALID" });
+          expect({ name, status: r.status, reason: errorReason(r.body) }).toEqual({ name, status: 401, reason: "TOKEN_INVALID" });
           const rc = await profile({ cookie: `access_token=${token}` });
-          expect({ name, status: rc.status, reason: restReason(rc.body) }).toEqual({ name, status: 401, reason: "TOKEN_INVALID" });
-          await expectGrpcError(g.getProfile({}, bearerMd(token)), GRPC.UNAUTHENTICATED, "TOKEN_INVALID");
+          expect({ name, status: rc.status, reason: errorReason(rc.body) }).toEqual({ name, status: 401, reason: "TOKEN_INVALID" });
+          await expectGrpcError(g.getProfile({}, bearerMd(token)), grpc.status.UNAUTHENTICATED, "TOKEN_INVALID");
           await expectConnectError(c.getProfile({}, bearer(token)), Code.Unauthenticated, "TOKEN_INVALID");
         }
         // The genuine token is unaffected by all of that.
@@ -249,8 +247,8 @@ for (const backend of backends) {
         // TOKEN_INVALID = "The access token is malformed, forged, expired or revoked".
         for (const token of ["!!!", "not a token", "eyJ%%.%%.%%", "<script>"]) {
           const r = await profile({ headers: { authorization: `Bearer ${token}` } });
-          expect({ token, status: r.status, reason: restReason(r.body) }).toEqual({ token, status: 401, reason: "TOKEN_INVALID" });
-          await expectGrpcError(g.getProfile({}, bearerMd(token)), GRPC.UNAUTHENTICATED, "TOKEN_INVALID");
+          expect({ token, status: r.status, reason: errorReason(r.body) }).toEqual({ token, status: 401, reason: "TOKEN_INVALID" });
+          await expectGrpcError(g.getProfile({}, bearerMd(token)), grpc.status.UNAUTHENTICATED, "TOKEN_INVALID");
         }
       });
     });
@@ -261,13 +259,13 @@ for (const backend of backends) {
         const out = await rest(s.baseUrl, "POST", "/logout", { token: u.accessToken });
         expect(out.status, out.text).toBe(204);
         expect(out.text).toBe("");
-        const cleared = accessTokenCookie(out.headers);
+        const cleared = setCookieOf(out, "access_token");
         expect(cleared?.value).toBe("");
         expect(cleared?.attrs.get("max-age")).toBe("0");
 
         expectRestError(await profile({ token: u.accessToken }), 401, "TOKEN_INVALID");
         expectRestError(await profile({ cookie: `access_token=${u.accessToken}` }), 401, "TOKEN_INVALID");
-        await expectGrpcError(g.getProfile({}, bearerMd(u.accessToken)), GRPC.UNAUTHENTICATED, "TOKEN_INVALID");
+        await expectGrpcError(g.getProfile({}, bearerMd(u.accessToken)), grpc.status.UNAUTHENTICATED, "TOKEN_INVALID");
         for (const protocol of ["connect", "grpc", "grpc-web"] as const) {
           await expectConnectError(
             connectClient(s.baseUrl, protocol).getProfile({}, bearer(u.accessToken)),
@@ -281,7 +279,7 @@ for (const backend of backends) {
           "REFRESH_TOKEN_INVALID",
         );
         expectRestError(await rest(s.baseUrl, "POST", "/logout", { token: u.accessToken }), 401, "TOKEN_INVALID");
-        await expectGrpcError(g.logout({}, bearerMd(u.accessToken)), GRPC.UNAUTHENTICATED, "TOKEN_INVALID");
+        await expectGrpcError(g.logout({}, bearerMd(u.accessToken)), grpc.status.UNAUTHENTICATED, "TOKEN_INVALID");
       });
 
       it("ends only the caller's session; works over the cookie, gRPC and Connect", async () => {
@@ -312,7 +310,7 @@ for (const backend of backends) {
         expect(r.body.access_token).not.toBe(u.accessToken);
         expect(r.body.refresh_token).not.toBe(u.refreshToken);
         expect(r.body.expires_in).toBeGreaterThan(890);
-        expect(accessTokenCookie(r.headers)?.value).toBe(r.body.access_token);
+        expect(setCookieOf(r, "access_token")?.value).toBe(r.body.access_token);
         expect(r.headers.get("cache-control")).toBe("no-store");
         expect(decodeJwt(r.body.access_token)).toMatchObject({ sub: u.userId, sid: u.sessionId });
         expect((await profile({ token: r.body.access_token })).status).toBe(200);
@@ -338,20 +336,13 @@ for (const backend of backends) {
         expectRestError(await profile({ token: r2.body.access_token }), 401, "TOKEN_INVALID");
         expectRestError(await profile({ token: u.accessToken }), 401, "TOKEN_INVALID");
         expectRestError(await refresh(r2.body.refresh_token), 401, "REFRESH_TOKEN_INVALID");
-        await expectGrpcError(g.getProfile({}, bearerMd(r2.body.access_token)), GRPC.UNAUTHENTICATED, "TOKEN_INVALID");
+        await expectGrpcError(g.getProfile({}, bearerMd(r2.body.access_token)), grpc.status.UNAUTHENTICATED, "TOKEN_INVALID");
         // Other sessions of the same user are untouched.
         const other = await login(s, u.email, u.password);
         expect((await profile({ token: other.accessToken })).status).toBe(200);
       });
 
-      it("reuse is detected over gRPC too", async () => {
-        const u = await userWithSession(s);
-        const next = await g.refreshToken({ refreshToken: u.refreshToken });
-        // Its successor already used: past any concurrent-refresh grace.
-        const newest = await g.refreshToken({ refreshToken: next.refreshToken });
-        await expectGrpcError(g.refreshToken({ refreshToken: u.refreshToken }), GRPC.UNAUTHENTICATED, "REFRESH_TOKEN_REUSED");
-        await expectGrpcError(g.getProfile({}, bearerMd(newest.accessToken)), GRPC.UNAUTHENTICATED, "TOKEN_INVALID");
-      });
+      it("reuse is detected over gRPC too", () => expectGrpcReuseDetected(g));
 
       it("concurrent refreshes of one token: exactly one succeeds, the rest 401 REFRESH_TOKEN_SUPERSEDED (grace window), never 500", async () => {
         const u = await userWithSession(s);
@@ -359,7 +350,7 @@ for (const backend of backends) {
         expect(results.filter((r) => r.status === 200)).toHaveLength(1);
         for (const r of results.filter((x) => x.status !== 200)) {
           expect(r.status).toBe(401);
-          expect(restReason(r.body)).toBe("REFRESH_TOKEN_SUPERSEDED");
+          expect(errorReason(r.body)).toBe("REFRESH_TOKEN_SUPERSEDED");
         }
         // The race did not end the session.
         expect((await profile({ token: results.find((r) => r.status === 200)!.body.access_token })).status).toBe(200);
@@ -373,7 +364,7 @@ for (const backend of backends) {
         expectRestError(await refresh(""), 400, "VALIDATION_FAILED");
         expectRestError(await refresh(u.accessToken), 400, "VALIDATION_FAILED"); // longer than 256
         expectRestError(await rest(s.baseUrl, "POST", "/token/refresh", { body: { refresh_token: 5 } }), 400, "MALFORMED_REQUEST");
-        await expectGrpcError(g.refreshToken({ refreshToken: "nope" }), GRPC.UNAUTHENTICATED, "REFRESH_TOKEN_INVALID");
+        await expectGrpcError(g.refreshToken({ refreshToken: "nope" }), grpc.status.UNAUTHENTICATED, "REFRESH_TOKEN_INVALID");
         // None of that harmed the real session.
         expect((await refresh(u.refreshToken)).status).toBe(200);
       });
@@ -407,35 +398,29 @@ for (const backend of backends) {
         ];
         for (const [name, run] of cases) {
           const [main, internal] = [await grpcFailure(run(g)), await grpcFailure(run(gi))];
-          expect({ name, code: internal.code, reason: grpcJsReason(internal) }).toEqual({
+          expect({ name, code: internal.code, reason: errorReason(internal) }).toEqual({
             name,
             code: main.code,
-            reason: grpcJsReason(main),
+            reason: errorReason(main),
           });
         }
         const [a, b] = [
           await grpcFailure(gi.login({ email: u.email, password: "wrong but long enough" })),
           await grpcFailure(gi.login({ email: uniqueEmail("ghost"), password: "wrong but long enough" })),
         ];
-        expect({ code: a.code, reason: grpcJsReason(a), details: a.details }).toEqual({
+        expect({ code: a.code, reason: errorReason(a), details: a.details }).toEqual({
           code: b.code,
-          reason: grpcJsReason(b),
+          reason: errorReason(b),
           details: b.details,
         });
 
         await gi.logout({}, bearerMd(u.accessToken));
-        await expectGrpcError(gi.getProfile({}, bearerMd(u.accessToken)), GRPC.UNAUTHENTICATED, "TOKEN_INVALID");
-        await expectGrpcError(g.getProfile({}, bearerMd(u.accessToken)), GRPC.UNAUTHENTICATED, "TOKEN_INVALID");
+        await expectGrpcError(gi.getProfile({}, bearerMd(u.accessToken)), grpc.status.UNAUTHENTICATED, "TOKEN_INVALID");
+        await expectGrpcError(g.getProfile({}, bearerMd(u.accessToken)), grpc.status.UNAUTHENTICATED, "TOKEN_INVALID");
         expectRestError(await profile({ token: u.accessToken }), 401, "TOKEN_INVALID");
       });
 
-      it("detects refresh-token reuse and ends the session", async () => {
-        const u = await userWithSession(s);
-        const next = await gi.refreshToken({ refreshToken: u.refreshToken });
-        const newest = await gi.refreshToken({ refreshToken: next.refreshToken });
-        await expectGrpcError(gi.refreshToken({ refreshToken: u.refreshToken }), GRPC.UNAUTHENTICATED, "REFRESH_TOKEN_REUSED");
-        await expectGrpcError(gi.getProfile({}, bearerMd(newest.accessToken)), GRPC.UNAUTHENTICATED, "TOKEN_INVALID");
-      });
+      it("detects refresh-token reuse and ends the session", () => expectGrpcReuseDetected(gi));
     });
 
     describe("change password", () => {
@@ -457,7 +442,7 @@ for (const backend of backends) {
           [user.password, "PASSWORD_UNCHANGED"],
         ] as const) {
           const r = await change(a.accessToken, { old_password: user.password, new_password: next });
-          expect({ next: next.slice(0, 20), status: r.status, reason: restReason(r.body) }).toEqual({
+          expect({ next: next.slice(0, 20), status: r.status, reason: errorReason(r.body) }).toEqual({
             next: next.slice(0, 20),
             status: 400,
             reason,
@@ -465,16 +450,16 @@ for (const backend of backends) {
         }
         await expectGrpcError(
           g.changePassword({ oldPassword: user.password, newPassword: "password123" }, bearerMd(a.accessToken)),
-          GRPC.INVALID_ARGUMENT,
+          grpc.status.INVALID_ARGUMENT,
           "PASSWORD_TOO_COMMON",
         );
         await expectGrpcError(
           g.changePassword({ oldPassword: "wrong wrong wrong", newPassword: strongPassword() }, bearerMd(a.accessToken)),
-          GRPC.UNAUTHENTICATED,
+          grpc.status.UNAUTHENTICATED,
           "INVALID_CREDENTIALS",
         );
         // Failed attempts changed nothing: the old password and every session still work.
-        await login(s, user.email, user.password);
+        expect((await login(s, user.email, user.password)).userId).toBe(user.userId);
         expect((await profile({ token: b.accessToken })).status).toBe(200);
         expect((await profile({ token: a.accessToken })).status).toBe(200);
       });
@@ -507,7 +492,7 @@ for (const backend of backends) {
           401,
           "INVALID_CREDENTIALS",
         );
-        await login(s, user.email, next);
+        expect((await login(s, user.email, next)).userId).toBe(user.userId);
       });
 
       it("revoke_other_sessions=false keeps the other sessions; over gRPC the default revokes them", async () => {
@@ -520,7 +505,7 @@ for (const backend of backends) {
         expect(r.body.revoked_session_count ?? 0).toBe(0);
         expect((await profile({ token: other.accessToken })).status).toBe(200);
         expect((await profile({ token: current.accessToken })).status).toBe(200);
-        await login(s, user.email, next);
+        expect((await login(s, user.email, next)).userId).toBe(user.userId);
 
         const third = strongPassword("third");
         const res = await g.changePassword({ oldPassword: next, newPassword: third }, bearerMd(other.accessToken));
@@ -528,7 +513,7 @@ for (const backend of backends) {
         expect(res.revokedSessionCount).toBe(2);
         expectRestError(await profile({ token: current.accessToken }), 401, "TOKEN_INVALID");
         expect((await profile({ token: other.accessToken })).status).toBe(200);
-        await login(s, user.email, third);
+        expect((await login(s, user.email, third)).userId).toBe(user.userId);
       });
     });
   });

@@ -2,8 +2,9 @@ import { decodeProtectedHeader } from "jose";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { rest } from "../support/clients.js";
 import { backends } from "../support/databases.js";
+import { expectRestError } from "../support/error-info.js";
 import { startTestServer, type TestServer } from "../support/server.js";
-import { expectRestError, login, registerUser } from "./identity-helpers.js";
+import { login, registerUser } from "../support/users.js";
 
 // Signing-key rotation as verifiers and clients see it: the JWKS document
 // over HTTP, the kid of new tokens, and old tokens until they expire.

@@ -14,8 +14,8 @@ import { rest } from "../support/clients.js";
 import { backends } from "../support/databases.js";
 import { testBox } from "../support/keys.js";
 import { startTestServer, TEST_ENV, type TestServer } from "../support/server.js";
-import { login, registerUser } from "./identity-helpers.js";
-import { controlledClock, loginRest, mfaUser, STEP } from "./mfa-helpers.js";
+import { login, registerUser } from "../support/users.js";
+import { controlledClock, loginRest, mfaUser, STEP } from "../support/mfa.js";
 
 // Keys at rest as an operator meets them: embedded mode's key file across
 // restarts, PostgreSQL refused without KEY_ENCRYPTION_KEYS, and a database in

@@ -1,25 +1,28 @@
+import * as grpc from "@grpc/grpc-js";
+import { Code } from "@connectrpc/connect";
 import { eq } from "drizzle-orm";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { IdentityService } from "../../gen/identity/v1/identity_service_pb.js";
 import { sessions as sessionsTable } from "../../src/storage/schema.js";
-import { connectClient, grpcJsClient, rest, type RestResponse } from "../support/clients.js";
+import { connectClient, grpcJsClient, rest } from "../support/clients.js";
+import { setCookieNames, setCookieOf, setCookiePairs } from "../support/cookies.js";
 import { backends } from "../support/databases.js";
-import { startTestServer, type TestServer } from "../support/server.js";
-import { connectFailure, connectReason, expectRestError, grpcFailure, GRPC, registerUser, setCookieOf } from "./identity-helpers.js";
+import { connectFailure, errorInfo, errorReason, expectRestError, grpcFailure } from "../support/error-info.js";
 import {
   authClaims,
   completeMfaRest,
   controlledClock,
   DEVICE_TOKEN_SHAPE,
   expectMfaRequired,
-  grpcJsErrorInfo,
   loginRest,
   mfaUser,
+  type MfaUser,
   MINUTE,
   SECOND,
   STEP,
-  type MfaUser,
-} from "./mfa-helpers.js";
+} from "../support/mfa.js";
+import { startTestServer, type TestServer } from "../support/server.js";
+import { registerUser } from "../support/users.js";
 
 // Browsers and the two-step MFA login over REST, attacked over the network:
 // /login/mfa sets the access, refresh and device cookies and refuses a
@@ -35,7 +38,6 @@ const CROSS_SITE = { "sec-fetch-site": "cross-site", origin: EVIL };
 const TRUSTED_DEVICE_TTL_S = String(30 * 24 * 3600);
 
 const creds = (u: { email: string; password: string }) => ({ email: u.email, password: u.password });
-const cookie = (r: RestResponse, name: string) => setCookieOf(r.headers, name);
 
 for (const backend of backends) {
   describe.skipIf(backend.skip)(`two-step MFA login from a browser (${backend.name})`, () => {
@@ -77,14 +79,14 @@ for (const backend of backends) {
         const r = await completeMfaRest(s, { mfa_challenge: challenge, mfa_code: await c.code(u.secret) }, SAME_ORIGIN);
         expect(r.status, r.text).toBe(201);
         expect(r.headers.get("cache-control")).toBe("no-store");
-        const access = cookie(r, "access_token")!;
+        const access = setCookieOf(r, "access_token")!;
         expect(access.value).toBe(r.body.access_token);
         expect(Object.fromEntries(access.attrs)).toEqual({ "max-age": "900", path: "/", httponly: "", samesite: "Strict" });
-        const refresh = cookie(r, "refresh_token")!;
+        const refresh = setCookieOf(r, "refresh_token")!;
         expect(refresh.value).toBe(r.body.refresh_token);
         expect(refresh.attrs.get("path")).toBe("/token/refresh");
         expect([refresh.attrs.has("httponly"), refresh.attrs.get("samesite")]).toEqual([true, "Strict"]);
-        const device = cookie(r, "device_token")!;
+        const device = setCookieOf(r, "device_token")!;
         expect(device.value).toMatch(DEVICE_TOKEN_SHAPE);
         expect(device.value).toBe(r.body.device_token);
         expect(Object.fromEntries(device.attrs)).toEqual({ "max-age": TRUSTED_DEVICE_TTL_S, path: "/login", httponly: "", samesite: "Strict" });
@@ -98,8 +100,8 @@ for (const backend of backends) {
         const challenge = await challengeOf(prefixed, u);
         const r = await completeMfaRest(prefixed, { mfa_challenge: challenge, mfa_code: await c.code(u.secret) }, SAME_ORIGIN);
         expect(r.status, r.text).toBe(201);
-        expect(r.headers.getSetCookie().map((v) => v.split("=")[0])).toEqual(["__Host-access_token", "__Secure-refresh_token", "__Secure-device_token"]);
-        const device = cookie(r, "__Secure-device_token")!;
+        expect(setCookieNames(r)).toEqual(["__Host-access_token", "__Secure-refresh_token", "__Secure-device_token"]);
+        const device = setCookieOf(r, "__Secure-device_token")!;
         expect([device.value, device.attrs.get("path"), device.attrs.has("secure"), device.attrs.has("domain")]).toEqual([
           r.body.device_token,
           "/login",
@@ -117,7 +119,7 @@ for (const backend of backends) {
           headers: { ...SAME_ORIGIN, "x-requested-with": "fetch" },
         });
         expect(out.status, out.text).toBe(204);
-        expect(out.headers.getSetCookie().map((v) => v.split(";")[0])).toEqual(["access_token=", "refresh_token="]);
+        expect(setCookiePairs(out)).toEqual(["access_token=", "refresh_token="]);
       });
     });
 
@@ -135,14 +137,14 @@ for (const backend of backends) {
         for (const headers of crossSite) {
           const r = await completeMfaRest(s, { mfa_challenge: challenge, mfa_code: code }, headers);
           expectRestError(r, 403, "CSRF_REJECTED");
-          expect(r.headers.getSetCookie()).toEqual([]);
+          expect(setCookieNames(r)).toEqual([]);
           expect(r.text).not.toContain("access_token");
         }
         expect(await sessionCount(u.userId)).toBe(1); // the enrolment's login only
         // From our own page (or an allowed origin) the same challenge and code still work.
         const ok = await completeMfaRest(s, { mfa_challenge: challenge, mfa_code: code }, { origin: APP, "sec-fetch-site": "cross-site" });
         expect(ok.status, ok.text).toBe(201);
-        expect(cookie(ok, "access_token")!.value).toBe(ok.body.access_token);
+        expect(setCookieOf(ok, "access_token")!.value).toBe(ok.body.access_token);
       });
     });
 
@@ -151,7 +153,7 @@ for (const backend of backends) {
         const u = await mfaUser(s, c.now());
         const challenge = await challengeOf(s, u);
         const done = await completeMfaRest(s, { mfa_challenge: challenge, mfa_code: await c.code(u.secret) }, SAME_ORIGIN);
-        const device = cookie(done, "device_token")!.value;
+        const device = setCookieOf(done, "device_token")!.value;
         c.advance(MINUTE);
 
         const skipped = await loginRest(s, creds(u), { ...SAME_ORIGIN, cookie: `device_token=${device}` });
@@ -159,7 +161,7 @@ for (const backend of backends) {
         expect(authClaims(skipped.body.access_token)).toMatchObject({ amr: ["pwd"], acr: "aal1" });
         expect(skipped.body.device_token).toBe(device);
         // Set again: its lifetime runs from this login.
-        expect(cookie(skipped, "device_token")).toMatchObject({ value: device });
+        expect(setCookieOf(skipped, "device_token")).toMatchObject({ value: device });
 
         // Without it, with a damaged one, or with another device_id in the body: the code is asked for.
         expectMfaRequired(await loginRest(s, creds(u), SAME_ORIGIN));
@@ -169,7 +171,7 @@ for (const backend of backends) {
         expectMfaRequired(await loginRest(s, creds(u), { ...SAME_ORIGIN, cookie: `device_token=${"A".repeat(300)}` }));
         // gRPC and Connect never read cookies.
         const err = await connectFailure(connectClient(s.baseUrl).login(creds(u), { headers: { cookie: `device_token=${device}` } }));
-        expect({ code: err.code, reason: connectReason(err) }).toEqual({ code: GRPC.UNAUTHENTICATED, reason: "MFA_REQUIRED" });
+        expect({ code: err.code, reason: errorReason(err) }).toEqual({ code: Code.Unauthenticated, reason: "MFA_REQUIRED" });
       });
     });
 
@@ -186,9 +188,9 @@ for (const backend of backends) {
           session_id: expect.any(String),
           user_id: u.userId,
         });
-        const access = cookie(r, "access_token")!.value;
-        const refresh = cookie(r, "refresh_token")!.value;
-        expect(cookie(r, "device_token")!.value).toMatch(DEVICE_TOKEN_SHAPE);
+        const access = setCookieOf(r, "access_token")!.value;
+        const refresh = setCookieOf(r, "refresh_token")!.value;
+        expect(setCookieOf(r, "device_token")!.value).toMatch(DEVICE_TOKEN_SHAPE);
         expect(r.text).not.toContain(access);
         expect(r.text).not.toContain(refresh);
         expect((await profile({ cookie: `access_token=${access}` })).status).toBe(200);
@@ -197,9 +199,9 @@ for (const backend of backends) {
         const refreshed = await rest(s.baseUrl, "POST", "/token/refresh", { body: { cookies_only: true }, cookie: `refresh_token=${refresh}`, headers: SAME_ORIGIN });
         expect(refreshed.status, refreshed.text).toBe(200);
         expect(Object.keys(refreshed.body).sort()).toEqual(["expires_in", "refresh_token_expire_time", "session_id", "token_type"]);
-        const nextRefresh = cookie(refreshed, "refresh_token")!.value;
+        const nextRefresh = setCookieOf(refreshed, "refresh_token")!.value;
         expect(nextRefresh).not.toBe(refresh);
-        expect((await profile({ cookie: `access_token=${cookie(refreshed, "access_token")!.value}` })).status).toBe(200);
+        expect((await profile({ cookie: `access_token=${setCookieOf(refreshed, "access_token")!.value}` })).status).toBe(200);
         // The rotation happened: the cookie's old token is spent (replayed past the grace window).
         c.advance(10 * SECOND);
         expectRestError(
@@ -215,9 +217,9 @@ for (const backend of backends) {
         expect(only.status, only.text).toBe(201);
         expect([only.body.access_token, only.body.refresh_token, only.body.device_token]).toEqual([undefined, undefined, undefined]);
         expect(only.body.expires_in).toBe(900);
-        expect(only.headers.getSetCookie().map((v) => v.split("=")[0])).toEqual(["access_token", "refresh_token", "device_token"]);
+        expect(setCookieNames(only)).toEqual(["access_token", "refresh_token", "device_token"]);
         const plain = await loginRest(s, creds(user), SAME_ORIGIN);
-        expect(plain.body.access_token).toBe(cookie(plain, "access_token")!.value);
+        expect(plain.body.access_token).toBe(setCookieOf(plain, "access_token")!.value);
         expect(plain.body.device_token).toMatch(DEVICE_TOKEN_SHAPE);
       });
 
@@ -228,15 +230,15 @@ for (const backend of backends) {
         const expectRefused = async (call: Promise<unknown>, kind: "grpc-js" | "connect") => {
           if (kind === "connect") {
             const err = await connectFailure(call);
-            expect({ code: err.code, reason: connectReason(err), message: err.rawMessage }).toEqual({
-              code: GRPC.INVALID_ARGUMENT,
+            expect({ code: err.code, reason: errorReason(err), message: err.rawMessage }).toEqual({
+              code: Code.InvalidArgument,
               reason: "VALIDATION_FAILED",
               message: expect.stringContaining("cookies_only"),
             });
           } else {
             const err = await grpcFailure(call);
-            expect({ code: err.code, ...grpcJsErrorInfo(err) }).toEqual({
-              code: GRPC.INVALID_ARGUMENT,
+            expect({ code: err.code, ...errorInfo(err) }).toEqual({
+              code: grpc.status.INVALID_ARGUMENT,
               reason: "VALIDATION_FAILED",
               metadata: { field: "cookies_only" },
             });

@@ -1,10 +1,14 @@
+import * as grpc from "@grpc/grpc-js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { IdentityService } from "../../gen/identity/v1/identity_service_pb.js";
-import { grpcJsClient, rest } from "../support/clients.js";
+import { auditOf } from "../support/audit.js";
+import { bearerMd, grpcJsClient, rest } from "../support/clients.js";
 import { backends } from "../support/databases.js";
+import { errorInfo, expectRestError, grpcFailure } from "../support/error-info.js";
+import { controlledClock, loginRest, MINUTE, SECOND } from "../support/mfa.js";
 import { startTestServer, type TestServer } from "../support/server.js";
-import { bearerMd, expectRestError, grpcFailure, GRPC, registerUser, type SeededUser } from "./identity-helpers.js";
-import { auditOf, controlledClock, grpcJsErrorInfo, loginRest, MINUTE, restErrorInfo, SECOND, startWebhookReceiver } from "./mfa-helpers.js";
+import { registerUser, type SeededUser } from "../support/users.js";
+import { eventOf, startWebhookReceiver } from "../support/webhook-receiver.js";
 
 // Enrolling an authenticator with a stolen access token: StartTotpEnrollment
 // needs the password as well as a recent login, wrong passwords count with
@@ -50,14 +54,14 @@ for (const backend of backends) {
       const u = await loggedIn();
       for (const body of [{}, { password: "" }]) {
         const r = await start(u.token, body);
-        expect({ status: r.status, ...restErrorInfo(r.body) }, r.text).toEqual({ status: 400, reason: "VALIDATION_FAILED", metadata: { field: "password" } });
+        expect({ status: r.status, ...errorInfo(r.body) }, r.text).toEqual({ status: 400, reason: "VALIDATION_FAILED", metadata: { field: "password" } });
         expect(r.body.secret).toBeUndefined();
       }
       const err = await grpcFailure(gi.startTotpEnrollment({}, bearerMd(u.token)));
-      expect({ code: err.code, ...grpcJsErrorInfo(err) }).toEqual({ code: GRPC.INVALID_ARGUMENT, reason: "VALIDATION_FAILED", metadata: { field: "password" } });
+      expect({ code: err.code, ...errorInfo(err) }).toEqual({ code: grpc.status.INVALID_ARGUMENT, reason: "VALIDATION_FAILED", metadata: { field: "password" } });
       await expectNothingPending(u.token);
       await new Promise((r) => setTimeout(r, 200));
-      expect(hooks.matching("mfa_enrollment_started", u.userId)).toEqual([]);
+      expect(hooks.ofType("mfa_enrollment_started", u.userId)).toEqual([]);
     });
 
     it("with a wrong password: 401 INVALID_CREDENTIALS, counted with the account's failed logins (the owner's login waits too)", async () => {
@@ -87,7 +91,7 @@ for (const backend of backends) {
       c.advance(11 * MINUTE);
       for (const password of [u.password, wrong(), wrong(), wrong(), wrong(), wrong(), wrong()]) {
         const r = await start(u.token, { password });
-        expect({ status: r.status, ...restErrorInfo(r.body) }, r.text).toEqual({
+        expect({ status: r.status, ...errorInfo(r.body) }, r.text).toEqual({
           status: 401,
           reason: "RECENT_AUTH_REQUIRED",
           metadata: { max_age_seconds: "600" },
@@ -122,7 +126,7 @@ for (const backend of backends) {
       const started = await start(u.token, { password: u.password });
       expect(started.status, started.text).toBe(201);
       const [alert] = await hooks.waitFor("mfa_enrollment_started", u.userId);
-      expect(alert).toEqual({ type: "mfa_enrollment_started", verified: true, data: { user_id: u.userId, session_id: u.sessionId, ip: "127.0.0.1" } });
+      expect(eventOf(alert!)).toEqual({ type: "mfa_enrollment_started", verified: true, data: { user_id: u.userId, session_id: u.sessionId, ip: "127.0.0.1" } });
       const sent = JSON.stringify(alert);
       for (const secret of [started.body.secret, started.body.otpauth_uri, u.password]) expect(sent).not.toContain(secret);
 
@@ -130,7 +134,7 @@ for (const backend of backends) {
       await hooks.waitFor("mfa_enabled", u.userId);
       // The refused attempt was not alerted as a start: exactly one.
       await new Promise((r) => setTimeout(r, 200));
-      expect(hooks.matching("mfa_enrollment_started", u.userId)).toHaveLength(1);
+      expect(hooks.ofType("mfa_enrollment_started", u.userId)).toHaveLength(1);
     });
   });
 }

@@ -1,3 +1,4 @@
+import * as grpc from "@grpc/grpc-js";
 import { eq } from "drizzle-orm";
 import { decodeJwt } from "jose";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -5,27 +6,27 @@ import { IdentityService, Role } from "../../gen/identity/v1/identity_service_pb
 import { setRole } from "../../src/cli/set-role.js";
 import { sessions as sessionsTable } from "../../src/storage/schema.js";
 import { createUserStore } from "../../src/storage/user-store.js";
-import { grpcJsClient, rest, type RestResponse } from "../support/clients.js";
+import { auditOf } from "../support/audit.js";
+import { bearerMd, grpcJsClient, rest, type RestResponse } from "../support/clients.js";
 import { backends } from "../support/databases.js";
-import { startTestServer, type TestServer } from "../support/server.js";
-import { bearerMd, enrolTotp, expectGrpcError, expectRestError, grpcFailure, registerUser, strongPassword } from "./identity-helpers.js";
+import { errorInfo, expectGrpcError, expectRestError, grpcFailure } from "../support/error-info.js";
 import {
-  auditOf,
   authClaims,
   completeMfaRest,
   controlledClock,
   expectMfaRequired,
-  grpcJsErrorInfo,
+  expectSensitiveRefused,
   loginRest,
   mfaLogin,
   mfaStatus,
+  type MfaUser,
   mfaUser,
   MINUTE,
-  restErrorInfo,
   SECOND,
   STEP,
-  type MfaUser,
-} from "./mfa-helpers.js";
+} from "../support/mfa.js";
+import { startTestServer, type TestServer } from "../support/server.js";
+import { enrolTotp, registerUser, strongPassword } from "../support/users.js";
 
 // TOTP enrolment, one-shot and two-step MFA logins, replay protection,
 // recovery codes, amr/acr/auth_time, recent authentication for sensitive
@@ -33,9 +34,6 @@ import {
 // The server runs on a controlled clock started mid-step, so every TOTP
 // code below is exact: `c.code(secret, k)` is the code k steps from now.
 
-const GRPC_PERMISSION_DENIED = 7;
-const GRPC_FAILED_PRECONDITION = 9;
-const GRPC_UNAUTHENTICATED = 16;
 const RECOVERY_CODE_SHAPE = /^[0-9A-HJKMNP-TV-Z]{4}(-[0-9A-HJKMNP-TV-Z]{4}){3}$/;
 
 const creds = (u: { email: string; password: string }) => ({ email: u.email, password: u.password });
@@ -128,7 +126,7 @@ for (const backend of backends) {
         const { accessToken: token2fa } = await mfaLogin(s, c, u);
         expectRestError(await start(token2fa, u.password), 400, "MFA_ALREADY_ENABLED");
         expectRestError(await confirm(token2fa, await c.code(u.secret, 1)), 400, "MFA_ALREADY_ENABLED");
-        await expectGrpcError(gi.startTotpEnrollment({ password: u.password }, bearerMd(token2fa)), GRPC_FAILED_PRECONDITION, "MFA_ALREADY_ENABLED");
+        await expectGrpcError(gi.startTotpEnrollment({ password: u.password }, bearerMd(token2fa)), grpc.status.FAILED_PRECONDITION, "MFA_ALREADY_ENABLED");
         // The confirmed authenticator was not replaced by the attempts.
         expect(await mfaStatus(s, u.accessToken)).toEqual({ totp_enabled: true, recovery_codes_remaining: 10 });
         c.advance(STEP);
@@ -138,7 +136,7 @@ for (const backend of backends) {
         const { access_token: token } = expect201(await loginRest(s, creds(plain)));
         expectRestError(await confirm(token, "123456"), 400, "MFA_NOT_ENABLED");
         expectRestError(await regenerate(token), 400, "MFA_NOT_ENABLED");
-        await expectGrpcError(gi.confirmTotpEnrollment({ code: "123456" }, bearerMd(token)), GRPC_FAILED_PRECONDITION, "MFA_NOT_ENABLED");
+        await expectGrpcError(gi.confirmTotpEnrollment({ code: "123456" }, bearerMd(token)), grpc.status.FAILED_PRECONDITION, "MFA_NOT_ENABLED");
       });
 
       it("an enrolment not confirmed within MFA_ENROLMENT_TTL (15 min) is void", async () => {
@@ -159,7 +157,7 @@ for (const backend of backends) {
         const u = await mfaUser(s, c.now());
         const r = await loginRest(s, creds(u));
         expectMfaRequired(r);
-        expect(restErrorInfo(r.body).metadata.expires_in_seconds).toBe("300");
+        expect(errorInfo(r.body).metadata.expires_in_seconds).toBe("300");
         expect(await sessionRows(u.userId)).toHaveLength(1); // the enrolment's login
         const decisions = await auditOf(s, u.userId, "risk_decision");
         expect(decisions.at(-1)).toMatchObject({ outcome: "success", reason: "mfa_required" });
@@ -263,7 +261,7 @@ for (const backend of backends) {
           completeMfaRest(s, { mfa_challenge: two, recovery_code: u.recoveryCodes[2]! }),
         ]);
         expect(raced.map((r) => r.status).sort()).toEqual([201, 401]);
-        expect(restErrorInfo(raced.find((r) => r.status === 401)!.body).reason).toBe("MFA_CHALLENGE_INVALID");
+        expect(errorInfo(raced.find((r) => r.status === 401)!.body).reason).toBe("MFA_CHALLENGE_INVALID");
       });
 
       it("the challenge expires after MFA_CHALLENGE_TTL (5 min)", async () => {
@@ -301,7 +299,7 @@ for (const backend of backends) {
         c.advance(STEP);
         const challenge = expectMfaRequired(await loginRest(s, creds(u)));
         expectRestError(await profile(challenge), 401, "TOKEN_INVALID");
-        await expectGrpcError(gi.getProfile({}, bearerMd(challenge)), GRPC_UNAUTHENTICATED, "TOKEN_INVALID");
+        await expectGrpcError(gi.getProfile({}, bearerMd(challenge)), grpc.status.UNAUTHENTICATED, "TOKEN_INVALID");
         expectRestError(await refresh(challenge), 401, "REFRESH_TOKEN_INVALID");
         for (const bogus of ["x", u.refreshToken, u.accessToken.slice(0, 43), `${challenge.slice(0, 42)}A`]) {
           if (bogus === challenge) continue;
@@ -316,22 +314,22 @@ for (const backend of backends) {
         for (const client of [g, gi]) {
           c.advance(STEP);
           const err = await grpcFailure(client.login(creds(u)));
-          const info = grpcJsErrorInfo(err);
-          expect({ code: err.code, reason: info.reason }).toEqual({ code: GRPC_UNAUTHENTICATED, reason: "MFA_REQUIRED" });
+          const info = errorInfo(err);
+          expect({ code: err.code, reason: info.reason }).toEqual({ code: grpc.status.UNAUTHENTICATED, reason: "MFA_REQUIRED" });
           expect(info.metadata).toEqual({ mfa_challenge: expect.stringMatching(/^[A-Za-z0-9_-]{43}$/), methods: "totp,recovery_code", expires_in_seconds: "300" });
           const done = await client.completeMfaLogin({ mfaChallenge: info.metadata.mfa_challenge!, mfaCode: await c.code(u.secret) });
           expect(done).toMatchObject({ userId: u.userId, tokenType: "Bearer" });
           expect(authClaims(done.accessToken).amr).toEqual(["pwd", "otp", "mfa"]);
           await expectGrpcError(
             client.completeMfaLogin({ mfaChallenge: info.metadata.mfa_challenge!, mfaCode: await c.code(u.secret, 1) }),
-            GRPC_UNAUTHENTICATED,
+            grpc.status.UNAUTHENTICATED,
             "MFA_CHALLENGE_INVALID",
           );
           c.advance(STEP);
           const code = await c.code(u.secret);
           const oneShot = await client.login({ ...creds(u), mfaCode: code });
           expect(authClaims(oneShot.accessToken)).toMatchObject({ amr: ["pwd", "otp", "mfa"], acr: "aal2" });
-          await expectGrpcError(client.login({ ...creds(u), mfaCode: code }), GRPC_UNAUTHENTICATED, "MFA_CODE_INVALID");
+          await expectGrpcError(client.login({ ...creds(u), mfaCode: code }), grpc.status.UNAUTHENTICATED, "MFA_CODE_INVALID");
           const status = await client.getMfaStatus({}, bearerMd(oneShot.accessToken));
           expect(status).toMatchObject({ totpEnabled: true, recoveryCodesRemaining: 10 });
         }
@@ -363,7 +361,7 @@ for (const backend of backends) {
           const u = await mfaUser(rs, c.now());
           const race = async (second: { recovery_code: string } | { mfa_code: string }) => {
             const results = await Promise.all(Array.from({ length: 20 }, () => loginRest(rs, { ...creds(u), ...second })));
-            return results.map((r) => (r.status === 201 ? "201" : `${r.status} ${restErrorInfo(r.body).reason}`)).sort();
+            return results.map((r) => (r.status === 201 ? "201" : `${r.status} ${errorInfo(r.body).reason}`)).sort();
           };
           const oneWinner = ["201", ...Array(19).fill("401 MFA_CODE_INVALID")];
           expect(await race({ recovery_code: u.recoveryCodes[0]! })).toEqual(oneWinner);
@@ -394,23 +392,7 @@ for (const backend of backends) {
         const refreshed = await refresh(session.refresh_token);
         expect(refreshed.status, refreshed.text).toBe(200);
         const stale = refreshed.body.access_token as string;
-        const sensitive = (token: string) => ({
-          ChangePassword: rest(s.baseUrl, "PUT", "/user/password", { token, body: { old_password: u.password, new_password: strongPassword("ra") } }),
-          DisableTotp: disable(token, u.password, "123456"),
-          RegenerateRecoveryCodes: regenerate(token),
-          RevokeOtherSessions: rest(s.baseUrl, "POST", "/user/sessions:revokeOthers", { token, body: {} }),
-          StartTotpEnrollment: start(token, u.password),
-          ConfirmTotpEnrollment: confirm(token, "123456"),
-        });
-        for (const [name, call] of Object.entries(sensitive(stale))) {
-          const r = await call;
-          expect({ name, status: r.status, ...restErrorInfo(r.body) }, r.text).toEqual({
-            name,
-            status: 401,
-            reason: "RECENT_AUTH_REQUIRED",
-            metadata: { max_age_seconds: "600" },
-          });
-        }
+        await expectSensitiveRefused(s, stale, u.password, { max_age_seconds: "600" });
         // Reading is not sensitive.
         expect((await profile(stale)).status).toBe(200);
         expect(await mfaStatus(s, stale)).toEqual({ totp_enabled: true, recovery_codes_remaining: 10 });
@@ -418,7 +400,7 @@ for (const backend of backends) {
         expectRestError(await reauth(stale, { password: "wrong password entirely" }), 401, "INVALID_CREDENTIALS");
         const noCode = await reauth(stale, { password: u.password });
         expectRestError(noCode, 401, "MFA_REQUIRED");
-        expect(restErrorInfo(noCode.body).metadata.mfa_challenge).toBeUndefined();
+        expect(errorInfo(noCode.body).metadata.mfa_challenge).toBeUndefined();
         expectRestError(await reauth(stale, { password: u.password, mfa_code: await wrongCode(u) }), 401, "MFA_CODE_INVALID");
         const fresh = await reauth(stale, { password: u.password, mfa_code: await c.code(u.secret) });
         expect(fresh.status, fresh.text).toBe(200);
@@ -448,26 +430,10 @@ for (const backend of backends) {
       it("with TOTP on, a recent session that never passed MFA (the enrolment's) gets RECENT_AUTH_REQUIRED with acr aal2; Reauthenticate with a code lifts it", async () => {
         const u = await mfaUser(s, c.now());
         expect(authClaims(u.accessToken)).toMatchObject({ amr: ["pwd"], acr: "aal1" });
-        const sensitive = (token: string) => ({
-          ChangePassword: rest(s.baseUrl, "PUT", "/user/password", { token, body: { old_password: u.password, new_password: strongPassword("aal") } }),
-          DisableTotp: disable(token, u.password, "123456"),
-          RegenerateRecoveryCodes: regenerate(token),
-          RevokeOtherSessions: rest(s.baseUrl, "POST", "/user/sessions:revokeOthers", { token, body: {} }),
-          StartTotpEnrollment: start(token, u.password),
-          ConfirmTotpEnrollment: confirm(token, "123456"),
-        });
-        for (const [name, call] of Object.entries(sensitive(u.accessToken))) {
-          const r = await call;
-          expect({ name, status: r.status, ...restErrorInfo(r.body) }, r.text).toEqual({
-            name,
-            status: 401,
-            reason: "RECENT_AUTH_REQUIRED",
-            metadata: { max_age_seconds: "600", acr: "aal2" },
-          });
-        }
+        await expectSensitiveRefused(s, u.accessToken, u.password, { max_age_seconds: "600", acr: "aal2" });
         const err = await grpcFailure(gi.regenerateRecoveryCodes({}, bearerMd(u.accessToken)));
-        expect({ code: err.code, ...grpcJsErrorInfo(err) }).toEqual({
-          code: GRPC_UNAUTHENTICATED,
+        expect({ code: err.code, ...errorInfo(err) }).toEqual({
+          code: grpc.status.UNAUTHENTICATED,
           reason: "RECENT_AUTH_REQUIRED",
           metadata: { max_age_seconds: "600", acr: "aal2" },
         });
@@ -492,16 +458,16 @@ for (const backend of backends) {
         const a = expect201(await loginRest(s, creds(user)));
         c.advance(11 * MINUTE);
         const err = await grpcFailure(gi.regenerateRecoveryCodes({}, bearerMd(a.access_token)));
-        expect({ code: err.code, ...grpcJsErrorInfo(err) }).toEqual({
-          code: GRPC_UNAUTHENTICATED,
+        expect({ code: err.code, ...errorInfo(err) }).toEqual({
+          code: grpc.status.UNAUTHENTICATED,
           reason: "RECENT_AUTH_REQUIRED",
           metadata: { max_age_seconds: "600" },
         });
-        await expectGrpcError(gi.reauthenticate({ password: "not the password" }, bearerMd(a.access_token)), GRPC_UNAUTHENTICATED, "INVALID_CREDENTIALS");
+        await expectGrpcError(gi.reauthenticate({ password: "not the password" }, bearerMd(a.access_token)), grpc.status.UNAUTHENTICATED, "INVALID_CREDENTIALS");
         const fresh = await gi.reauthenticate({ password: user.password }, bearerMd(a.access_token));
         expect(authClaims(fresh.accessToken)).toEqual({ amr: ["pwd"], acr: "aal1", auth_time: nowSeconds() });
         // Past the gate: no TOTP to regenerate codes for.
-        await expectGrpcError(gi.regenerateRecoveryCodes({}, bearerMd(fresh.accessToken)), GRPC_FAILED_PRECONDITION, "MFA_NOT_ENABLED");
+        await expectGrpcError(gi.regenerateRecoveryCodes({}, bearerMd(fresh.accessToken)), grpc.status.FAILED_PRECONDITION, "MFA_NOT_ENABLED");
       });
     });
 
@@ -556,7 +522,7 @@ for (const backend of backends) {
         const user = await registerUser(s);
         await promote(user.email);
         expectRestError(await loginRest(s, creds(user)), 403, "MFA_ENROLLMENT_REQUIRED");
-        await expectGrpcError(gi.login(creds(user)), GRPC_PERMISSION_DENIED, "MFA_ENROLLMENT_REQUIRED");
+        await expectGrpcError(gi.login(creds(user)), grpc.status.PERMISSION_DENIED, "MFA_ENROLLMENT_REQUIRED");
         expect(await sessionRows(user.userId)).toEqual([]);
         const decisions = await auditOf(s, user.userId, "risk_decision");
         expect(decisions.map((e) => [e.outcome, e.reason])).toEqual([
@@ -594,7 +560,7 @@ for (const backend of backends) {
         expectRestError(await disable(admin.access_token, u.password, await c.code(u.secret)), 403, "MFA_ENROLLMENT_REQUIRED");
         await expectGrpcError(
           gi.disableTotp({ password: u.password, code: await c.code(u.secret) }, bearerMd(admin.access_token)),
-          GRPC_PERMISSION_DENIED,
+          grpc.status.PERMISSION_DENIED,
           "MFA_ENROLLMENT_REQUIRED",
         );
         expect(await mfaStatus(s, admin.access_token)).toEqual({ totp_enabled: true, recovery_codes_remaining: 10 });
@@ -622,7 +588,7 @@ for (const backend of backends) {
           c.advance(STEP);
           const next = await c.code(u.secret);
           const raced = await Promise.all(Array.from({ length: 20 }, (_, i) => loginRest(i % 2 ? s2 : s1, { ...creds(u), mfa_code: next })));
-          expect(raced.map((r) => (r.status === 201 ? "201" : `${r.status} ${restErrorInfo(r.body).reason}`)).sort()).toEqual([
+          expect(raced.map((r) => (r.status === 201 ? "201" : `${r.status} ${errorInfo(r.body).reason}`)).sort()).toEqual([
             "201",
             ...Array(19).fill("401 MFA_CODE_INVALID"),
           ]);

@@ -7,6 +7,7 @@ import { rest, STRONG_PASSWORD, uniqueEmail } from "../support/clients.js";
 import { postgresAvailable } from "../support/databases.js";
 import { REDIS_TEST_URL, redisAvailable } from "../support/redis.js";
 import { startTestServer, type TestServer } from "../support/server.js";
+import { expectEventually, sleep } from "../support/timing.js";
 
 // Two deployments on one Redis, told apart only by REDIS_PREFIX. Instances
 // A and C share a prefix, B has its own; all three share one database (the
@@ -15,15 +16,6 @@ import { startTestServer, type TestServer } from "../support/server.js";
 
 const canRun = postgresAvailable && redisAvailable;
 if (!canRun && process.env.CI) throw new Error("CI must run the REDIS_PREFIX suite (PostgreSQL and Redis needed)");
-
-async function until(check: () => Promise<boolean>, timeoutMs: number): Promise<void> {
-  const started = performance.now();
-  while (performance.now() - started < timeoutMs) {
-    if (await check()) return;
-    await new Promise((r) => setTimeout(r, 10));
-  }
-  throw new Error(`condition not met within ${timeoutMs} ms`);
-}
 
 describe.skipIf(!canRun)("REDIS_PREFIX: deployments sharing a Redis do not hear each other", () => {
   const run = `identity:test:${randomUUID()}:`;
@@ -93,10 +85,16 @@ describe.skipIf(!canRun)("REDIS_PREFIX: deployments sharing a Redis do not hear 
 
     expect((await rest(a.baseUrl, "POST", "/logout", { token })).status).toBe(204);
     // Same prefix: C and A's verifier refuse within a second.
-    await until(async () => (await rest(c.baseUrl, "GET", "/user/profile", { token })).status === 401, 1_000);
-    await until(() => ofA.verify(token).then(() => false, (e: { code?: string }) => e.code === "TOKEN_REVOKED"), 1_000);
+    await expectEventually("C to refuse the token", async () => (await rest(c.baseUrl, "GET", "/user/profile", { token })).status === 401, {
+      timeoutMs: 1_000,
+      intervalMs: 10,
+    });
+    await expectEventually("A's verifier to see the revocation", () => ofA.verify(token).then(() => false, (e: { code?: string }) => e.code === "TOKEN_REVOKED"), {
+      timeoutMs: 1_000,
+      intervalMs: 10,
+    });
     // Other prefix: well after that, B still serves its cached view and B's verifier knows nothing.
-    await new Promise((r) => setTimeout(r, 500));
+    await sleep(500);
     expect((await rest(b.baseUrl, "GET", "/user/profile", { token })).status).toBe(200);
     await expect(ofB.verify(token)).resolves.toBeDefined();
     expect(ofB.stats().revocation).toMatchObject({ state: "up", messages: 0, revokedSessions: 0 });

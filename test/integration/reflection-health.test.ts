@@ -5,7 +5,6 @@ import { execFile } from "node:child_process";
 import { existsSync } from "node:fs";
 import type { ServerHttp2Session } from "node:http2";
 import { createServer } from "node:http2";
-import type { AddressInfo } from "node:net";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
 import { describe, it, expect, beforeAll, afterAll } from "vitest";
@@ -23,6 +22,7 @@ import { ServerReflection } from "../../gen/grpc/reflection/v1/reflection_pb.js"
 import { ServerReflection as ServerReflectionV1alpha } from "../../gen/grpc/reflection/v1alpha/reflection_pb.js";
 import { createHealth } from "../../src/transport/rpc/health.js";
 import { registerReflection } from "../../src/transport/rpc/reflection.js";
+import { listenLocal } from "../support/local-http.js";
 
 const IDENTITY = "identity.v1.IdentityService";
 const bufBin = fileURLToPath(new URL("../../node_modules/.bin/buf", import.meta.url));
@@ -49,11 +49,10 @@ async function startServer(): Promise<TestServer> {
     sessions.add(session);
     session.once("close", () => sessions.delete(session));
   });
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  const { port } = server.address() as AddressInfo;
+  const url = await listenLocal(server);
   return {
-    url: `http://127.0.0.1:${port}`,
-    address: `127.0.0.1:${port}`,
+    url,
+    address: url.slice("http://".length),
     health,
     close: () =>
       new Promise<void>((resolve) => {

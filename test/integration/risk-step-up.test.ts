@@ -1,24 +1,15 @@
+import * as grpc from "@grpc/grpc-js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { IdentityService } from "../../gen/identity/v1/identity_service_pb.js";
 import { createStaticGeoLocator } from "../../src/risk/geo.js";
+import { auditOf, type AuditRow } from "../support/audit.js";
 import { grpcJsClient, rest } from "../support/clients.js";
 import { backends } from "../support/databases.js";
+import { errorInfo, grpcFailure } from "../support/error-info.js";
+import { authClaims, completeMfaRest, controlledClock, deviceTokenOf, expectMfaRequired, loginRest, MINUTE, STEP } from "../support/mfa.js";
 import { startTestServer, type TestServer } from "../support/server.js";
-import { enrolTotp, grpcFailure, registerUser, type SeededUser } from "./identity-helpers.js";
-import {
-  auditOf,
-  authClaims,
-  completeMfaRest,
-  controlledClock,
-  deviceTokenOf,
-  expectMfaRequired,
-  grpcJsErrorInfo,
-  loginRest,
-  MINUTE,
-  STEP,
-  startWebhookReceiver,
-  type AuditRow,
-} from "./mfa-helpers.js";
+import { enrolTotp, registerUser, type SeededUser } from "../support/users.js";
+import { startWebhookReceiver } from "../support/webhook-receiver.js";
 
 // Risk-based step-up at login: a device that passed MFA skips it from a
 // familiar place, a new device or an impossible journey asks for the second
@@ -32,7 +23,6 @@ const PARIS = "198.51.100.7";
 const PARIS_OTHER_HOST = "198.51.100.42";
 const SYDNEY = "203.0.113.9";
 const HOUR = 60 * MINUTE;
-const GRPC_UNAUTHENTICATED = 16;
 
 const geo = createStaticGeoLocator([
   { cidr: "198.51.100.0/24", point: { country: "FR", lat: 48.85, lon: 2.35 } },
@@ -208,14 +198,14 @@ for (const backend of backends) {
         expect(alert).toMatchObject({ verified: true, data: { user_id: user.userId, ip: PARIS_OTHER_HOST, reasons: ["new_device"] } });
         // The first login and the known device sent none: exactly one, still, a moment later.
         await new Promise((r) => setTimeout(r, 200));
-        expect(hooks.matching("new_device_login", user.userId)).toHaveLength(1);
+        expect(hooks.ofType("new_device_login", user.userId)).toHaveLength(1);
       });
     });
 
     describe("new_device_login alerts of MFA users", () => {
       it("one-shot login with a code from a new device: alerted", async () => {
         const u = await userWithTrustedDevice();
-        expect(hooks.matching("new_device_login", u.userId)).toEqual([]);
+        expect(hooks.ofType("new_device_login", u.userId)).toEqual([]);
         c.advance(MINUTE);
         const r = await loginRest(s, { ...creds(u), device_id: newDeviceId(), mfa_code: await c.code(u.secret) }, from(PARIS));
         expect(r.status, r.text).toBe(201);
@@ -229,7 +219,7 @@ for (const backend of backends) {
         const challenge = expectMfaRequired(await loginRest(s, { ...creds(u), device_id: newDeviceId() }, from(PARIS)));
         const done = await completeMfaRest(s, { mfa_challenge: challenge, mfa_code: await c.code(u.secret) }, from(PARIS));
         expect(done.status, done.text).toBe(201);
-        const [alert] = await hooks.waitFor("new_device_login", u.userId, 1, 1_000);
+        const [alert] = await hooks.waitFor("new_device_login", u.userId, { timeoutMs: 1_000 });
         expect(alert).toMatchObject({ verified: true, data: { ip: PARIS } });
       });
     });
@@ -247,8 +237,8 @@ for (const backend of backends) {
             expect(await lastDecision(s, u.userId)).toMatchObject({ reason: "allow", ip: PARIS });
 
             const err = await grpcFailure(client.login({ ...creds(u), deviceId: newDeviceId() }, from(PARIS)));
-            const info = grpcJsErrorInfo(err);
-            expect({ code: err.code, reason: info.reason }).toEqual({ code: GRPC_UNAUTHENTICATED, reason: "MFA_REQUIRED" });
+            const info = errorInfo(err);
+            expect({ code: err.code, reason: info.reason }).toEqual({ code: grpc.status.UNAUTHENTICATED, reason: "MFA_REQUIRED" });
             expect(info.metadata).toMatchObject({ mfa_challenge: expect.stringMatching(/^[A-Za-z0-9_-]{43}$/), methods: "totp,recovery_code" });
             expect((await lastDecision(s, u.userId)).details).toMatchObject({ reasons: ["new_device"], score: 40, decision: "require_mfa" });
             const done = await client.completeMfaLogin({ mfaChallenge: info.metadata.mfa_challenge!, mfaCode: await c.code(u.secret) }, from(PARIS));
@@ -259,7 +249,7 @@ for (const backend of backends) {
 
             c.advance(10 * MINUTE);
             const travel = await grpcFailure(client.login({ ...creds(u), deviceId: u.device }, from(SYDNEY)));
-            expect({ code: travel.code, reason: grpcJsErrorInfo(travel).reason }).toEqual({ code: GRPC_UNAUTHENTICATED, reason: "MFA_REQUIRED" });
+            expect({ code: travel.code, reason: errorInfo(travel).reason }).toEqual({ code: grpc.status.UNAUTHENTICATED, reason: "MFA_REQUIRED" });
             const decision = await lastDecision(s, u.userId);
             expect(decision).toMatchObject({ reason: "mfa_required", ip: SYDNEY });
             expect(decision.details).toMatchObject({ reasons: ["new_network", "new_country", "impossible_travel"], score: 60, country: "AU" });

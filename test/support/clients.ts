@@ -2,8 +2,6 @@ import * as grpc from "@grpc/grpc-js";
 import { create, fromBinary, toBinary, type DescMessage, type DescService, type MessageInitShape, type MessageShape } from "@bufbuild/protobuf";
 import { createClient, type Client, type Transport } from "@connectrpc/connect";
 import { createConnectTransport, createGrpcTransport, createGrpcWebTransport } from "@connectrpc/connect-node";
-import { ErrorInfoSchema } from "../../gen/google/rpc/error_details_pb.js";
-import { StatusSchema } from "../../gen/google/rpc/status_pb.js";
 import { IdentityService } from "../../gen/identity/v1/identity_service_pb.js";
 
 // The three kinds of caller the service has: internal services with gRPC
@@ -51,17 +49,6 @@ export function grpcJsClient<S extends DescService>(service: S, port: number): U
   return out as Unary<S> & { close(): void };
 }
 
-/** The google.rpc.ErrorInfo reason of a grpc-js error, from grpc-status-details-bin. */
-export function grpcJsReason(err: grpc.ServiceError): string | undefined {
-  const raw = err.metadata?.get("grpc-status-details-bin")[0];
-  if (!raw) return undefined;
-  const status = fromBinary(StatusSchema, raw as Buffer);
-  for (const any of status.details) {
-    if (any.typeUrl.endsWith("/google.rpc.ErrorInfo")) return fromBinary(ErrorInfoSchema, any.value).reason;
-  }
-  return undefined;
-}
-
 export interface RestResponse {
   status: number;
   headers: Headers;
@@ -86,26 +73,26 @@ export async function rest(
     body: opts.raw ?? (opts.body !== undefined ? JSON.stringify(opts.body) : undefined),
   });
   const text = await res.text();
-  let body: any;
+  return { status: res.status, headers: res.headers, body: jsonOrUndefined(text), text };
+}
+
+/** `text` parsed as JSON, or undefined when it is empty or not JSON. */
+export function jsonOrUndefined(text: string): any {
   try {
-    body = text ? JSON.parse(text) : undefined;
+    return text ? JSON.parse(text) : undefined;
   } catch {
-    body = undefined;
+    return undefined;
   }
-  return { status: res.status, headers: res.headers, body, text };
 }
 
-/** The ErrorInfo reason in a Connect/REST JSON error body. */
-export function restReason(body: any): string | undefined {
-  for (const d of body?.details ?? []) if (d.type === "google.rpc.ErrorInfo") return d.debug?.reason ?? decodeErrorInfo(d.value);
-  return undefined;
+/** Call options carrying an access token, for Connect clients. */
+export function bearer(token: string) {
+  return { headers: { authorization: `Bearer ${token}` } };
 }
 
-function decodeErrorInfo(b64: string): string | undefined {
-  // Field 1 (reason) is the first length-delimited field of ErrorInfo.
-  const bytes = Buffer.from(b64, "base64");
-  if (bytes[0] !== 0x0a) return undefined;
-  return bytes.subarray(2, 2 + (bytes[1] ?? 0)).toString("utf8");
+/** gRPC metadata carrying an access token, for grpc-js clients. */
+export function bearerMd(token: string): Record<string, string> {
+  return { authorization: `Bearer ${token}` };
 }
 
 export const STRONG_PASSWORD = "correct horse battery staple 42";

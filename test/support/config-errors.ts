@@ -1,15 +1,9 @@
-import { expect } from "vitest";
 import { ConfigError, loadConfig } from "../../src/config/config.js";
+import { expectThrown } from "./thrown.js";
 
 /** The ConfigError loadConfig throws for `env`. */
 export function configError(env: Record<string, string | undefined>): ConfigError {
-  try {
-    loadConfig(env);
-  } catch (err) {
-    expect(err).toBeInstanceOf(ConfigError);
-    return err as ConfigError;
-  }
-  expect.fail(`expected ${JSON.stringify(env)} to be refused`);
+  return expectThrown(ConfigError, () => loadConfig(env));
 }
 
 /**

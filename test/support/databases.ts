@@ -66,3 +66,30 @@ export async function openTestDatabase(backend: Backend): Promise<{ database: Da
     },
   };
 }
+
+/**
+ * A migrated database of `backend` as several instances use it: on
+ * PostgreSQL `second` is another pool on the same database (what a second
+ * instance holds); PGlite lives in one process and has no second.
+ */
+export async function openSharedTestDatabase(
+  backend: Backend,
+  poolMax: number,
+): Promise<{ database: Database; second: Database | undefined; destroy(): Promise<void> }> {
+  if (backend === "pglite") {
+    const database = await openDatabase({ kind: "pglite", dataDir: "memory://" });
+    return { database, second: undefined, destroy: () => database.close() };
+  }
+  const pg = await createPostgresDatabase();
+  const database = await openDatabase({ kind: "postgres", url: pg.url, poolMax });
+  const second = await openDatabase({ kind: "postgres", url: pg.url, poolMax }, { migrate: false });
+  return {
+    database,
+    second,
+    async destroy() {
+      await second.close();
+      await database.close();
+      await pg.drop();
+    },
+  };
+}

@@ -1,9 +1,8 @@
 import * as grpc from "@grpc/grpc-js";
 import { connect as h2connect, constants as h2 } from "node:http2";
-import { fromBinary } from "@bufbuild/protobuf";
-import { ErrorInfoSchema } from "../../gen/google/rpc/error_details_pb.js";
-import { StatusSchema } from "../../gen/google/rpc/status_pb.js";
-import { restReason } from "./clients.js";
+import type { Code } from "@connectrpc/connect";
+import { codeToString } from "@connectrpc/connect/protocol-connect";
+import { errorReason } from "./error-info.js";
 
 // Calls a procedure with bytes the test chose (malformed, oversized), on
 // each protocol of the main port and on the grpc-js port, and reports the
@@ -20,11 +19,8 @@ export interface RawOutcome {
   message: string;
 }
 
-const CODE_NAMES = [
-  "ok", "canceled", "unknown", "invalid_argument", "deadline_exceeded", "not_found", "already_exists", "permission_denied",
-  "resource_exhausted", "failed_precondition", "aborted", "out_of_range", "unimplemented", "internal", "unavailable",
-  "data_loss", "unauthenticated",
-];
+/** The lower snake case name of a gRPC status code ("invalid_argument"), "ok" for 0. */
+const codeName = (code: number): string => (code === 0 ? "ok" : codeToString(code as Code));
 
 /** A gRPC length-prefixed message (uncompressed). */
 export function envelope(message: Uint8Array, flags = 0): Buffer {
@@ -34,20 +30,11 @@ export function envelope(message: Uint8Array, flags = 0): Buffer {
   return Buffer.concat([head, message]);
 }
 
-function reasonOfStatusBin(bin: string | Buffer | undefined): string | undefined {
-  if (bin === undefined) return undefined;
-  const status = fromBinary(StatusSchema, typeof bin === "string" ? Buffer.from(bin, "base64") : bin);
-  for (const any of status.details) {
-    if (any.typeUrl.endsWith("/google.rpc.ErrorInfo")) return fromBinary(ErrorInfoSchema, any.value).reason;
-  }
-  return undefined;
-}
-
 function fromTrailers(t: Record<string, string | undefined>, httpStatus: number): RawOutcome {
   const code = Number(t["grpc-status"] ?? "2");
   return {
-    code: CODE_NAMES[code] ?? String(code),
-    reason: reasonOfStatusBin(t["grpc-status-details-bin"]),
+    code: codeName(code),
+    reason: errorReason(t),
     httpStatus,
     message: decodeURIComponent(t["grpc-message"] ?? ""),
   };
@@ -66,7 +53,7 @@ export async function rawCall(
       const text = await res.text();
       if (res.status === 200) return { code: "ok", reason: undefined, httpStatus: 200, message: "" };
       const json = JSON.parse(text) as { code: string; message?: string };
-      return { code: json.code, reason: restReason(json), httpStatus: res.status, message: json.message ?? "" };
+      return { code: json.code, reason: errorReason(json), httpStatus: res.status, message: json.message ?? "" };
     }
     case "grpc-web": {
       const res = await fetch(target.baseUrl + procedure, {
@@ -150,10 +137,9 @@ function grpcJsCall(port: number, procedure: string, body: Uint8Array): Promise<
       (err: grpc.ServiceError | null) => {
         client.close();
         if (!err) return resolve({ code: "ok", reason: undefined, httpStatus: 0, message: "" });
-        const bin = err.metadata?.get("grpc-status-details-bin")[0];
         resolve({
-          code: CODE_NAMES[err.code] ?? String(err.code),
-          reason: reasonOfStatusBin(bin as Buffer | undefined),
+          code: codeName(err.code),
+          reason: errorReason(err),
           httpStatus: 0,
           message: err.details,
         });

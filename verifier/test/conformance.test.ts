@@ -6,7 +6,7 @@ import { buildTokenVectors } from "./conformance/token-vectors.js";
 
 // The shared token-spelling vectors, from this package's entry point as any
 // consumer loads them, through this library; the service runs the same file
-// through its auth path (test/unit/token-conformance.test.ts).
+// through its auth path (test/unit/tokens/token-conformance.test.ts).
 
 const file = loadTokenVectors();
 

@@ -8,6 +8,7 @@ import type { SecurityAlert } from "../../../src/notify/ports.js";
 import type { RiskContext } from "../../../src/risk/assessor.js";
 import type { RiskDecision } from "../../../src/risk/engine.js";
 import { DomainError } from "../../../src/shared/errors.js";
+import { expectRejected } from "../../support/thrown.js";
 
 // The login decision table, case by case, with fakes around the pipeline:
 // which error or session each combination of risk decision, second factor,
@@ -132,16 +133,6 @@ function harness(c: Case = {}) {
   return { run, pipeline, trail, decisions, alerts, defence, remembered, started, challenges };
 }
 
-async function refusal(p: Promise<unknown>): Promise<DomainError> {
-  try {
-    await p;
-  } catch (err) {
-    expect(err).toBeInstanceOf(DomainError);
-    return err as DomainError;
-  }
-  expect.fail("expected the login to be refused");
-}
-
 describe("login pipeline: the decision table", () => {
   it("allow, no second factor: a session with amr pwd, the count cleared, the device remembered without MFA", async () => {
     const h = harness();
@@ -157,7 +148,7 @@ describe("login pipeline: the decision table", () => {
 
   it("second factor on, none sent, unknown device: MFA_REQUIRED with a challenge; nothing cleared, no session", async () => {
     const h = harness({ mfaOn: true });
-    const err = await refusal(h.run());
+    const err = await expectRejected(DomainError, h.run());
     expect(err.reason).toBe("MFA_REQUIRED");
     expect(err.metadata).toMatchObject({ mfa_challenge: "challenge-token", methods: "totp,recovery_code", expires_in_seconds: "300" });
     expect(h.challenges).toEqual(["u1"]);
@@ -178,17 +169,17 @@ describe("login pipeline: the decision table", () => {
   });
 
   it("second factor on, the device's MFA older than the TTL: asked again", async () => {
-    const err = await refusal(harness({ mfaOn: true, deviceMfaAgoMs: 31 * DAY }).run());
+    const err = await expectRejected(DomainError, harness({ mfaOn: true, deviceMfaAgoMs: 31 * DAY }).run());
     expect(err.reason).toBe("MFA_REQUIRED");
   });
 
   it("administrators never skip the second factor, even on a trusted device", async () => {
-    const err = await refusal(harness({ mfaOn: true, role: "admin", deviceMfaAgoMs: DAY }).run());
+    const err = await expectRejected(DomainError, harness({ mfaOn: true, role: "admin", deviceMfaAgoMs: DAY }).run());
     expect(err.reason).toBe("MFA_REQUIRED");
   });
 
   it("a risk step-up overrides a trusted device", async () => {
-    const err = await refusal(harness({ mfaOn: true, deviceMfaAgoMs: DAY, decision: "require_mfa" }).run());
+    const err = await expectRejected(DomainError, harness({ mfaOn: true, deviceMfaAgoMs: DAY, decision: "require_mfa" }).run());
     expect(err.reason).toBe("MFA_REQUIRED");
   });
 
@@ -208,7 +199,7 @@ describe("login pipeline: the decision table", () => {
 
   it("a TOTP code is judged alone: a wrong one fails even beside a right recovery code, and counts as a failed login", async () => {
     const h = harness({ mfaOn: true, extras: { secondFactor: { mfaCode: "000000", recoveryCode: GOOD_RECOVERY } } });
-    const err = await refusal(h.run());
+    const err = await expectRejected(DomainError, h.run());
     expect(err.reason).toBe("MFA_CODE_INVALID");
     expect(h.defence).toEqual(["failed:mfa"]);
     expect(h.started).toEqual([]);
@@ -216,7 +207,7 @@ describe("login pipeline: the decision table", () => {
 
   it("an administrator without a second factor: MFA_ENROLLMENT_REQUIRED; the right password clears the count", async () => {
     const h = harness({ role: "admin" });
-    const err = await refusal(h.run());
+    const err = await expectRejected(DomainError, h.run());
     expect([err.kind, err.reason]).toEqual(["permission_denied", "MFA_ENROLLMENT_REQUIRED"]);
     expect(h.defence).toEqual(["succeeded"]);
     expect(h.decisions()).toEqual(["failure:MFA_ENROLLMENT_REQUIRED"]);
@@ -225,7 +216,7 @@ describe("login pipeline: the decision table", () => {
 
   it("deny: the wrong-password answer, counted as a failed password", async () => {
     const h = harness({ decision: "deny", mfaOn: true, extras: { secondFactor: { mfaCode: GOOD_TOTP } } });
-    const err = await refusal(h.run());
+    const err = await expectRejected(DomainError, h.run());
     expect(err.reason).toBe("INVALID_CREDENTIALS");
     expect(h.defence).toEqual(["failed:password"]);
     expect(h.decisions()).toEqual(["failure:deny"]);
@@ -239,7 +230,7 @@ describe("login pipeline: the decision table", () => {
   });
 
   it("require_captcha without a CAPTCHA provider and a second factor: the second factor is the step-up", async () => {
-    const err = await refusal(harness({ decision: "require_captcha", captcha: "not_configured", mfaOn: true, deviceMfaAgoMs: DAY }).run());
+    const err = await expectRejected(DomainError, harness({ decision: "require_captcha", captcha: "not_configured", mfaOn: true, deviceMfaAgoMs: DAY }).run());
     expect(err.reason).toBe("MFA_REQUIRED");
   });
 
@@ -253,7 +244,7 @@ describe("login pipeline: the decision table", () => {
 
   it("require_captcha refused: the CAPTCHA's error, recorded as the decision's failure", async () => {
     const h = harness({ decision: "require_captcha", captcha: "refused" });
-    const err = await refusal(h.run());
+    const err = await expectRejected(DomainError, h.run());
     expect(err.reason).toBe("CAPTCHA_INVALID");
     expect(h.decisions()).toEqual(["failure:CAPTCHA_INVALID"]);
     expect(h.started).toEqual([]);

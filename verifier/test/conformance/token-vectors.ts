@@ -4,7 +4,7 @@ import type { TokenVector, TokenVectorFile } from "../../src/conformance.js";
 
 // Builds the token-spelling conformance vectors that the package exports
 // (src/conformance.ts, conformance/token-vectors.json). The service
-// (test/unit/token-conformance.test.ts) and this library
+// (test/unit/tokens/token-conformance.test.ts) and this library
 // (verifier/test/conformance.test.ts) run them, and both must give every
 // vector its `valid` verdict. Ed25519 signatures are deterministic, so this
 // module always builds the same vectors, and a test keeps the JSON equal to
