@@ -12,8 +12,9 @@ import { errorInfo } from "./errors.js";
 // protocol, and the protocol handler aborts the call's context with the
 // error before it writes it out; a listener on that signal gives such
 // errors their code and a reason from the catalogue, in place, so the one
-// error shape reaches clients whatever failed. test/integration/malformed-
-// requests.test.ts pins this on Connect, gRPC-Web and gRPC.
+// error shape reaches clients whatever failed.
+// test/integration/transport-request-bodies.test.ts pins this on Connect,
+// gRPC-Web, gRPC and the grpc-js port.
 
 /** Options for connect-node's `requestGate`. */
 export function edgeErrorGate(opts: {
