@@ -7,8 +7,9 @@ import { rateLimitClasses } from "../../src/transport/rpc/rate-limit.js";
 import { backends } from "../support/databases.js";
 import { connectClient, STRONG_PASSWORD } from "../support/clients.js";
 import { startTestServer, type TestServer } from "../support/server.js";
-import { connectFailure, connectReason, login, registerUser } from "./identity-helpers.js";
-import { controlledClock, MINUTE } from "./mfa-helpers.js";
+import { expectConnectError } from "../support/error-info.js";
+import { login, registerUser } from "../support/users.js";
+import { controlledClock, MINUTE } from "../support/mfa.js";
 
 // `recent_auth` is declared in each RPC's access policy and enforced by the
 // use case (with its audit row). This walks every RPC that declares it and
@@ -50,8 +51,7 @@ describe.each(backends)("recent-login RPCs ($name)", ({ name, skip }) => {
     const session = await login(s, user.email, user.password);
     c.advance(10 * MINUTE + 1_000);
     const client = connectClient(s.baseUrl) as unknown as Record<string, (req: unknown, opts: unknown) => Promise<unknown>>;
-    const err = await connectFailure(client[method]!(SAMPLES[method as keyof Samples], { headers: { authorization: `Bearer ${session.accessToken}` } }));
-    expect(err.code).toBe(Code.Unauthenticated);
-    expect(connectReason(err)).toBe("RECENT_AUTH_REQUIRED");
+    const call = client[method]!(SAMPLES[method as keyof Samples], { headers: { authorization: `Bearer ${session.accessToken}` } });
+    await expectConnectError(call, Code.Unauthenticated, "RECENT_AUTH_REQUIRED");
   });
 });
