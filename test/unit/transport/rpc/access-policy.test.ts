@@ -1,11 +1,11 @@
 import { describe, expect, it } from "vitest";
-import { Health } from "../../gen/grpc/health/v1/health_pb.js";
-import { AdminService } from "../../gen/identity/v1/admin_service_pb.js";
-import { AccessPolicy_Access as Access, AccessPolicy_AssuranceLevel as Aal } from "../../gen/identity/v1/annotations_pb.js";
-import { IdentityService } from "../../gen/identity/v1/identity_service_pb.js";
-import { buildAccessPolicies } from "../../src/transport/rpc/access-policy.js";
-import { rateLimitClasses } from "../../src/transport/rpc/rate-limit.js";
-import { methodOf, probeService, type Declared } from "../support/probe-service.js";
+import { Health } from "../../../../gen/grpc/health/v1/health_pb.js";
+import { AdminService } from "../../../../gen/identity/v1/admin_service_pb.js";
+import { AccessPolicy_Access as Access, AccessPolicy_AssuranceLevel as Aal } from "../../../../gen/identity/v1/annotations_pb.js";
+import { IdentityService } from "../../../../gen/identity/v1/identity_service_pb.js";
+import { buildAccessPolicies } from "../../../../src/transport/rpc/access-policy.js";
+import { rateLimitClasses } from "../../../../src/transport/rpc/rate-limit.js";
+import { methodOf, probeService, type Declared } from "../../../support/probe-service.js";
 
 const CLASSES = new Set(["login", "register", "authenticated"]);
 const pub = (rateLimitClass = "login"): Declared => ({ access: Access.PUBLIC, rateLimitClass });

@@ -1,15 +1,15 @@
 import { Code, ConnectError, createClient, createRouterTransport, type Interceptor } from "@connectrpc/connect";
 import { describe, expect, it } from "vitest";
-import { ErrorInfoSchema } from "../../gen/google/rpc/error_details_pb.js";
-import { AdminService } from "../../gen/identity/v1/admin_service_pb.js";
-import { IdentityService } from "../../gen/identity/v1/identity_service_pb.js";
-import type { Role } from "../../src/accounts/ports.js";
-import type { Principal } from "../../src/shared/call.js";
-import { buildAccessPolicies } from "../../src/transport/rpc/access-policy.js";
-import { authorizeInterceptor } from "../../src/transport/rpc/authorize.js";
-import { kPrincipal } from "../../src/transport/rpc/context.js";
-import { errorInterceptor } from "../../src/transport/rpc/errors.js";
-import { rateLimitClasses } from "../../src/transport/rpc/rate-limit.js";
+import { ErrorInfoSchema } from "../../../../gen/google/rpc/error_details_pb.js";
+import { AdminService } from "../../../../gen/identity/v1/admin_service_pb.js";
+import { IdentityService } from "../../../../gen/identity/v1/identity_service_pb.js";
+import type { Role } from "../../../../src/accounts/ports.js";
+import type { Principal } from "../../../../src/shared/call.js";
+import { buildAccessPolicies } from "../../../../src/transport/rpc/access-policy.js";
+import { authorizeInterceptor } from "../../../../src/transport/rpc/authorize.js";
+import { kPrincipal } from "../../../../src/transport/rpc/context.js";
+import { errorInterceptor } from "../../../../src/transport/rpc/errors.js";
+import { rateLimitClasses } from "../../../../src/transport/rpc/rate-limit.js";
 
 const NOW = Date.UTC(2030, 0, 1, 12);
 const MAX_AGE_MS = 600_000;

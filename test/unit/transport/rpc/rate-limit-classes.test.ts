@@ -1,12 +1,12 @@
 import { createClient, createRouterTransport, type Interceptor } from "@connectrpc/connect";
 import { describe, expect, it } from "vitest";
-import { AccessPolicy_Access as Access } from "../../gen/identity/v1/annotations_pb.js";
-import type { LimitCheck, RateLimiter } from "../../src/abuse/rate-limiter.js";
-import { buildAccessPolicies } from "../../src/transport/rpc/access-policy.js";
-import { kPrincipal } from "../../src/transport/rpc/context.js";
-import { defaultLimits } from "../../src/abuse/rate-limits.js";
-import { rateLimitClasses, rateLimitInterceptors } from "../../src/transport/rpc/rate-limit.js";
-import { probeService } from "../support/probe-service.js";
+import { AccessPolicy_Access as Access } from "../../../../gen/identity/v1/annotations_pb.js";
+import type { LimitCheck, RateLimiter } from "../../../../src/abuse/rate-limiter.js";
+import { buildAccessPolicies } from "../../../../src/transport/rpc/access-policy.js";
+import { kPrincipal } from "../../../../src/transport/rpc/context.js";
+import { defaultLimits } from "../../../../src/abuse/rate-limits.js";
+import { rateLimitClasses, rateLimitInterceptors } from "../../../../src/transport/rpc/rate-limit.js";
+import { probeService } from "../../../support/probe-service.js";
 
 // Which limits a call counts against comes from its method's rate_limit_class.
 describe("rate limits by the access policy's class", () => {
