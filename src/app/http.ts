@@ -42,7 +42,6 @@ export function buildHttpHandler(
     corsOrigins: config.corsOrigins,
     csrfAllowSameSite: config.csrfAllowSameSite,
     publicMethods: deps.policies.publicMethods,
-    trustedDeviceTtlMs: config.mfa.trustedDeviceTtlMs,
     now: () => deps.clock.now(),
     onCsrfRejected: (req, error) =>
       logger.info(

@@ -42,8 +42,6 @@ export interface LoginPipelineDeps {
 }
 
 export interface LoginPipeline {
-  /** The steps in order (exposed for tests and for flows that need a subset). */
-  readonly steps: readonly LoginStep[];
   /** Runs every step after a first factor and issues the session. */
   complete(first: FirstFactorResult, extras: LoginRequestExtras, call: CallContext): Promise<TokenPair>;
 }
@@ -60,7 +58,6 @@ export function createLoginPipeline(deps: LoginPipelineDeps): LoginPipeline {
   ];
   const finish = issueSession({ defence: deps.defence, risk: deps.risk, alerts: deps.alerts, sessions: deps.sessions, decide });
   return {
-    steps,
     async complete(first, extras, call) {
       const attempt = openAttempt(first, extras, call, deps.clock.now());
       for (const step of steps) await step(attempt);

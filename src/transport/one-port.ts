@@ -70,6 +70,9 @@ export interface ListenOptions {
 const H2_PREFACE = Buffer.from("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n");
 // How often Node's HTTP/1.1 server looks for connections past their deadlines.
 const CHECK_INTERVAL_MS = 1_000;
+// Streams a client may have open at once on one HTTP/2 connection.
+const MAX_H2_STREAMS = 100;
+const { NGHTTP2_STREAM_STATE_HALF_CLOSED_REMOTE: HALF_CLOSED_REMOTE, NGHTTP2_STREAM_STATE_CLOSED: STREAM_CLOSED } = http2.constants;
 
 export async function listen(handler: RequestHandler, opts: ListenOptions): Promise<ListeningServer> {
   const limits = { ...defaultConnectionLimits, ...opts.limits };
@@ -86,6 +89,7 @@ export async function listen(handler: RequestHandler, opts: ListenOptions): Prom
 
   const { h1, h2, sessions } = protocolServers(limits, counted);
   const sockets = new Set<Socket>();
+  const headDeadlines = firstHeadDeadlines(h1);
 
   const perSource = createSourceCounter(limits.maxConnectionsPerSource, opts);
 
@@ -101,10 +105,14 @@ export async function listen(handler: RequestHandler, opts: ListenOptions): Prom
       release();
     });
     socket.once("error", () => socket.destroy());
+    const acceptedAt = performance.now();
     sniff(socket, limits.headersTimeoutMs, (protocol) => {
       if (protocol === "h2") {
         h2.emit("connection", socket);
       } else {
+        // Node's header clock starts now; the first head must still arrive
+        // within the deadline counted from accept (the sniff took some of it).
+        headDeadlines.arm(socket, limits.headersTimeoutMs - (performance.now() - acceptedAt));
         h1.emit("connection", socket);
         socket.resume();
       }
@@ -157,15 +165,56 @@ function protocolServers(limits: ConnectionLimits, handler: RequestHandler) {
   // connections and their deadlines. This server never listens itself (the
   // front hands it sockets), so it is told here.
   h1.emit("listening");
-  const h2 = http2.createServer({ maxSessionMemory: 32 }, handler);
+  const h2 = http2.createServer({ maxSessionMemory: 32, settings: { maxConcurrentStreams: MAX_H2_STREAMS } }, handler);
   const sessions = new Set<ServerHttp2Session>();
   h2.on("session", (session: ServerHttp2Session) => {
     sessions.add(session);
     session.once("close", () => sessions.delete(session));
     session.setTimeout(limits.h2IdleTimeoutMs, () => session.destroy());
   });
+  // A stream's request (headers and body) must be complete within the
+  // request deadline, as on HTTP/1.1: any frame resets the session's idle
+  // timer, so without this a body trickled one byte a minute would hold a
+  // stream (and its connection) forever. Reset with CANCEL.
+  h2.on("stream", (stream: http2.ServerHttp2Stream) => {
+    const timer = setTimeout(() => {
+      const state = stream.state?.state;
+      if (stream.destroyed || state === HALF_CLOSED_REMOTE || state === STREAM_CLOSED) return;
+      stream.close(http2.constants.NGHTTP2_CANCEL);
+    }, limits.requestTimeoutMs);
+    timer.unref();
+    stream.once("close", () => clearTimeout(timer));
+  });
 
   return { h1, h2, sessions };
+}
+
+/**
+ * The first request head of an HTTP/1.1 connection must arrive within the
+ * header deadline counted from accept, sniff included: arm() holds what is
+ * left of it; the connection's first request disarms it, and a timeout
+ * answers 408 and closes, as Node's own check does.
+ */
+function firstHeadDeadlines(h1: http.Server): { arm(socket: Socket, remainingMs: number): void } {
+  const timers = new WeakMap<Socket, NodeJS.Timeout>();
+  h1.on("request", (req: IncomingMessage) => {
+    const timer = timers.get(req.socket);
+    if (timer) clearTimeout(timer);
+    timers.delete(req.socket);
+  });
+  return {
+    arm(socket, remainingMs) {
+      const timer = setTimeout(
+        () => {
+          if (!socket.destroyed) socket.end("HTTP/1.1 408 Request Timeout\r\nConnection: close\r\n\r\n", () => socket.destroy());
+        },
+        Math.max(0, remainingMs),
+      );
+      timer.unref();
+      timers.set(socket, timer);
+      socket.once("close", () => clearTimeout(timer));
+    },
+  };
 }
 
 /**

@@ -35,7 +35,8 @@ const APP = "https://app.example.com";
 const EVIL = "https://evil.example";
 const SAME_ORIGIN = { "sec-fetch-site": "same-origin" };
 const CROSS_SITE = { "sec-fetch-site": "cross-site", origin: EVIL };
-const TRUSTED_DEVICE_TTL_S = String(30 * 24 * 3600);
+// The device cookie lives as long as browsers allow (400 days); MFA trust is decided server-side.
+const DEVICE_COOKIE_MAX_AGE_S = String(400 * 24 * 3600);
 
 const creds = (u: { email: string; password: string }) => ({ email: u.email, password: u.password });
 
@@ -89,7 +90,7 @@ for (const backend of backends) {
         const device = setCookieOf(r, "device_token")!;
         expect(device.value).toMatch(DEVICE_TOKEN_SHAPE);
         expect(device.value).toBe(r.body.device_token);
-        expect(Object.fromEntries(device.attrs)).toEqual({ "max-age": TRUSTED_DEVICE_TTL_S, path: "/login", httponly: "", samesite: "Strict" });
+        expect(Object.fromEntries(device.attrs)).toEqual({ "max-age": DEVICE_COOKIE_MAX_AGE_S, path: "/login", httponly: "", samesite: "Strict" });
         const me = await profile({ cookie: `access_token=${access.value}` });
         expect(me.status, me.text).toBe(200);
         expect(me.body.user.user_id).toBe(u.userId);

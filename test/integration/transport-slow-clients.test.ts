@@ -1,3 +1,4 @@
+import { connect as h2connect, constants as h2constants } from "node:http2";
 import { connect, type Socket } from "node:net";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startTestServer, type TestServer } from "../support/server.js";
@@ -119,6 +120,38 @@ describe("slow clients on the main port", () => {
     c.socket.write(`OST /login HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\nConnection: close\r\n\r\n${body}`);
     await c.closed;
     expect(c.data()).toMatch(/^HTTP\/1\.1 401 /);
+  });
+
+  it("'P', a pause, then header lines trickled: 408 at the header deadline counted from accept, sniff included", async () => {
+    const c = await open(srv.port);
+    c.socket.write("P");
+    await new Promise((r) => setTimeout(r, HEADERS_MS / 2));
+    trickle(c.socket, ["OST /login HTTP/1.1\r\n", ...Array.from({ length: 50 }, (_, i) => `X-Slow-${i}: y\r\n`)], 300);
+    // The server's own timer: no sweep granularity.
+    expectNear(await c.closed, HEADERS_MS);
+    expect(c.data()).toMatch(/^HTTP\/1\.1 408 /);
+  });
+
+  it("HTTP/2: a gRPC request whose body trickles is reset at the request deadline, and the session stays usable", async () => {
+    const session = h2connect(srv.baseUrl);
+    session.on("error", () => {});
+    const started = performance.now();
+    const stream = session.request({ ":method": "POST", ":path": "/identity.v1.IdentityService/Login", "content-type": "application/grpc+proto", te: "trailers" });
+    stream.on("error", () => {});
+    stream.resume();
+    // An envelope announcing 64 bytes, then one byte every 300 ms.
+    stream.write(Buffer.from([0, 0, 0, 0, 64]));
+    const timer = setInterval(() => !stream.destroyed && stream.write(Buffer.from([0x0a])), 300);
+    const closedAt = await new Promise<number>((r) => stream.once("close", () => r(performance.now() - started)));
+    clearInterval(timer);
+    expect(stream.rstCode).toBe(h2constants.NGHTTP2_CANCEL);
+    expectNear(closedAt, REQUEST_MS);
+    // Only the stream ended: the connection serves the next request.
+    const next = session.request({ ":method": "GET", ":path": "/healthz" });
+    const status = await new Promise<number>((r) => next.once("response", (h) => r(Number(h[":status"]))));
+    next.resume();
+    expect(status).toBe(200);
+    session.close();
   });
 
   it("one source holds at most MAX_CONNECTIONS_PER_SOURCE connections; a freed slot is usable again", async () => {

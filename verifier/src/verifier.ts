@@ -163,7 +163,7 @@ function canonicalTail(part: string): boolean {
 /**
  * Decodes the header or payload. A length of 1 mod 4 is not base64url at
  * all, and another spelling of the same bytes is not ours either (the service
- * refuses both, with the same test vectors: test/conformance/).
+ * refuses both, with the same test vectors: conformance/token-vectors.json).
  */
 function decodePart(part: string, what: string): Buffer {
   if ((part.length & 3) === 1) throw fail("TOKEN_MALFORMED", `${what} is not base64url`);

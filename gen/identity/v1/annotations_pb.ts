@@ -39,7 +39,9 @@ export type AccessPolicy = Message<"identity.v1.AccessPolicy"> & {
    * Needs a login or Reauthenticate within RECENT_AUTH_MAX_AGE
    * (UNAUTHENTICATED / RECENT_AUTH_REQUIRED otherwise), so that a stolen
    * access token alone cannot change the account's credentials. Needs an
-   * authenticated `access`.
+   * authenticated `access`. Enforced by the RPC's use case (which also needs
+   * the account's second-factor state, and audits the refusal); a test walks
+   * every RPC that declares it.
    *
    * @generated from field: bool recent_auth = 3;
    */

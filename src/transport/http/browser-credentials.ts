@@ -39,6 +39,9 @@ export interface BrowserCredentials {
 type TokenResponse = LoginResponse | CompleteMfaLoginResponse | RefreshTokenResponse;
 type TokenRequest = LoginRequest | CompleteMfaLoginRequest | RefreshTokenRequest;
 
+/** 400 days: the longest lifetime browsers grant a cookie (RFC 6265bis). */
+export const DEVICE_COOKIE_MAX_AGE_S = 400 * 86_400;
+
 export function createBrowserCredentials(opts: {
   cookieSecure: boolean;
   cookieHostPrefix: boolean;
@@ -46,8 +49,6 @@ export function createBrowserCredentials(opts: {
   csrfAllowSameSite: boolean;
   /** Methods that need no access token: an access cookie sent along is not their credential. */
   publicMethods: ReadonlySet<DescMethod>;
-  /** TRUSTED_DEVICE_TTL: the device cookie's lifetime (0: no device cookie). */
-  trustedDeviceTtlMs: number;
   now: () => Date;
   onCsrfRejected?(req: IncomingMessage, error: ConnectError): void;
 }): BrowserCredentials {
@@ -67,9 +68,12 @@ export function createBrowserCredentials(opts: {
       const maxAgeS = expires === undefined ? undefined : (expires - opts.now().getTime()) / 1000;
       res.appendHeader("set-cookie", cookies.refreshCookie(r.refreshToken, maxAgeS));
     }
-    // A zero TTL (always ask for MFA) gets none: Max-Age=0 would delete it.
-    if ("deviceToken" in r && r.deviceToken && opts.trustedDeviceTtlMs > 0) {
-      res.appendHeader("set-cookie", cookies.deviceCookie(r.deviceToken, opts.trustedDeviceTtlMs / 1000));
+    // The device cookie names the device (its own brute-force counter, no
+    // new-device alert), which outlives any MFA trust: whether the device may
+    // skip MFA is decided server-side from when it last passed it
+    // (TRUSTED_DEVICE_TTL), so the cookie lives as long as browsers allow.
+    if ("deviceToken" in r && r.deviceToken) {
+      res.appendHeader("set-cookie", cookies.deviceCookie(r.deviceToken, DEVICE_COOKIE_MAX_AGE_S));
     }
   }
 

@@ -21,9 +21,9 @@ export interface MethodPolicy {
 
 export interface AccessPolicies {
   /**
-   * The policy of a method of a governed service, or undefined for methods
-   * of other services (health, reflection). Throws for an unknown method of
-   * a governed service: the call is refused rather than let through.
+   * The policy of a method of a governed service, or undefined for health
+   * and reflection (UNGOVERNED_SERVICES). Throws for any other method: the
+   * call is refused rather than let through.
    */
   of(method: DescMethod): MethodPolicy | undefined;
   /** The methods that need no access token. */
@@ -42,6 +42,13 @@ const AAL: Partial<Record<AccessPolicy_AssuranceLevel, 0 | 1 | 2>> = {
   [AccessPolicy_AssuranceLevel.AAL1]: 1,
   [AccessPolicy_AssuranceLevel.AAL2]: 2,
 };
+
+/** Services served without access policies: gRPC health checking and server reflection. */
+export const UNGOVERNED_SERVICES: ReadonlySet<string> = new Set([
+  "grpc.health.v1.Health",
+  "grpc.reflection.v1.ServerReflection",
+  "grpc.reflection.v1alpha.ServerReflection",
+]);
 
 const key = (method: DescMethod) => `${method.parent.typeName}/${method.name}`;
 
@@ -72,8 +79,13 @@ export function buildAccessPolicies(services: readonly DescService[], rateLimitC
   return {
     of(method) {
       const policy = byKey.get(key(method));
-      if (policy === undefined && governed.has(method.parent.typeName)) throw new Error(`${where(method)}: no access policy was loaded for it`);
-      return policy;
+      if (policy !== undefined) return policy;
+      // Health and reflection answer anyone, as their protocols expect; any
+      // other service without policies is refused rather than let through.
+      if (governed.has(method.parent.typeName) || !UNGOVERNED_SERVICES.has(method.parent.typeName)) {
+        throw new Error(`${where(method)}: no access policy was loaded for it`);
+      }
+      return undefined;
     },
     publicMethods: new Set(all.filter((p) => p.access === "public").map((p) => p.method)),
     all,

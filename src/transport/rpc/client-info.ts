@@ -31,14 +31,14 @@ export function createProxyMatcher(trustedProxies: readonly string[]): (ip: stri
   };
 }
 
+/** The client of a request: address (through trusted proxies only) and user agent. */
+export type ClientInfoResolver = (req: RequestLike) => ClientInfo;
+
 /**
  * Resolves the client address: X-Forwarded-For is believed only hop by hop
  * from the right, and only while the hop that appended it is a configured
  * proxy. A forged header from anyone else changes nothing.
  */
-/** The client of a request: address (through trusted proxies only) and user agent. */
-export type ClientInfoResolver = (req: RequestLike) => ClientInfo;
-
 export function createClientInfoResolver(trustedProxies: readonly string[]): ClientInfoResolver {
   const isTrusted = createProxyMatcher(trustedProxies);
 

@@ -9,6 +9,8 @@ import type { ClientInfo } from "../../shared/call.js";
 export const kClient = createContextKey<ClientInfo>({}, { description: "client address and user agent" });
 export const kRequestId = createContextKey<string>("", { description: "request id (ours)" });
 export const kClientRequestId = createContextKey<string | undefined>(undefined, { description: "the X-Request-Id the client sent" });
+/** Set by the outermost interceptor: errors after this point passed the error mapping. */
+export const kInChain = createContextKey<boolean>(false, { description: "the call reached the interceptor chain" });
 export const kPrincipal = createContextKey<Principal | undefined>(undefined, { description: "authenticated caller" });
 
 /** The protocolName of the REST gateway's in-process calls: the only ones that can get cookies. */

@@ -1,6 +1,7 @@
 import { Code, ConnectError, type HandlerContext } from "@connectrpc/connect";
 import { ErrorInfoSchema } from "../../../gen/google/rpc/error_details_pb.js";
 import type { ErrorReason } from "../../shared/errors.js";
+import { kInChain } from "./context.js";
 import { errorInfo } from "./errors.js";
 
 // connect-node reads, decompresses and parses a request before any
@@ -26,6 +27,9 @@ export function edgeErrorGate(opts: {
     ctx.signal.addEventListener(
       "abort",
       () => {
+        // Only what failed before the chain: later errors were mapped there,
+        // and a failure writing the response (writeMaxBytes) is ours, not the client's.
+        if (ctx.values.get(kInChain)) return;
         const reason = classify(ctx.signal.reason, opts.maxRequestBytes);
         if (reason) opts.onRefused?.({ procedure: ctx.method.name, protocol: ctx.protocolName, code: reason.code, reason: reason.reason });
       },

@@ -1,7 +1,7 @@
 import { ConnectError, type Interceptor } from "@connectrpc/connect";
 import { uuidv7 } from "../../shared/uuid.js";
 import type { Logger } from "../../shared/logger.js";
-import { kClientRequestId, kRequestId } from "./context.js";
+import { kClientRequestId, kInChain, kRequestId } from "./context.js";
 
 // What a client may name its own request by; anything else is dropped.
 const CLIENT_REQUEST_ID = /^[A-Za-z0-9._-]{1,64}$/;
@@ -14,6 +14,7 @@ const CLIENT_REQUEST_ID = /^[A-Za-z0-9._-]{1,64}$/;
  */
 export function observeInterceptor(logger: Logger): Interceptor {
   return (next) => async (req) => {
+    req.contextValues.set(kInChain, true);
     const requestId = uuidv7();
     const incoming = req.header.get("x-request-id");
     const clientRequestId = incoming !== null && CLIENT_REQUEST_ID.test(incoming) ? incoming : undefined;

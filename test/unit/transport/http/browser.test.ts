@@ -164,14 +164,13 @@ describe("browser credentials", () => {
   const NOW = Date.UTC(2030, 0, 1);
   const DEVICE = "D".repeat(43);
   const DAY_S = 86_400;
-  const browser = (trustedDeviceTtlMs = 30 * DAY_S * 1000) =>
+  const browser = () =>
     createBrowserCredentials({
       cookieSecure: true,
       cookieHostPrefix: false,
       corsOrigins: ["https://app.example.com"],
       csrfAllowSameSite: false,
       publicMethods: new Set([m.login, m.completeMfaLogin, m.refreshToken]),
-      trustedDeviceTtlMs,
       now: () => new Date(NOW),
     });
   const req = (headers: Record<string, string> = {}) => ({ method: "POST", headers: { host: "id.example.com", ...headers } }) as unknown as IncomingMessage;
@@ -194,18 +193,17 @@ describe("browser credentials", () => {
     return { cookies: r.cookies, shown };
   };
 
-  it("CompleteMfaLogin sets the access, refresh and device cookies, the device cookie for TRUSTED_DEVICE_TTL", () => {
+  it("CompleteMfaLogin sets the access, refresh and device cookies, the device cookie for 400 days (the device outlives its MFA trust)", () => {
     const { cookies, shown } = success(browser(), m.completeMfaLogin, create(CompleteMfaLoginRequestSchema), mfaDone);
     expect(cookies).toEqual([
       "access_token=a.b.c; Max-Age=900; Path=/; HttpOnly; SameSite=Strict; Secure",
       `refresh_token=${"R".repeat(43)}; Max-Age=3600; Path=/token/refresh; HttpOnly; SameSite=Strict; Secure`,
-      `device_token=${DEVICE}; Max-Age=2592000; Path=/login; HttpOnly; SameSite=Strict; Secure`,
+      `device_token=${DEVICE}; Max-Age=${400 * DAY_S}; Path=/login; HttpOnly; SameSite=Strict; Secure`,
     ]);
     expect(shown).toBeUndefined(); // the body as it was
   });
 
-  it("TRUSTED_DEVICE_TTL=0 sets no device cookie; a refresh has none to set", () => {
-    expect(success(browser(0), m.completeMfaLogin, create(CompleteMfaLoginRequestSchema), mfaDone).cookies).toHaveLength(2);
+  it("a refresh has no device cookie to set", () => {
     const refreshed = create(RefreshTokenResponseSchema, tokens);
     expect(setCookieNames(success(browser(), m.refreshToken, create(RefreshTokenRequestSchema), refreshed).cookies)).toEqual([
       "access_token",

@@ -64,9 +64,11 @@ describe("access policies from the descriptors", () => {
     expect(() => buildAccessPolicies([service], CLASSES)).toThrow(/^test\.v1\.Probe\.Sneaky: rate_limit_class "login" already serves public RPCs/);
   });
 
-  it("other services are not governed; an unknown method of a governed one is an error, never public", () => {
+  it("health and reflection are not governed; any other unknown method, of a governed service or not, is an error, never public", () => {
     const policies = buildAccessPolicies([probeService({ Login: pub() })], CLASSES);
     expect(policies.of(Health.method.check)).toBeUndefined();
+    // A service served by mistake without being governed is refused, not let through.
+    expect(() => policies.of(IdentityService.method.getProfile)).toThrow(/identity\.v1\.IdentityService\.GetProfile: no access policy/);
     // Same service name, a method the table never saw (another copy of the descriptor).
     const other = probeService({ Login: pub(), Extra: pub() });
     expect(policies.of(methodOf(other, "login"))?.access).toBe("public");
