@@ -52,6 +52,7 @@ export function joinFleet(
         url: config.redisUrl,
         prefix: `${config.redisPrefix}rl:`,
         fallback: createMemoryRateLimiter(),
+        commandTimeoutMs: config.redisCommandTimeoutMs,
         onModeChange: modeLogger("rate limiter"),
       })
     : createMemoryRateLimiter();
@@ -60,6 +61,7 @@ export function joinFleet(
         url: config.redisUrl,
         prefix: `${config.redisPrefix}ctr:`,
         fallback: createMemoryCounters(),
+        commandTimeoutMs: config.redisCommandTimeoutMs,
         onModeChange: modeLogger("abuse detectors"),
       })
     : createMemoryCounters();

@@ -363,7 +363,7 @@ for (const backend of backends) {
     let a: TestServer;
     let b: TestServer;
     beforeAll(async () => {
-      const env = { REDIS_URL: REDIS_TEST_URL, TRUSTED_PROXIES: "127.0.0.1", RATE_LIMITS: "login.ip=3/1h:3,login.account=4/1h:4,login.ip_account=100/1h:100" };
+      const env = { REDIS_URL: REDIS_TEST_URL, TRUSTED_PROXIES: "127.0.0.1", REDIS_COMMAND_TIMEOUT: "2s", RATE_LIMITS: "login.ip=3/1h:3,login.account=4/1h:4,login.ip_account=100/1h:100" };
       a = await startTestServer(backend.name, { env });
       b = await startTestServer(backend.name, { env, ...(backend.name === "postgres" ? { shareDatabaseWith: a } : {}) });
     });

@@ -40,7 +40,7 @@ describe.skipIf(!canRun)("REDIS_PREFIX: deployments sharing a Redis do not hear 
 
   beforeAll(async () => {
     admin = new Redis(REDIS_TEST_URL);
-    const env = { REDIS_URL: REDIS_TEST_URL, SESSION_CACHE_TTL: "60s", TRUSTED_PROXIES: "127.0.0.1", RATE_LIMITS: "login.ip=1000/1h" };
+    const env = { REDIS_URL: REDIS_TEST_URL, SESSION_CACHE_TTL: "60s", TRUSTED_PROXIES: "127.0.0.1", REDIS_COMMAND_TIMEOUT: "2s", RATE_LIMITS: "login.ip=1000/1h" };
     a = await startTestServer("postgres", { env: { ...env, REDIS_PREFIX: prefixA } });
     c = await startTestServer("postgres", { env: { ...env, REDIS_PREFIX: prefixA }, shareDatabaseWith: a });
     b = await startTestServer("postgres", { env: { ...env, REDIS_PREFIX: prefixB }, shareDatabaseWith: a });

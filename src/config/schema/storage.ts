@@ -1,6 +1,6 @@
 import { z } from "zod";
 import { DEFAULT_REDIS_PREFIX, isValidRedisPrefix } from "@platform/identity-verifier/protocol";
-import { bool, int } from "../fields.js";
+import { bool, durationWithin, int, SECOND } from "../fields.js";
 
 // PostgreSQL (or embedded PGlite) and Redis.
 
@@ -24,6 +24,9 @@ const env = z.object({
     .string()
     .refine(isValidRedisPrefix, "must be 1-64 printable ASCII characters without spaces, { or }")
     .default(DEFAULT_REDIS_PREFIX),
+  // How long a rate-limit or detector call may wait on Redis before the
+  // instance answers from its own memory (and says so in the log).
+  REDIS_COMMAND_TIMEOUT: durationWithin(10, 10 * SECOND, "must be between 10ms and 10s").default(100),
 });
 
 export const storageSchema = env.transform((e) => ({
@@ -35,4 +38,6 @@ export const storageSchema = env.transform((e) => ({
   redisUrl: e.REDIS_URL,
   /** The start of every Redis key and channel name of this deployment. */
   redisPrefix: e.REDIS_PREFIX,
+  /** Budget of one rate-limit or detector call on Redis before the in-process fallback answers. */
+  redisCommandTimeoutMs: e.REDIS_COMMAND_TIMEOUT,
 }));

@@ -93,6 +93,7 @@ describe("Config: the schema and the type cannot drift", () => {
     migrateOnStart: true,
     redisUrl: undefined,
     redisPrefix: "identity:",
+    redisCommandTimeoutMs: 100,
     jwt: { issuer: "urn:identity-service", audience: "urn:ecommerce-platform", accessTokenTtlMs: 15 * MIN },
     session: { idleTtlMs: 30 * DAY, absoluteTtlMs: 90 * DAY, cacheTtlMs: 1_000 },
     lifetimes: {

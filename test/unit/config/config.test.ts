@@ -165,6 +165,9 @@ describe("loadConfig: invalid values stop the boot with a ConfigError naming the
     ["REDIS_PREFIX", "shop}:"],
     ["REDIS_PREFIX", "bücher:"],
     ["REDIS_PREFIX", "x".repeat(65)],
+    ["REDIS_COMMAND_TIMEOUT", "5ms"],
+    ["REDIS_COMMAND_TIMEOUT", "1m"],
+    ["REDIS_COMMAND_TIMEOUT", "soon"],
   ])("%s=%s", (name, value) => {
     expect(namedVariables(configError({ [name]: value }))).toEqual([name]);
   });
@@ -185,6 +188,14 @@ describe("loadConfig: invalid values stop the boot with a ConfigError naming the
     // "10.0.0.1/" is a typo; Number("") is 0, and a /0 range would trust every
     // client's X-Forwarded-For.
     expect(namedVariables(configError({ TRUSTED_PROXIES: "10.0.0.1/" }))).toEqual(["TRUSTED_PROXIES"]);
+  });
+});
+
+describe("loadConfig: REDIS_COMMAND_TIMEOUT", () => {
+  it("defaults to 100 ms and takes a duration", () => {
+    expect(loadConfig({}).redisCommandTimeoutMs).toBe(100);
+    expect(loadConfig({ REDIS_COMMAND_TIMEOUT: "2s" }).redisCommandTimeoutMs).toBe(2_000);
+    expect(loadConfig({ REDIS_COMMAND_TIMEOUT: "250ms" }).redisCommandTimeoutMs).toBe(250);
   });
 });
 
