@@ -77,7 +77,7 @@ export interface LoginDefence {
   /** A wrong password or second factor: the lockout event and the spray/stuffing detectors. */
   failed(
     admission: Admission,
-    input: { password?: string | undefined; userId?: string | undefined; factor: "password" | "mfa" },
+    input: { password?: string | undefined; userId?: string | undefined; factor: "password" | "mfa" | "email_code" },
     call: CallContext,
   ): Promise<void>;
   /** A successful login: the account's count starts again. */

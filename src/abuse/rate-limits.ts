@@ -23,6 +23,14 @@ export const defaultLimits: LimitTable = {
   login: { ip: per(60, MINUTE, 30), account: per(20, MINUTE, 10), ip_account: per(10, MINUTE, 6), global: per(3_000, 1_000, 3_000) },
   complete_mfa_login: { ip: per(60, MINUTE, 30), global: per(3_000, 1_000, 3_000) },
   register: { ip: per(20, HOUR, 10), account: per(5, HOUR, 3), global: per(500, 1_000, 500) },
+  // Requests that send a mail: the per-account limit is also the mailbox's
+  // (at most 5 reset mails an hour, whatever the number of requests).
+  password_forgot: { ip: per(20, HOUR, 10), account: per(5, HOUR, 5), global: per(300, 1_000, 300) },
+  email_login: { ip: per(30, HOUR, 10), account: per(10, HOUR, 5), global: per(500, 1_000, 500) },
+  // Completing an e-mail login: by link (per address) or by code (per account too).
+  complete_email_login: { ip: per(60, MINUTE, 30), account: per(20, MINUTE, 10), global: per(3_000, 1_000, 3_000) },
+  // Following a link from a mail (verify, reset, revert): 256-bit tokens, so only volume is bounded.
+  email_token: { ip: per(60, MINUTE, 30), global: per(3_000, 1_000, 3_000) },
   refresh_token: { ip: per(600, MINUTE, 120), global: per(20_000, 1_000, 20_000) },
   verify_token: { ip: per(6_000, MINUTE, 1_000) },
   // Every RPC that needs an access token; `account` is the caller.

@@ -34,6 +34,15 @@ export function normalizeEmail(raw: string): string {
   return email;
 }
 
+/** An address partly hidden for display to someone who may not own it ("al***@example.com"). */
+export function maskEmail(email: string): string {
+  const at = email.lastIndexOf("@");
+  if (at < 0) return "***";
+  const local = email.slice(0, at);
+  const shown = local.length <= 2 ? local.slice(0, 1) : local.slice(0, 2);
+  return `${shown}***${email.slice(at)}`;
+}
+
 /**
  * Like normalizeEmail, but for lookups: a malformed address simply matches
  * nobody. Addresses of the legacy shape are looked up as stored (lower-cased,

@@ -1,3 +1,5 @@
+import type { OutboxEntry } from "../mail/ports.js";
+
 // An account: the user, the profile and the password credential, and the
 // store that keeps them. Other features read accounts through this port.
 
@@ -8,12 +10,18 @@ export interface Profile {
   dateOfBirth?: string | undefined;
   gender?: boolean | undefined;
   address?: string | undefined;
+  /** BCP 47 tag of the user's mail language. */
+  locale?: string | undefined;
 }
 
 export interface User {
   id: string;
   email: string;
   profile: Profile;
+  /** The owner of `email` followed a verification mail. */
+  emailVerified: boolean;
+  /** An address change waiting for its verification. */
+  pendingEmail?: string | undefined;
   createdAt: Date;
   updatedAt: Date;
 }
@@ -32,6 +40,7 @@ export interface PasswordCredential {
   userId: string;
   passwordHash: string;
   role: Role;
+  emailVerified: boolean;
 }
 
 export interface NewUser {
@@ -46,6 +55,8 @@ export interface NewUser {
    * owned the address do not lock its owner out.
    */
   throttleKey?: Uint8Array | undefined;
+  /** The verification mail, written in the same transaction. */
+  mail?: OutboxEntry | undefined;
 }
 
 export interface UserStore {

@@ -11,6 +11,7 @@ export interface ProfileInput {
   dateOfBirth?: string | undefined;
   gender?: boolean | undefined;
   address?: string | undefined;
+  locale?: string | undefined;
 }
 
 const DATE_PREFIX = /^(\d{4})-(\d{2})-(\d{2})(?:$|[T ])/;
@@ -48,6 +49,14 @@ function text(raw: string | undefined): string | null | undefined {
   return cleaned === "" ? null : cleaned;
 }
 
+function canonicalLocale(tag: string): string {
+  try {
+    return Intl.getCanonicalLocales(tag)[0] ?? tag.toLowerCase();
+  } catch {
+    throw invalid("info_user.locale", "is not a BCP 47 language tag");
+  }
+}
+
 /** A patch: absent fields stay, empty ones are cleared. */
 export function toProfilePatch(input: ProfileInput, today: Date): ProfilePatch {
   const patch: ProfilePatch = {};
@@ -61,6 +70,9 @@ export function toProfilePatch(input: ProfileInput, today: Date): ProfilePatch {
     patch.dateOfBirth = input.dateOfBirth.trim() === "" ? null : parseDateOfBirth(input.dateOfBirth, today);
   }
   if (input.gender !== undefined) patch.gender = input.gender;
+  // A BCP 47 tag (the proto's pattern checked its shape): stored as the
+  // usual spelling, language lower-case ("VI-vn" → "vi-VN").
+  if (input.locale !== undefined) patch.locale = input.locale.trim() === "" ? null : canonicalLocale(input.locale.trim());
   return patch;
 }
 

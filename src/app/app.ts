@@ -20,6 +20,7 @@ import { joinFleet, type Fleet } from "./fleet.js";
 import { startHousekeeping } from "./housekeeping.js";
 import { buildHttpHandler } from "./http.js";
 import { listeners } from "./listeners.js";
+import { openMailChannel, type MailChannel } from "./mail.js";
 import { buildRpc, loadAccessPolicies } from "./rpc.js";
 import { checkKeySource, openSecrets, type OpenedSecrets } from "./secrets.js";
 
@@ -43,6 +44,8 @@ export interface App {
   /** Serves the unary RPCs through @grpc/grpc-js on a port of their own (internal callers). */
   listenGrpcJs(opts: { port: number; host: string }): Promise<GrpcJsServer>;
   identity: IdentityService;
+  /** The e-mail channel (tests drive its dispatcher). */
+  mail: MailChannel;
   database: Database;
   tokens: JwtService;
   /** Marks the service NOT_SERVING (health) before a drain. */
@@ -77,19 +80,22 @@ export async function createApp(config: Config, logger: Logger, overrides: AppOv
     ? createWebhookNotifier({ url: config.webhook.url, secret: config.webhook.secret, logger })
     : nullNotifier;
   const users = createUserStore(db);
+  const audit = createAuditLog(db);
+  const mail = openMailChannel(config, { db, mailKey: secrets.mailKey, clock, logger, record: (event) => audit.record({ ...event, at: clock.now() }) });
   const features = await buildFeatures(config, {
     db,
     users,
-    audit: createAuditLog(db),
+    audit,
     hasher,
     secrets,
     fleet,
     notifier,
+    mail,
     clock,
     logger,
     geo: overrides.geo,
   });
-  const housekeeping = startHousekeeping(config, { db, clock, logger, refreshDummyHashes: features.refreshDummyHashes });
+  const housekeeping = startHousekeeping(config, { db, clock, logger, refreshDummyHashes: features.refreshDummyHashes, pruneMail: (now) => mail.prune(now) });
 
   const rpc = buildRpc(config, {
     policies,
@@ -122,6 +128,7 @@ export async function createApp(config: Config, logger: Logger, overrides: AppOv
     feed: fleet.feed,
     ...listeners(config, { handler, invoke: rpc.invoke, clientInfo, logger }),
     identity: features.identity,
+    mail,
     database,
     tokens: secrets.tokens,
     beginShutdown: () => rpc.health.shutdown(),
@@ -129,6 +136,7 @@ export async function createApp(config: Config, logger: Logger, overrides: AppOv
       rpc.health.shutdown();
       housekeeping.stop();
       secrets.tokens.close();
+      await mail.close();
       await Promise.all([fleet.close(), notifier.close()]);
       if (!overrides.database) await database.close();
     },

@@ -26,6 +26,10 @@ import { createLoginHistoryStore } from "../storage/login-history-store.js";
 import { createMfaStore } from "../storage/mfa-store.js";
 import { createLoginAttemptStore } from "../storage/throttle-store.js";
 import type { IdentityService } from "../transport/rpc/identity-handlers.js";
+import type { EmailFlows } from "../transport/rpc/email-handlers.js";
+import { combineAlertSinks } from "../notify/mail-notices.js";
+import type { AlertSink } from "../notify/ports.js";
+import type { MailChannel } from "./mail.js";
 import type { Fleet } from "./fleet.js";
 import { wireIdentity } from "./identity.js";
 import type { OpenedSecrets } from "./secrets.js";
@@ -35,6 +39,7 @@ import type { OpenedSecrets } from "./secrets.js";
 
 export interface Features {
   identity: IdentityService;
+  email: EmailFlows;
   admin: AdminService;
   defence: LoginDefence;
   /** Re-reads which argon2 parameter sets stored hashes use (housekeeping). */
@@ -51,15 +56,18 @@ export async function buildFeatures(
     secrets: OpenedSecrets;
     fleet: Fleet;
     notifier: Notifier;
+    mail: MailChannel;
     clock: Clock;
     logger: Logger;
     /** IP geolocation (tests use a fixed table); default: offline GeoIP when GEOIP is on. */
     geo?: GeoLocator | undefined;
   },
 ): Promise<Features> {
-  const { db, users, audit, hasher, secrets, fleet, notifier, clock, logger } = deps;
+  const { db, users, audit, hasher, secrets, fleet, clock, logger, mail } = deps;
   const record = (event: Omit<AuditEvent, "at">) => audit.record({ ...event, at: clock.now() });
-  const defence = createDefence(config, { db, counters: fleet.counters, flags: fleet.limiter, notifier, record, clock, logger, hashKey: secrets.hashKey });
+  // Security alerts go to the webhook and, when they concern a user, to the user by mail.
+  const alerts = combineAlertSinks(deps.notifier, mail.notices);
+  const defence = createDefence(config, { db, counters: fleet.counters, flags: fleet.limiter, alerts, record, clock, logger, hashKey: secrets.hashKey });
   const mfaStore = createMfaStore(db);
   const mfa = createMfaService({
     store: mfaStore,
@@ -90,7 +98,7 @@ export async function buildFeatures(
     inUse: () => passwordHashParamHeads(db),
     onUnusable: (count) => logger.warn({ count }, "stored password hashes with parameters no dummy hash can imitate"),
   });
-  const identity = wireIdentity({
+  const wired = wireIdentity({
     mfa,
     challenges: createMfaChallenges({ store: mfaStore, clock, ttlMs: config.mfa.challengeTtlMs }),
     risk,
@@ -102,7 +110,7 @@ export async function buildFeatures(
     audit,
     hasher,
     defence,
-    alerts: notifier,
+    alerts,
     emailDomains: config.emailDomains.disposableCheck
       ? createDisposableEmailPolicy({ allow: config.emailDomains.allow, deny: config.emailDomains.deny })
       : undefined,
@@ -116,9 +124,13 @@ export async function buildFeatures(
     maxSessionsPerUser: config.maxSessionsPerUser,
     refreshReuseGraceMs: config.refreshReuseGraceMs,
     onRehashError: (err) => logger.warn({ err }, "password re-hash failed"),
+    mail,
+    requireEmailVerification: config.requireEmailVerification,
   });
+  mail.start(wired.composers);
   return {
-    identity,
+    identity: wired.identity,
+    email: wired.email,
     admin: createAdminService({ users, audit, defence, clock }),
     defence,
     refreshDummyHashes: () => dummyHashes.refresh(),
@@ -133,7 +145,7 @@ function createDefence(
     db: Db;
     counters: WindowCounters;
     flags: RateLimiter;
-    notifier: Notifier;
+    alerts: AlertSink;
     record(event: Omit<AuditEvent, "at">): Promise<void>;
     clock: Clock;
     logger: Logger;
@@ -144,7 +156,7 @@ function createDefence(
     attempts: createLoginAttemptStore(deps.db),
     counters: deps.counters,
     flags: deps.flags,
-    alerts: deps.notifier,
+    alerts: deps.alerts,
     record: deps.record,
     clock: deps.clock,
     hashKey: deps.hashKey,

@@ -28,6 +28,19 @@ import { createSessionIssuer } from "../sessions/session-issuer.js";
 import type { Clock } from "../shared/clock.js";
 import type { TokenIssuer } from "../tokens/ports.js";
 import type { IdentityService } from "../transport/rpc/identity-handlers.js";
+import { createCompleteEmailLogin } from "../login/email/complete.js";
+import { createStartEmailLogin, emailLoginComposer } from "../login/email/start.js";
+import type { Composer } from "../mail/dispatcher.js";
+import type { MailSecrets } from "../mail/mail-secrets.js";
+import type { MailTokens } from "../mail/mail-tokens.js";
+import type { OnQueued } from "../mail/outbox.js";
+import type { EmailTokenStore, MailKind, OutboxStore } from "../mail/ports.js";
+import { securityNoticeComposer } from "../notify/mail-notices.js";
+import { createEmailChange, emailChangeNoticeComposer } from "../recovery/email-change.js";
+import { createPasswordReset, passwordResetComposer } from "../recovery/password-reset.js";
+import type { RecoveryStore } from "../recovery/ports.js";
+import { createVerification, verificationComposers } from "../recovery/verification.js";
+import type { EmailFlows } from "../transport/rpc/email-handlers.js";
 
 // Wires the use cases of every feature into the one service the RPC
 // handlers call. Each feature gets only the collaborators it needs; this is
@@ -56,10 +69,29 @@ export interface IdentityCollaborators {
   trustedDeviceTtlMs: number;
   emailDomains?: { isDisposable(email: string): boolean } | undefined;
   onRehashError?(err: unknown): void;
+  /** The e-mail channel (app/mail.ts). */
+  mail: {
+    outbox: OutboxStore;
+    tokenStore: EmailTokenStore;
+    tokens: MailTokens;
+    secrets: MailSecrets;
+    recovery: RecoveryStore;
+    appUrl: string;
+    onQueued: OnQueued;
+  };
+  /** REQUIRE_EMAIL_VERIFICATION. */
+  requireEmailVerification: boolean;
 }
 
-export function wireIdentity(c: IdentityCollaborators): IdentityService {
-  const { users, clock, defence, risk } = c;
+export interface WiredIdentity {
+  identity: IdentityService;
+  email: EmailFlows;
+  /** Who gets each kind of mail, with what (the dispatcher's composers). */
+  composers: Record<MailKind, Composer>;
+}
+
+export function wireIdentity(c: IdentityCollaborators): WiredIdentity {
+  const { users, clock, defence, risk, mail } = c;
   const trail = createAuditTrail({ audit: c.audit, clock });
   const factors = totpSecondFactors(c.mfa);
   const checkSecondFactor = createSecondFactorCheck({ factors, defence });
@@ -86,6 +118,7 @@ export function wireIdentity(c: IdentityCollaborators): IdentityService {
     trail,
     clock,
     trustedDeviceTtlMs: c.trustedDeviceTtlMs,
+    requireVerifiedEmail: c.requireEmailVerification,
   });
   const passwordFactor = createPasswordFactor({
     users,
@@ -98,8 +131,20 @@ export function wireIdentity(c: IdentityCollaborators): IdentityService {
     onRehashError: c.onRehashError,
   });
 
-  return {
-    register: createRegister({ users, policy: c.policy, hasher: c.hasher, defence, emailDomains: c.emailDomains, trail, clock }),
+  const forgetTrustedDevices = (userId: string) => risk.forgetMfa(userId);
+  const identity: IdentityService = {
+    register: createRegister({
+      users,
+      outbox: mail.outbox,
+      policy: c.policy,
+      hasher: c.hasher,
+      defence,
+      emailDomains: c.emailDomains,
+      enumerationSafe: c.requireEmailVerification,
+      trail,
+      clock,
+      onQueued: mail.onQueued,
+    }),
     login: createLogin({ passwordFactor, pipeline, trail }),
     completeMfaLogin: createCompleteMfaLogin({
       users,
@@ -139,4 +184,52 @@ export function wireIdentity(c: IdentityCollaborators): IdentityService {
     }),
     ...createTotpEnrolment({ mfa: c.mfa, users, checkPassword, defence, requireRecentAuth, credentials, trail }),
   };
+
+  const common = { tokens: mail.tokens, alerts: c.alerts, trail, clock, onQueued: mail.onQueued };
+  const email: EmailFlows = {
+    ...createVerification({ ...common, users, store: mail.recovery, outbox: mail.outbox }),
+    ...createPasswordReset({
+      ...common,
+      users,
+      store: mail.recovery,
+      outbox: mail.outbox,
+      defence,
+      factors,
+      checkSecondFactor,
+      policy: c.policy,
+      hasher: c.hasher,
+      revocations: c.revocations,
+      forgetTrustedDevices,
+    }),
+    ...createEmailChange({
+      ...common,
+      users,
+      store: mail.recovery,
+      requireRecentAuth,
+      emailDomains: c.emailDomains,
+      revocations: c.revocations,
+      forgetTrustedDevices,
+    }),
+    startEmailLogin: createStartEmailLogin({ outbox: mail.outbox, defence, trail, clock, onQueued: mail.onQueued }),
+    completeEmailLogin: createCompleteEmailLogin({
+      users,
+      tokens: mail.tokens,
+      store: mail.tokenStore,
+      secrets: mail.secrets,
+      recovery: mail.recovery,
+      defence,
+      risk,
+      pipeline,
+      trail,
+      clock,
+    }),
+  };
+  const composers: Record<MailKind, Composer> = {
+    ...verificationComposers({ users, tokens: mail.tokens, appUrl: mail.appUrl }),
+    password_reset: passwordResetComposer({ users, tokens: mail.tokens }),
+    email_login: emailLoginComposer({ users, tokens: mail.tokens }),
+    email_change_notice: emailChangeNoticeComposer({ users, tokens: mail.tokens }),
+    security_notice: securityNoticeComposer({ users }),
+  };
+  return { identity, email, composers };
 }

@@ -1,6 +1,7 @@
 import { createServiceImplSpec, type ConnectRouter, type Interceptor } from "@connectrpc/connect";
 import { Health } from "../../gen/grpc/health/v1/health_pb.js";
 import { AdminService as AdminServiceDesc, file_identity_v1_admin_service } from "../../gen/identity/v1/admin_service_pb.js";
+import { EmailService as EmailServiceDesc, file_identity_v1_email_service } from "../../gen/identity/v1/email_service_pb.js";
 import { file_identity_v1_identity_service, IdentityService as IdentityServiceDesc } from "../../gen/identity/v1/identity_service_pb.js";
 import { keyTag } from "../abuse/login-defence.js";
 import type { RateLimiter } from "../abuse/rate-limiter.js";
@@ -16,6 +17,7 @@ import { createUnaryInvoker, type UnaryInvoker } from "../transport/rpc/direct.j
 import { errorInterceptor } from "../transport/rpc/errors.js";
 import { createHealth, type HealthService } from "../transport/rpc/health.js";
 import { identityHandlers } from "../transport/rpc/identity-handlers.js";
+import { emailHandlers } from "../transport/rpc/email-handlers.js";
 import { observeInterceptor } from "../transport/rpc/observe.js";
 import { rateLimitClasses, rateLimitInterceptors } from "../transport/rpc/rate-limit.js";
 import { registerReflection } from "../transport/rpc/reflection.js";
@@ -27,7 +29,7 @@ import type { Features } from "./features.js";
 // (main port) and the in-process invoker (REST gateway, grpc-js port).
 
 /** The services whose every method declares an access policy. */
-export const GOVERNED_SERVICES = [IdentityServiceDesc, AdminServiceDesc] as const;
+export const GOVERNED_SERVICES = [IdentityServiceDesc, EmailServiceDesc, AdminServiceDesc] as const;
 
 /** Read from the protos before anything is opened: a served method without a policy stops the boot. */
 export function loadAccessPolicies(): AccessPolicies {
@@ -75,9 +77,11 @@ export function buildRpc(
   const health = createHealth();
   const identityImpl = identityHandlers(features.identity, deps.clock);
   const adminImpl = adminHandlers(features.admin);
+  const emailImpl = emailHandlers(features.email, deps.clock);
   const invoke = createUnaryInvoker(
     [
       createServiceImplSpec<typeof IdentityServiceDesc>(IdentityServiceDesc, identityImpl),
+      createServiceImplSpec<typeof EmailServiceDesc>(EmailServiceDesc, emailImpl),
       createServiceImplSpec<typeof AdminServiceDesc>(AdminServiceDesc, adminImpl),
       createServiceImplSpec<typeof Health>(Health, health.impl),
     ],
@@ -89,11 +93,12 @@ export function buildRpc(
     health,
     routes(router) {
       router.service(IdentityServiceDesc, identityImpl);
+      router.service(EmailServiceDesc, emailImpl);
       router.service(AdminServiceDesc, adminImpl);
       health.register(router);
       registerReflection(
         router,
-        [file_identity_v1_identity_service, file_identity_v1_admin_service],
+        [file_identity_v1_identity_service, file_identity_v1_email_service, file_identity_v1_admin_service],
         GOVERNED_SERVICES.map((s) => s.typeName),
       );
     },

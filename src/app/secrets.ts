@@ -21,6 +21,8 @@ export interface OpenedSecrets {
   recoveryKey: Uint8Array;
   /** Seals TOTP secrets (with the former database key as a decrypt-only one, while secrets under it remain). */
   totpBox: SecretBox;
+  /** Derives the tokens and codes of mails from their outbox ids (mail/mail-secrets.ts). */
+  mailKey: Uint8Array;
 }
 
 const LEGACY_TOTP_KEY_ID = "db";
@@ -43,6 +45,7 @@ export async function openSecrets(config: Config, db: Db, deps: { logger: Logger
   // Sealed too: with the database and Redis alone, password guesses cannot be tested against the spray fingerprints.
   const hashKey = await secrets.shared("abuse_hmac_key");
   const recoveryKey = await secrets.shared("recovery_code_key");
+  const mailKey = await secrets.shared("mail_token_key");
   // Before KEY_ENCRYPTION_KEYS, a service without MFA_ENCRYPTION_KEYS sealed
   // TOTP secrets with this key (id "db"). It only opens now: each such
   // secret is re-sealed with the current key at its next use.
@@ -64,5 +67,5 @@ export async function openSecrets(config: Config, db: Db, deps: { logger: Logger
     now: () => clock.now(),
   });
   await tokens.init();
-  return { tokens, hashKey, recoveryKey, totpBox };
+  return { tokens, hashKey, recoveryKey, totpBox, mailKey };
 }

@@ -29,6 +29,16 @@ export type AuditEventType =
   | "recovery_code_use"
   | "recovery_codes_regenerate"
   | "risk_decision"
+  /** The e-mail channel (mail/, recovery/, login/email/). */
+  | "email_verify"
+  | "email_verification_request"
+  | "password_forgot"
+  | "password_reset"
+  | "email_login_start"
+  | "email_change"
+  | "email_change_revert"
+  | "mail_delivery_failed"
+  | "mail_dead_lettered"
   /** A check of the audit chain itself (see AuditLog.verifyChain). */
   | "audit_verify";
 

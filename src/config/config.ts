@@ -5,6 +5,7 @@ import { abuseSchema } from "./schema/abuse.js";
 import { browserSchema } from "./schema/browser.js";
 import { hashingSchema } from "./schema/hashing.js";
 import { keysSchema } from "./schema/keys.js";
+import { mailSchema } from "./schema/mail.js";
 import { mfaRiskSchema } from "./schema/mfa-risk.js";
 import { notifySchema } from "./schema/notify.js";
 import { serverSchema } from "./schema/server.js";
@@ -28,7 +29,8 @@ const configSchema = serverSchema
   .and(abuseSchema)
   .and(mfaRiskSchema)
   .and(keysSchema)
-  .and(notifySchema);
+  .and(notifySchema)
+  .and(mailSchema);
 
 type DeepReadonly<T> = T extends readonly (infer U)[] ? readonly DeepReadonly<U>[] : T extends object ? { readonly [K in keyof T]: DeepReadonly<T[K]> } : T;
 

@@ -15,6 +15,8 @@ export interface FirstFactorResult {
   role: Role;
   admission: Admission;
   amr: readonly string[];
+  /** The account's address is verified (the `email_verified` claim). */
+  emailVerified?: boolean | undefined;
 }
 
 /** What the request carried beyond the first factor. */

@@ -56,8 +56,7 @@ export function createCompleteMfaLogin(deps: {
       if (novelty.newDevice && !novelty.firstLogin) {
         deps.alerts.notify({ type: "new_device_login", at: now, userId: user.id, details: { ip: call.client.ip ?? "", reasons: ["new_device"] } });
       }
-      // The challenge was issued to a password login.
-      const pair = await deps.sessions.start(user.id, role, { authTime: now, amr: amrOf(["pwd"], factor) }, call);
+      const pair = await deps.sessions.start(user.id, role, { authTime: now, amr: amrOf(challenge.firstFactorAmr, factor), emailVerified: user.emailVerified }, call);
       await deps.trail.record({ type: "login", outcome: "success", reason: "mfa_challenge", userId, sessionId: pair.sessionId }, call);
       return { ...pair, deviceToken: device.token };
     } catch (err) {

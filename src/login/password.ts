@@ -99,6 +99,6 @@ export function createPasswordFactor(deps: {
       throw invalidCredentials();
     }
     await maybeRehash(credential.userId, credential.passwordHash, password);
-    return { userId: credential.userId, role: credential.role, admission, amr: ["pwd"] };
+    return { userId: credential.userId, role: credential.role, admission, amr: ["pwd"], emailVerified: credential.emailVerified };
   };
 }

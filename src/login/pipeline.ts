@@ -16,10 +16,11 @@ import { denyOnRisk } from "./steps/deny.js";
 import { issueSession } from "./steps/issue-session.js";
 import { secondFactorStep } from "./steps/second-factor.js";
 import { trustedDevice } from "./steps/trusted-device.js";
+import { verifiedAddress } from "./steps/verified-address.js";
 
 // What every login does after its first factor, in order:
 //
-//   assess risk → account policy (admins need MFA) → deny → CAPTCHA →
+//   verified address (REQUIRE_EMAIL_VERIFICATION) → assess risk → account policy (admins need MFA) → deny → CAPTCHA →
 //   trusted device → second factor → issue the session
 //
 // A first factor (login/password.ts today) produces a FirstFactorResult and
@@ -39,6 +40,8 @@ export interface LoginPipelineDeps {
   clock: Clock;
   /** How long after its last MFA login a device may skip the second factor. */
   trustedDeviceTtlMs: number;
+  /** Accounts whose address is not verified do not log in (EMAIL_NOT_VERIFIED). */
+  requireVerifiedEmail?: boolean | undefined;
 }
 
 export interface LoginPipeline {
@@ -49,6 +52,7 @@ export interface LoginPipeline {
 export function createLoginPipeline(deps: LoginPipelineDeps): LoginPipeline {
   const decide = createDecisionRecorder(deps.trail);
   const steps: LoginStep[] = [
+    verifiedAddress({ required: deps.requireVerifiedEmail ?? false }),
     assessRisk({ risk: deps.risk, factors: deps.factors }),
     accountPolicy({ defence: deps.defence, decide }),
     denyOnRisk({ defence: deps.defence, decide }),

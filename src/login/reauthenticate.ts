@@ -44,7 +44,7 @@ export function createReauthenticate(deps: {
       const now = deps.clock.now();
       const amr = amrOf(["pwd"], factor);
       if (!(await deps.sessions.reauthenticate({ sessionId: principal.sessionId, userId: account.user.id, authTime: now, amr }))) throw tokenInvalid();
-      const access = await deps.issuer.accessToken({ userId: account.user.id, sessionId: principal.sessionId, role: account.role, now, authTime: now, amr });
+      const access = await deps.issuer.accessToken({ userId: account.user.id, sessionId: principal.sessionId, role: account.role, now, authTime: now, amr, emailVerified: account.user.emailVerified });
       await deps.trail.record({ type: "login", outcome: "success", reason: "reauthenticate", ...ids }, call);
       return { accessToken: access.token, accessTokenExpiresAt: access.expiresAt };
     } catch (err) {

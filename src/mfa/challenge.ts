@@ -22,11 +22,13 @@ export interface OpenChallenge {
   userId: string;
   /** The device token presented with the first step, by hash. */
   deviceHash?: Uint8Array | undefined;
+  /** How the first step proved the user. */
+  firstFactorAmr: readonly string[];
   tokenHash: Uint8Array;
 }
 
 export interface MfaChallenges {
-  issue(userId: string, deviceHash: Uint8Array | undefined): Promise<{ token: string; expiresAt: Date }>;
+  issue(userId: string, deviceHash: Uint8Array | undefined, firstFactorAmr?: readonly string[]): Promise<{ token: string; expiresAt: Date }>;
   /** The challenge's user; throws MFA_CHALLENGE_INVALID. */
   open(token: string): Promise<OpenChallenge>;
   /** Counts a wrong code against the challenge. */
@@ -42,11 +44,11 @@ export function createMfaChallenges(deps: {
 }): MfaChallenges {
   const { store, clock } = deps;
   return {
-    async issue(userId, deviceHash) {
+    async issue(userId, deviceHash, firstFactorAmr) {
       const now = clock.now();
       const token = randomBytes(CHALLENGE_BYTES).toString("base64url");
       const expiresAt = new Date(now.getTime() + deps.ttlMs);
-      await store.createChallenge({ tokenHash: hashChallenge(token), userId, now, expiresAt, deviceHash });
+      await store.createChallenge({ tokenHash: hashChallenge(token), userId, now, expiresAt, deviceHash, firstFactorAmr });
       return { token, expiresAt };
     },
     async open(token) {

@@ -30,9 +30,17 @@ export interface MfaStore {
   useRecoveryCode(userId: string, codeHash: Uint8Array, now: Date): Promise<boolean>;
   replaceRecoveryCodes(userId: string, codeHashes: Uint8Array[], now: Date): Promise<void>;
   remainingRecoveryCodes(userId: string): Promise<number>;
-  createChallenge(input: { tokenHash: Uint8Array; userId: string; now: Date; expiresAt: Date; deviceHash?: Uint8Array | undefined }): Promise<void>;
+  createChallenge(input: {
+    tokenHash: Uint8Array;
+    userId: string;
+    now: Date;
+    expiresAt: Date;
+    deviceHash?: Uint8Array | undefined;
+    /** The first factor's amr values (["pwd"], ["email"]). */
+    firstFactorAmr?: readonly string[] | undefined;
+  }): Promise<void>;
   /** The challenge when unexpired, unconsumed and with attempts left. */
-  findChallenge(tokenHash: Uint8Array, now: Date): Promise<{ userId: string; deviceHash?: Uint8Array | undefined } | undefined>;
+  findChallenge(tokenHash: Uint8Array, now: Date): Promise<{ userId: string; deviceHash?: Uint8Array | undefined; firstFactorAmr: string[] } | undefined>;
   /** Counts a wrong code against the challenge. */
   failChallenge(tokenHash: Uint8Array): Promise<void>;
   /** Consumes the challenge (one atomic statement); false when it was already used or expired. */

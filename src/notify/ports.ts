@@ -15,7 +15,12 @@ export type SecurityAlertType =
   | "mfa_enrollment_started"
   | "mfa_disabled"
   | "recovery_codes_regenerated"
-  | "password_changed";
+  | "password_changed"
+  /** A password reset by a link from a reset mail (every session ended). */
+  | "password_reset"
+  /** The account's address changed (a verified change), or a change was undone. */
+  | "email_changed"
+  | "email_change_reverted";
 
 export interface SecurityAlert {
   type: SecurityAlertType;

@@ -49,7 +49,10 @@ export interface ActiveSession {
 }
 
 export type RotateResult =
-  | { kind: "rotated"; session: ActiveSession & { role: Role; authTime?: Date | undefined; amr?: readonly string[] | undefined } }
+  | {
+      kind: "rotated";
+      session: ActiveSession & { role: Role; emailVerified: boolean; authTime?: Date | undefined; amr?: readonly string[] | undefined };
+    }
   /** Retired within the grace window and its successor not yet used: a concurrent refresh, not theft. */
   | { kind: "superseded"; sessionId: string; userId: string }
   | { kind: "reused"; sessionId: string; userId: string }

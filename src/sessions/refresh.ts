@@ -73,6 +73,7 @@ export function createRefresh(deps: {
         userId: session.userId,
         sessionId: session.id,
         role: session.role,
+        emailVerified: session.emailVerified,
         now,
         authTime: session.authTime,
         amr: session.amr,

@@ -26,6 +26,8 @@ export interface TokenPair {
 export interface SessionAuth {
   authTime: Date;
   amr: readonly string[];
+  /** The account's address is verified (the `email_verified` claim). */
+  emailVerified?: boolean | undefined;
 }
 
 export interface SessionIssuer {
@@ -39,6 +41,7 @@ export interface SessionIssuer {
     now: Date;
     authTime?: Date | undefined;
     amr?: readonly string[] | undefined;
+    emailVerified?: boolean | undefined;
   }): Promise<{ token: string; expiresAt: Date }>;
 }
 

@@ -39,6 +39,9 @@ export const errorReasons = [
   "MFA_ENROLLMENT_REQUIRED",
   "METHOD_NOT_ALLOWED",
   "ROUTE_NOT_FOUND",
+  "EMAIL_NOT_VERIFIED",
+  "EMAIL_TOKEN_INVALID",
+  "EMAIL_LOGIN_CONFIRMATION_REQUIRED",
 ] as const;
 
 export type ErrorReason = (typeof errorReasons)[number];

@@ -51,7 +51,7 @@ export function createMfaStore(db: Db): MfaStore {
     .returning({ userId: recoveryCodes.userId })
     .prepare("recovery_codes_use");
   const findChallenge = db
-    .select({ userId: mfaChallenges.userId, deviceHash: mfaChallenges.deviceHash })
+    .select({ userId: mfaChallenges.userId, deviceHash: mfaChallenges.deviceHash, firstFactorAmr: mfaChallenges.firstFactorAmr })
     .from(mfaChallenges)
     .where(
       and(
@@ -172,11 +172,12 @@ export function createMfaStore(db: Db): MfaStore {
       return row?.n ?? 0;
     },
 
-    async createChallenge({ tokenHash, userId, now, expiresAt, deviceHash }) {
+    async createChallenge({ tokenHash, userId, now, expiresAt, deviceHash, firstFactorAmr }) {
       await db.insert(mfaChallenges).values({
         tokenHash: bytes(tokenHash),
         userId,
         deviceHash: deviceHash === undefined ? null : bytes(deviceHash),
+        firstFactorAmr: firstFactorAmr && firstFactorAmr.length > 0 ? firstFactorAmr.join(",") : null,
         createdAt: now,
         expiresAt,
       });
@@ -185,7 +186,8 @@ export function createMfaStore(db: Db): MfaStore {
     async findChallenge(tokenHash, now) {
       const [row] = await findChallenge.execute({ tokenHash: bytes(tokenHash), now: now.toISOString() });
       if (!row) return undefined;
-      return row.deviceHash === null ? { userId: row.userId } : { userId: row.userId, deviceHash: row.deviceHash };
+      const firstFactorAmr = row.firstFactorAmr ? row.firstFactorAmr.split(",") : ["pwd"];
+      return row.deviceHash === null ? { userId: row.userId, firstFactorAmr } : { userId: row.userId, deviceHash: row.deviceHash, firstFactorAmr };
     },
 
     async failChallenge(tokenHash) {

@@ -41,6 +41,11 @@ export const users = pgTable(
     // Selects token and session lifetimes (accounts/ports.ts Role). Operators set
     // it with `npm run set-role`; the check keeps hand-written SQL honest.
     role: text("role").notNull().default("customer"),
+    // When the owner of `email` followed a verification mail (mail/); NULL
+    // until then. An address change (recovery/email-change.ts) sets it anew.
+    emailVerifiedAt: ts("email_verified_at"),
+    // An address change waiting for its verification mail to be followed.
+    pendingEmail: text("pending_email"),
     createdAt: ts("created_at").notNull(),
     updatedAt: ts("updated_at").notNull(),
   },
@@ -56,6 +61,8 @@ export const profiles = pgTable("profiles", {
   dateOfBirth: date("date_of_birth", { mode: "string" }),
   gender: boolean("gender"),
   address: text("address"),
+  // BCP 47 tag of the user's mail language (mail/templates).
+  locale: text("locale"),
   updatedAt: ts("updated_at").notNull(),
 });
 
@@ -277,6 +284,9 @@ export const mfaChallenges = pgTable(
       .notNull()
       .references(() => users.id, { onDelete: "cascade" }),
     deviceHash: bytea("device_hash"),
+    // How the first step proved the user (RFC 8176 amr, comma-separated);
+    // NULL for challenges from before e-mail logins: a password.
+    firstFactorAmr: text("first_factor_amr"),
     createdAt: ts("created_at").notNull(),
     expiresAt: ts("expires_at").notNull(),
     attempts: integer("attempts").notNull().default(0),
@@ -327,6 +337,64 @@ export const lastLogins = pgTable("last_logins", {
   accuracyKm: doublePrecision("accuracy_km"),
 });
 
+// The mail outbox (feature mail/): a row is written in the same transaction
+// as the change that causes it and delivered by the dispatcher. Rows hold no
+// secret: a mail's token and code are derived from its id with a sealed
+// server key when it is rendered (mail/mail-secrets.ts), so a resend is the
+// same mail. `params` holds only what the template needs besides that.
+export const outbox = pgTable(
+  "outbox",
+  {
+    id: uuid("id").primaryKey(),
+    kind: text("kind").notNull(),
+    // The account the mail is about; its current address and locale are read at send time.
+    userId: uuid("user_id").references(() => users.id, { onDelete: "cascade" }),
+    // An explicit recipient (an address being verified, a former address, a requested one).
+    address: text("address"),
+    params: jsonb("params").$type<Record<string, string>>().notNull(),
+    // pending → sending (leased) → sent | dead | dropped (nothing to send: unknown address, capped)
+    status: text("status").notNull().default("pending"),
+    attempts: integer("attempts").notNull().default(0),
+    nextAttemptAt: ts("next_attempt_at").notNull(),
+    leaseUntil: ts("lease_until"),
+    lastError: text("last_error"),
+    createdAt: ts("created_at").notNull(),
+    sentAt: ts("sent_at"),
+  },
+  (t) => [
+    index("outbox_due_idx").on(t.nextAttemptAt).where(sql`${t.status} in ('pending', 'sending')`),
+    index("outbox_user_kind_idx").on(t.userId, t.kind, t.createdAt),
+    check("outbox_status_check", sql`${t.status} in ('pending', 'sending', 'sent', 'dead', 'dropped')`),
+  ],
+);
+
+// Tokens of mails (verification, reset, e-mail login, revert), stored as
+// SHA-256 only; `id` is the id of the outbox row that carried the token.
+export const emailTokens = pgTable(
+  "email_tokens",
+  {
+    id: uuid("id").primaryKey(),
+    userId: uuid("user_id")
+      .notNull()
+      .references(() => users.id, { onDelete: "cascade" }),
+    purpose: text("purpose").notNull(),
+    tokenHash: bytea("token_hash").notNull(),
+    // The address the token is about (being verified; restored by a revert).
+    email: text("email").notNull(),
+    // E-mail login: SHA-256 of the asking client's `attempt`.
+    bindingHash: bytea("binding_hash"),
+    failedCodes: integer("failed_codes").notNull().default(0),
+    createdAt: ts("created_at").notNull(),
+    expiresAt: ts("expires_at").notNull(),
+    usedAt: ts("used_at"),
+  },
+  (t) => [
+    uniqueIndex("email_tokens_token_hash_key").on(t.tokenHash),
+    index("email_tokens_user_purpose_idx").on(t.userId, t.purpose),
+    check("email_tokens_purpose_check", sql`${t.purpose} in ('verify_email', 'reset_password', 'email_login', 'revert_email')`),
+  ],
+);
+
 export const schema = {
   users,
   profiles,
@@ -344,6 +412,8 @@ export const schema = {
   knownDevices,
   knownNetworks,
   lastLogins,
+  outbox,
+  emailTokens,
 };
 export type Schema = typeof schema;
 

@@ -30,6 +30,7 @@ async function lockPresentedToken(tx: Tx, presented: Uint8Array) {
       authTime: sessions.authTime,
       amr: sessions.amr,
       role: users.role,
+      emailVerifiedAt: users.emailVerifiedAt,
     })
     .from(refreshTokens)
     .innerJoin(sessions, eq(sessions.id, refreshTokens.sessionId))
@@ -150,6 +151,7 @@ export function createSessionStore(db: Db): SessionStore {
             userId: row.userId,
             expiresAt,
             role,
+            emailVerified: row.emailVerifiedAt !== null,
             authTime: row.authTime ?? undefined,
             amr: row.amr ? row.amr.split(",") : undefined,
           },

@@ -2,6 +2,7 @@ import { and, eq, isNull, ne, sql } from "drizzle-orm";
 import { DomainError } from "../shared/errors.js";
 import { isRole, type NewUser, type Profile, type ProfilePatch, type Role, type User, type UserStore } from "../accounts/ports.js";
 import { pgErrorCode, type Db } from "./db.js";
+import { insertOutbox } from "./outbox-store.js";
 import { loginThrottle, passwordCredentials, profiles, sessions, users } from "./schema.js";
 
 // The UserStore port on PostgreSQL / PGlite: users, profiles and password
@@ -26,6 +27,7 @@ function toProfile(row: ProfileRow | null | undefined): Profile {
   if (row.dateOfBirth !== null) profile.dateOfBirth = row.dateOfBirth;
   if (row.gender !== null) profile.gender = row.gender;
   if (row.address !== null) profile.address = row.address;
+  if (row.locale !== null) profile.locale = row.locale;
   return profile;
 }
 
@@ -40,7 +42,7 @@ export function createUserStore(db: Db): UserStore {
     .limit(1)
     .prepare("users_get");
   const credentialByEmail = db
-    .select({ userId: passwordCredentials.userId, passwordHash: passwordCredentials.passwordHash, role: users.role })
+    .select({ userId: passwordCredentials.userId, passwordHash: passwordCredentials.passwordHash, role: users.role, verifiedAt: users.emailVerifiedAt })
     .from(users)
     .innerJoin(passwordCredentials, eq(passwordCredentials.userId, users.id))
     .where(eq(users.email, sql.placeholder("email")))
@@ -55,6 +57,8 @@ export function createUserStore(db: Db): UserStore {
       id: row.user.id,
       email: row.user.email,
       profile: toProfile(row.profile),
+      emailVerified: row.user.emailVerifiedAt !== null,
+      ...(row.user.pendingEmail !== null ? { pendingEmail: row.user.pendingEmail } : {}),
       createdAt: row.user.createdAt,
       updatedAt: row.user.updatedAt,
     };
@@ -72,11 +76,13 @@ export function createUserStore(db: Db): UserStore {
             dateOfBirth: input.profile.dateOfBirth ?? null,
             gender: input.profile.gender ?? null,
             address: input.profile.address ?? null,
+            locale: input.profile.locale ?? null,
             updatedAt: input.now,
           });
           await tx.insert(passwordCredentials).values({ userId: input.id, passwordHash: input.passwordHash, changedAt: input.now });
           // In the same transaction: a duplicate (rolled back) clears nothing.
           if (input.throttleKey) await tx.delete(loginThrottle).where(eq(loginThrottle.accountKey, Buffer.from(input.throttleKey)));
+          if (input.mail) await insertOutbox(tx, input.mail);
         });
       } catch (err) {
         if (pgErrorCode(err) === UNIQUE_VIOLATION) {
@@ -84,7 +90,7 @@ export function createUserStore(db: Db): UserStore {
         }
         throw err;
       }
-      return { id: input.id, email: input.email, profile: { ...input.profile }, createdAt: input.now, updatedAt: input.now };
+      return { id: input.id, email: input.email, profile: { ...input.profile }, emailVerified: false, createdAt: input.now, updatedAt: input.now };
     },
 
     get,
@@ -92,18 +98,18 @@ export function createUserStore(db: Db): UserStore {
     async findCredentialByEmail(email) {
       const rows = await credentialByEmail.execute({ email });
       const row = rows[0];
-      return row && { ...row, role: toRole(row.role) };
+      return row && { userId: row.userId, passwordHash: row.passwordHash, role: toRole(row.role), emailVerified: row.verifiedAt !== null };
     },
 
     async findCredentialByUserId(userId) {
       const rows = await db
-        .select({ userId: passwordCredentials.userId, passwordHash: passwordCredentials.passwordHash, role: users.role })
+        .select({ userId: passwordCredentials.userId, passwordHash: passwordCredentials.passwordHash, role: users.role, verifiedAt: users.emailVerifiedAt })
         .from(passwordCredentials)
         .innerJoin(users, eq(users.id, passwordCredentials.userId))
         .where(eq(passwordCredentials.userId, userId))
         .limit(1);
       const row = rows[0];
-      return row && { ...row, role: toRole(row.role) };
+      return row && { userId: row.userId, passwordHash: row.passwordHash, role: toRole(row.role), emailVerified: row.verifiedAt !== null };
     },
 
     async rehashPassword(userId, expected, next, now) {
@@ -142,6 +148,7 @@ export function createUserStore(db: Db): UserStore {
       if (patch.dateOfBirth !== undefined) set.dateOfBirth = patch.dateOfBirth;
       if (patch.gender !== undefined) set.gender = patch.gender;
       if (patch.address !== undefined) set.address = patch.address;
+      if (patch.locale !== undefined) set.locale = patch.locale;
       const updated = await db.transaction(async (tx) => {
         const rows = await tx.update(users).set({ updatedAt: now }).where(eq(users.id, userId)).returning({ id: users.id });
         if (rows.length !== 1) return false;

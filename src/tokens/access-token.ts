@@ -56,12 +56,13 @@ export function createAccessTokenIssuer(opts: AccessTokenOptions): TokenIssuer {
   }
 
   return {
-    async issueAccessToken({ userId, sessionId, now: at, role, ttlMs, authTime, amr }) {
+    async issueAccessToken({ userId, sessionId, now: at, role, ttlMs, authTime, amr, emailVerified }) {
       const key = ring.signingKey(at);
       const iat = Math.floor(at.getTime() / 1000);
       const exp = iat + Math.floor((ttlMs ?? opts.accessTokenTtlMs) / 1000);
       const claims: Record<string, unknown> = { sid: sessionId };
       if (role) claims.role = role;
+      if (emailVerified !== undefined) claims.email_verified = emailVerified;
       if (authTime) claims.auth_time = Math.floor(authTime.getTime() / 1000);
       if (amr && amr.length > 0) {
         claims.amr = [...amr];

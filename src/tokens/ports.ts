@@ -28,6 +28,8 @@ export interface TokenIssuer {
     ttlMs?: number | undefined;
     authTime?: Date | undefined;
     amr?: readonly string[] | undefined;
+    /** The `email_verified` claim (OpenID Connect Core 5.1); left out when undefined. */
+    emailVerified?: boolean | undefined;
   }): Promise<{ token: string; expiresAt: Date }>;
   /** Claims of a valid token (signature, alg, iss, aud, typ, exp), or undefined. */
   verifyAccessToken(token: string, now: Date): Promise<AccessClaims | undefined>;

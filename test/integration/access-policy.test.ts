@@ -1,11 +1,11 @@
 import { Code } from "@connectrpc/connect";
-import type { MessageInitShape } from "@bufbuild/protobuf";
+import type { DescMessage, MessageInitShape } from "@bufbuild/protobuf";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { IdentityService } from "../../gen/identity/v1/identity_service_pb.js";
+import { GOVERNED_SERVICES } from "../../src/app/rpc.js";
 import { buildAccessPolicies } from "../../src/transport/rpc/access-policy.js";
 import { rateLimitClasses } from "../../src/transport/rpc/rate-limit.js";
 import { backends } from "../support/databases.js";
-import { connectClient, STRONG_PASSWORD } from "../support/clients.js";
+import { serviceClient, STRONG_PASSWORD } from "../support/clients.js";
 import { startTestServer, type TestServer } from "../support/server.js";
 import { expectConnectError } from "../support/error-info.js";
 import { login, registerUser } from "../support/users.js";
@@ -17,22 +17,21 @@ import { controlledClock, MINUTE } from "../support/mfa.js";
 // cannot drift apart: a new recent-auth RPC without a sample request here
 // fails the first test.
 
-type Samples = { [K in keyof typeof IdentityService.method]?: MessageInitShape<(typeof IdentityService.method)[K]["input"]> };
-
-// A request each RPC's validation accepts, so that recency is what decides.
-const SAMPLES: Samples = {
-  changePassword: { oldPassword: STRONG_PASSWORD, newPassword: "an entirely new passphrase 7" },
-  revokeOtherSessions: {},
-  startTotpEnrollment: { password: STRONG_PASSWORD },
-  confirmTotpEnrollment: { code: "123456" },
-  disableTotp: { password: STRONG_PASSWORD, code: "123456" },
-  regenerateRecoveryCodes: {},
+// A request each RPC's validation accepts, so that recency is what decides
+// ("Service.method", every governed service).
+const SAMPLES: Record<string, MessageInitShape<DescMessage>> = {
+  "IdentityService.changePassword": { oldPassword: STRONG_PASSWORD, newPassword: "an entirely new passphrase 7" },
+  "IdentityService.revokeOtherSessions": {},
+  "IdentityService.startTotpEnrollment": { password: STRONG_PASSWORD },
+  "IdentityService.confirmTotpEnrollment": { code: "123456" },
+  "IdentityService.disableTotp": { password: STRONG_PASSWORD, code: "123456" },
+  "IdentityService.regenerateRecoveryCodes": {},
+  "EmailService.changeEmail": { newEmail: "someone.new@example.com" },
 };
 
-const declared = buildAccessPolicies([IdentityService], rateLimitClasses)
-  .all.filter((p) => p.recentAuth)
-  .map((p) => p.method.localName)
-  .sort();
+const policies = buildAccessPolicies(GOVERNED_SERVICES, rateLimitClasses).all.filter((p) => p.recentAuth);
+const declared = policies.map((p) => `${p.method.parent.name}.${p.method.localName}`).sort();
+const serviceOf = new Map(policies.map((p) => [`${p.method.parent.name}.${p.method.localName}`, p.method.parent]));
 
 describe.each(backends)("recent-login RPCs ($name)", ({ name, skip }) => {
   const c = controlledClock();
@@ -50,8 +49,8 @@ describe.each(backends)("recent-login RPCs ($name)", ({ name, skip }) => {
     const user = await registerUser(s);
     const session = await login(s, user.email, user.password);
     c.advance(10 * MINUTE + 1_000);
-    const client = connectClient(s.baseUrl) as unknown as Record<string, (req: unknown, opts: unknown) => Promise<unknown>>;
-    const call = client[method]!(SAMPLES[method as keyof Samples], { headers: { authorization: `Bearer ${session.accessToken}` } });
+    const client = serviceClient(serviceOf.get(method)!, s.baseUrl) as unknown as Record<string, (req: unknown, opts: unknown) => Promise<unknown>>;
+    const call = client[method.split(".")[1]!]!(SAMPLES[method], { headers: { authorization: `Bearer ${session.accessToken}` } });
     await expectConnectError(call, Code.Unauthenticated, "RECENT_AUTH_REQUIRED");
   });
 });

@@ -8,11 +8,16 @@ import { IdentityService } from "../../gen/identity/v1/identity_service_pb.js";
 // stubs (grpc-js), Connect/gRPC-Web clients, and the gateway speaking REST.
 
 export function connectClient(baseUrl: string, protocol: "connect" | "grpc" | "grpc-web" = "connect"): Client<typeof IdentityService> {
+  return serviceClient(IdentityService, baseUrl, protocol);
+}
+
+/** A Connect-ES client of any of the service's services. */
+export function serviceClient<S extends DescService>(service: S, baseUrl: string, protocol: "connect" | "grpc" | "grpc-web" = "connect"): Client<S> {
   let transport: Transport;
   if (protocol === "grpc") transport = createGrpcTransport({ baseUrl });
   else if (protocol === "grpc-web") transport = createGrpcWebTransport({ baseUrl, httpVersion: "1.1" });
   else transport = createConnectTransport({ baseUrl, httpVersion: "1.1" });
-  return createClient(IdentityService, transport);
+  return createClient(service, transport);
 }
 
 type Unary<S extends DescService> = {

@@ -34,7 +34,7 @@ export function issueSession(deps: {
     if (risk.signals.newDevice && !risk.signals.firstLogin) {
       deps.alerts.notify({ type: "new_device_login", at: now, userId, details: { ip: call.client.ip ?? "", reasons: [...risk.assessment.reasons] } });
     }
-    const pair = await deps.sessions.start(userId, attempt.role, { authTime: now, amr: amrOf(attempt.amr, attempt.secondFactorUsed) }, call);
+    const pair = await deps.sessions.start(userId, attempt.role, { authTime: now, amr: amrOf(attempt.amr, attempt.secondFactorUsed), emailVerified: attempt.emailVerified }, call);
     return { ...pair, deviceToken: device.token };
   };
 }

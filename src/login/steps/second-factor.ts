@@ -19,7 +19,7 @@ export function secondFactorStep(deps: {
   return async (attempt) => {
     if (!attempt.needSecondFactor) return;
     if (!secondFactorPresented(deps.factors, attempt.secondFactor)) {
-      const challenge = await deps.challenges.issue(attempt.userId, riskOf(attempt).deviceHash);
+      const challenge = await deps.challenges.issue(attempt.userId, riskOf(attempt).deviceHash, attempt.amr);
       await deps.decide(attempt, "success", "mfa_required");
       await deps.trail.record({ type: "mfa_challenge", outcome: "success", userId: attempt.userId }, attempt.call);
       throw mfaRequired(deps.factors, {

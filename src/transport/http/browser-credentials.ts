@@ -12,6 +12,7 @@ import {
   type RefreshTokenRequest,
   type RefreshTokenResponse,
 } from "../../../gen/identity/v1/identity_service_pb.js";
+import { EmailService, type CompleteEmailLoginRequest, type CompleteEmailLoginResponse, type StartEmailLoginResponse } from "../../../gen/identity/v1/email_service_pb.js";
 import { DEVICE_TOKEN_SHAPE } from "../../risk/assessor.js";
 import { createCookiePolicy, readCookie, type CookiePolicy } from "./cookies.js";
 import { createCsrfGuard } from "./csrf.js";
@@ -36,8 +37,11 @@ export interface BrowserCredentials {
   onSuccess(ctx: { method: DescMethod; res: ServerResponse; input: Message; response: Message }): Message | void;
 }
 
-type TokenResponse = LoginResponse | CompleteMfaLoginResponse | RefreshTokenResponse;
-type TokenRequest = LoginRequest | CompleteMfaLoginRequest | RefreshTokenRequest;
+type TokenResponse = LoginResponse | CompleteMfaLoginResponse | CompleteEmailLoginResponse | RefreshTokenResponse;
+type TokenRequest = LoginRequest | CompleteMfaLoginRequest | CompleteEmailLoginRequest | RefreshTokenRequest;
+
+/** An e-mail login's attempt lives as long as its link. */
+const EMAIL_LOGIN_COOKIE_MAX_AGE_S = 15 * 60;
 
 /** 400 days: the longest lifetime browsers grant a cookie (RFC 6265bis). */
 export const DEVICE_COOKIE_MAX_AGE_S = 400 * 86_400;
@@ -55,8 +59,9 @@ export function createBrowserCredentials(opts: {
   const cookies = createCookiePolicy({ secure: opts.cookieSecure, hostPrefix: opts.cookieHostPrefix });
   const csrf = createCsrfGuard({ trustedOrigins: opts.corsOrigins, allowSameSite: opts.csrfAllowSameSite, secure: opts.cookieSecure });
   const m = IdentityService.method;
-  const logins: ReadonlySet<DescMethod> = new Set([m.login, m.completeMfaLogin]);
-  const tokenMethods: ReadonlySet<DescMethod> = new Set([m.login, m.completeMfaLogin, m.refreshToken]);
+  const e = EmailService.method;
+  const logins: ReadonlySet<DescMethod> = new Set([m.login, m.completeMfaLogin, e.completeEmailLogin, e.startEmailLogin]);
+  const tokenMethods: ReadonlySet<DescMethod> = new Set([m.login, m.completeMfaLogin, e.completeEmailLogin, m.refreshToken]);
 
   const accessToken = (req: IncomingMessage) =>
     req.headers.authorization ? undefined : readCookie(req.headers.cookie, cookies.access) || undefined;
@@ -91,8 +96,13 @@ export function createBrowserCredentials(opts: {
           fromCookie = true;
         }
       }
-      if (method === m.login) {
-        const request = input as LoginRequest;
+      if (method === e.completeEmailLogin) {
+        const request = input as CompleteEmailLoginRequest;
+        const attempt = readCookie(req.headers.cookie, cookies.emailLogin);
+        if ((request.attempt ?? "") === "" && attempt) request.attempt = attempt;
+      }
+      if (method === m.login || method === e.completeEmailLogin) {
+        const request = input as LoginRequest | CompleteEmailLoginRequest;
         const cookie = readCookie(req.headers.cookie, cookies.device);
         // Only the shape of our tokens: a cookie planted by a sibling
         // subdomain must not make every login fail validation.
@@ -108,6 +118,11 @@ export function createBrowserCredentials(opts: {
     },
 
     onSuccess({ method, res, input, response }) {
+      if (method === e.startEmailLogin) {
+        res.appendHeader("set-cookie", cookies.emailLoginCookie((response as StartEmailLoginResponse).attempt, EMAIL_LOGIN_COOKIE_MAX_AGE_S));
+        return;
+      }
+      if (method === e.completeEmailLogin) res.appendHeader("set-cookie", cookies.emailLoginCookie("", 0));
       if (tokenMethods.has(method)) {
         const r = response as TokenResponse;
         setTokenCookies(res, r);

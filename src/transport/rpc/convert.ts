@@ -29,9 +29,12 @@ export function userToProto(user: User): UserProto {
       dateOfBirth: p.dateOfBirth,
       gender: p.gender,
       address: p.address,
+      locale: p.locale,
     }),
     createTime: timestampFromDate(user.createdAt),
     updateTime: timestampFromDate(user.updatedAt),
+    emailVerified: user.emailVerified,
+    pendingEmail: user.pendingEmail ?? "",
   });
 }
 
@@ -43,6 +46,7 @@ export function profileInputFromProto(info: UserInfo | undefined): ProfileInput 
     dateOfBirth: info.dateOfBirth,
     gender: info.gender,
     address: info.address,
+    locale: info.locale,
   };
 }
 

@@ -41,14 +41,14 @@ export interface IdentityService extends MyAccount, TotpEnrolment, SessionContro
 // cookies_only asks for the tokens as cookies instead of in the body: only
 // the REST gateway sets cookies, so anywhere else the caller would get no
 // tokens at all. Checked before the call, so a refused request has no effect.
-function refuseCookiesOnlyOffRest(cookiesOnly: boolean | undefined, ctx: HandlerContext): void {
+export function refuseCookiesOnlyOffRest(cookiesOnly: boolean | undefined, ctx: HandlerContext): void {
   if (!cookiesOnly || ctx.protocolName === REST_PROTOCOL) return;
   throw connectErrorOf(Code.InvalidArgument, "VALIDATION_FAILED", "cookies_only: only REST (browser) calls get cookies", { field: "cookies_only" }, [
     create(BadRequest_FieldViolationSchema, { field: "cookies_only", description: "only REST (browser) calls get cookies" }),
   ]);
 }
 
-function tokenFields(pair: TokenPair, clock: Clock) {
+export function tokenFields(pair: TokenPair, clock: Clock) {
   return {
     accessToken: pair.accessToken,
     refreshToken: pair.refreshToken,

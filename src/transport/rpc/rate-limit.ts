@@ -27,7 +27,7 @@ const AUTH_FAILURE = "auth_failure";
 export const rateLimitClasses: ReadonlySet<string> = new Set(Object.keys(defaultLimits).filter((c) => c !== AUTH_FAILURE));
 
 /** The classes a blocked source may not call: those that check a password or a second factor. */
-const BLOCKABLE: ReadonlySet<string> = new Set(["login", "register", "complete_mfa_login"]);
+const BLOCKABLE: ReadonlySet<string> = new Set(["login", "register", "complete_mfa_login", "password_forgot", "email_login", "complete_email_login", "email_token"]);
 
 /** Key prefixes that differ from the class name (the keys Redis already holds). */
 const KEY_PREFIX: Readonly<Record<string, string>> = { authenticated: "auth" };

@@ -118,6 +118,22 @@ describe("Config: the schema and the type cannot drift", () => {
         account: { limit: 5, periodMs: HOUR, burst: 3 },
         global: { limit: 500, periodMs: 1_000, burst: 500 },
       },
+      password_forgot: {
+        ip: { limit: 20, periodMs: HOUR, burst: 10 },
+        account: { limit: 5, periodMs: HOUR, burst: 5 },
+        global: { limit: 300, periodMs: 1_000, burst: 300 },
+      },
+      email_login: {
+        ip: { limit: 30, periodMs: HOUR, burst: 10 },
+        account: { limit: 10, periodMs: HOUR, burst: 5 },
+        global: { limit: 500, periodMs: 1_000, burst: 500 },
+      },
+      complete_email_login: {
+        ip: { limit: 60, periodMs: MIN, burst: 30 },
+        account: { limit: 20, periodMs: MIN, burst: 10 },
+        global: { limit: 3_000, periodMs: 1_000, burst: 3_000 },
+      },
+      email_token: { ip: { limit: 60, periodMs: MIN, burst: 30 }, global: { limit: 3_000, periodMs: 1_000, burst: 3_000 } },
       refresh_token: { ip: { limit: 600, periodMs: MIN, burst: 120 }, global: { limit: 20_000, periodMs: 1_000, burst: 20_000 } },
       verify_token: { ip: { limit: 6_000, periodMs: MIN, burst: 1_000 } },
       authenticated: { ip: { limit: 1_200, periodMs: MIN, burst: 300 }, account: { limit: 600, periodMs: MIN, burst: 120 } },
@@ -132,6 +148,21 @@ describe("Config: the schema and the type cannot drift", () => {
     signingKeys: { publishLeadMs: 10 * MIN },
     keyEncryption: { keys: undefined, variable: undefined },
     webhook: undefined,
+    mail: {
+      smtpUrl: undefined,
+      from: "Identity <no-reply@localhost>",
+      messageIdDomain: "localhost",
+      appUrl: "http://localhost:3000",
+      appName: "Identity",
+      dir: undefined,
+      dispatcher: true,
+      maxAttempts: 10,
+      retryBaseMs: 30_000,
+      leaseMs: 120_000,
+      pollMs: 2_000,
+      retentionMs: 30 * DAY,
+    },
+    requireEmailVerification: false,
   };
 
   it("loadConfig({}) is exactly today's defaults, key for key", () => {

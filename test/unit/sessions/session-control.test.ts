@@ -1,4 +1,5 @@
 import type { MfaService } from "../../../src/mfa/mfa-service.js";
+import { memoryMail } from "../../support/mail-fakes.js";
 import { createTestDefence, noChallenges, noMfa, quietRisk } from "../../support/fakes.js";
 import { describe, expect, it } from "vitest";
 import { DomainError } from "../../../src/shared/errors.js";
@@ -107,8 +108,10 @@ function setup(
     risk: quietRisk(),
     recentAuthMaxAgeMs: 10 * 60_000,
     trustedDeviceTtlMs: 30 * 86_400_000,
+    mail: memoryMail(),
+    requireEmailVerification: false,
   };
-  const identity = wireIdentity(deps);
+  const { identity } = wireIdentity(deps);
   return {
     identity,
     log,
@@ -197,7 +200,7 @@ describe("refresh", () => {
 
   it("keeps the role's access-token lifetime on refresh", async () => {
     const sessionId = uuidv7(T0);
-    const t = setup({ rotate: { kind: "rotated", session: { id: sessionId, userId: USER, expiresAt: T0, role: "admin" } } });
+    const t = setup({ rotate: { kind: "rotated", session: { id: sessionId, userId: USER, expiresAt: T0, role: "admin", emailVerified: false } } });
     const pair = await t.identity.refresh(REFRESH, call);
     expect(t.issued[0]).toMatchObject({ role: "admin", ttlMs: 5 * MINUTE, sessionId });
     expect(pair.accessTokenExpiresAt).toEqual(new Date(T0.getTime() + 5 * MINUTE));

@@ -1,0 +1,75 @@
+import { DomainError } from "../shared/errors.js";
+import { hashMailToken, isMailTokenShape, type MailSecrets } from "./mail-secrets.js";
+import type { EmailToken, EmailTokenStore, OutboxMessage, TokenPurpose } from "./ports.js";
+
+// The tokens mails carry, for the features that send them: issued when the
+// mail is composed (derived from the mail's id, so a resend is the same
+// mail), redeemed by the RPC that follows the link.
+
+export function emailTokenInvalid(): DomainError {
+  return new DomainError("invalid_argument", "EMAIL_TOKEN_INVALID", "the link or code is unknown, used, expired or replaced by a newer mail; ask for a new one", {
+    field: "token",
+  });
+}
+
+export interface IssuedMailToken {
+  token: string;
+  code: string;
+  /** `${APP_URL}${path}?token=…` */
+  link(path: string): string;
+  expiresAt: Date;
+}
+
+export interface MailTokens {
+  /**
+   * The token of `message` (stored by hash, older unused ones of the user
+   * and purpose void), or undefined when it expired before it could be sent.
+   */
+  issue(
+    message: OutboxMessage,
+    input: { userId: string; purpose: TokenPurpose; email: string; ttlMs: number; bindingHash?: Uint8Array | undefined },
+    now: Date,
+  ): Promise<IssuedMailToken | undefined>;
+  /** The live token a link carried; EMAIL_TOKEN_INVALID otherwise. */
+  redeem(token: string, purpose: TokenPurpose, now: Date): Promise<EmailToken>;
+  /** Tokens of `purpose` issued to the user in the hour before `before` (a mailbox cap). */
+  issuedInHourBefore(userId: string, purpose: TokenPurpose, before: Date): Promise<number>;
+}
+
+const HOUR_MS = 3_600_000;
+
+export function createMailTokens(deps: { store: EmailTokenStore; secrets: MailSecrets; appUrl: string }): MailTokens {
+  return {
+    async issue(message, input, now) {
+      const createdAt = message.createdAt;
+      const expiresAt = new Date(createdAt.getTime() + input.ttlMs);
+      if (expiresAt <= now) return undefined;
+      const token = deps.secrets.token(message.id);
+      await deps.store.issue({
+        id: message.id,
+        userId: input.userId,
+        purpose: input.purpose,
+        tokenHash: hashMailToken(token),
+        email: input.email,
+        bindingHash: input.bindingHash,
+        createdAt,
+        expiresAt,
+      });
+      return {
+        token,
+        code: deps.secrets.code(message.id),
+        link: (path) => `${deps.appUrl}${path}?token=${token}`,
+        expiresAt,
+      };
+    },
+    async redeem(token, purpose, now) {
+      if (!isMailTokenShape(token)) throw emailTokenInvalid();
+      const found = await deps.store.find(hashMailToken(token), purpose, now);
+      if (!found) throw emailTokenInvalid();
+      return found;
+    },
+    async issuedInHourBefore(userId, purpose, before) {
+      return deps.store.countIssued(userId, purpose, new Date(before.getTime() - HOUR_MS), before);
+    },
+  };
+}

@@ -1,0 +1,72 @@
+import { mkdir, rename, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import { createTransport } from "nodemailer";
+import type { Logger } from "../shared/logger.js";
+import type { Mail, MailTransport } from "./ports.js";
+
+// Where mails go: an SMTP server (SMTP_URL, through nodemailer's pool), or,
+// without one, .eml files in MAIL_DIR, so that a service started with no
+// setup at all lets a person follow every flow (the embedded database also
+// logs the links; with PostgreSQL nothing secret reaches the log).
+
+const SMTP_TIMEOUT_MS = 15_000;
+
+export function createSmtpTransport(opts: { url: string; from: string }): MailTransport {
+  const transporter = createTransport({
+    url: opts.url,
+    pool: true,
+    maxConnections: 4,
+    // A stalled server must fail the attempt (it is retried), not hang the dispatcher.
+    connectionTimeout: SMTP_TIMEOUT_MS,
+    greetingTimeout: SMTP_TIMEOUT_MS,
+    socketTimeout: SMTP_TIMEOUT_MS,
+    // nodemailer logs nothing of its own; the dispatcher logs outcomes without addresses.
+    logger: false,
+  });
+  return {
+    kind: "smtp",
+    async send(mail) {
+      await transporter.sendMail({
+        from: opts.from,
+        to: mail.to,
+        subject: mail.subject,
+        text: mail.text,
+        html: mail.html,
+        messageId: mail.messageId,
+      });
+    },
+    async close() {
+      transporter.close();
+    },
+  };
+}
+
+export function createFileTransport(opts: { dir: string; from: string; logger: Logger; logLinks: boolean }): MailTransport {
+  const composer = createTransport({ streamTransport: true, buffer: true, newline: "unix" });
+  let ready: Promise<unknown> | undefined;
+  return {
+    kind: "file",
+    async send(mail) {
+      ready ??= mkdir(opts.dir, { recursive: true, mode: 0o700 });
+      await ready;
+      const info = await composer.sendMail({
+        from: opts.from,
+        to: mail.to,
+        subject: mail.subject,
+        text: mail.text,
+        html: mail.html,
+        messageId: mail.messageId,
+      });
+      // One file per mail, named after the message: a resend overwrites it.
+      const name = `${mail.messageId.replace(/[^A-Za-z0-9.-]/g, "_")}.eml`;
+      const path = join(opts.dir, name);
+      await writeFile(`${path}.tmp`, info.message as Buffer, { mode: 0o600 });
+      await rename(`${path}.tmp`, path);
+      if (opts.logLinks) opts.logger.info({ file: path, subject: mail.subject, links: mail.links }, "mail written (embedded mode: follow the link to continue)");
+      else opts.logger.info({ file: path }, "mail written");
+    },
+    async close() {
+      composer.close();
+    },
+  };
+}

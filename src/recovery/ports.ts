@@ -1,0 +1,41 @@
+import type { OutboxEntry } from "../mail/ports.js";
+
+// What account recovery and address changes change, each in one
+// transaction with the token it spends and the mails it causes.
+
+export type VerifyOutcome =
+  /** The account's address is now verified. */
+  | { kind: "verified"; email: string }
+  /** The pending new address was verified and is now the account's. */
+  | { kind: "changed"; email: string; previousEmail: string }
+  /** The token was spent meanwhile, or names neither the address nor the pending one any more. */
+  | { kind: "stale" };
+
+export interface RecoveryStore {
+  /** Spends a verify_email token and verifies (or, for a pending change, switches to) its address. Throws EMAIL_ALREADY_REGISTERED when another account took it. */
+  verifyAddress(input: { tokenId: string; userId: string; email: string; now: Date }): Promise<VerifyOutcome>;
+  /** The address proved by other means (an e-mail login): verified if it still is the account's. */
+  markVerified(userId: string, email: string, now: Date): Promise<void>;
+  /**
+   * Spends a reset token and, in the same transaction: the new hash, every
+   * session revoked, the brute-force count cleared, `mail` written.
+   * Undefined when the token was spent meanwhile.
+   */
+  resetPassword(input: {
+    tokenId: string;
+    userId: string;
+    passwordHash: string;
+    throttleKey: Uint8Array;
+    now: Date;
+    mail: OutboxEntry;
+  }): Promise<{ revokedSessionIds: string[] } | undefined>;
+  /** Records the pending address and writes `mails`; throws EMAIL_ALREADY_REGISTERED when another account has it. */
+  startEmailChange(input: { userId: string; newEmail: string; now: Date; mails: readonly OutboxEntry[] }): Promise<void>;
+  /**
+   * Spends a revert token and restores its address (verified), drops any
+   * pending change and revokes every session. Undefined when the token was
+   * spent meanwhile; throws EMAIL_ALREADY_REGISTERED when another account
+   * took the address in between.
+   */
+  revertEmail(input: { tokenId: string; userId: string; email: string; now: Date }): Promise<{ revokedSessionIds: string[] } | undefined>;
+}

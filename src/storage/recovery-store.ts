@@ -1,0 +1,112 @@
+import { and, eq, gt, isNull, sql } from "drizzle-orm";
+import type { RecoveryStore } from "../recovery/ports.js";
+import { DomainError } from "../shared/errors.js";
+import { bytes, pgErrorCode, type Db } from "./db.js";
+import { insertOutbox } from "./outbox-store.js";
+import { emailTokens, loginThrottle, passwordCredentials, sessions, users } from "./schema.js";
+
+// The RecoveryStore port on PostgreSQL / PGlite: each operation spends its
+// token and applies its change in one transaction, so a crash leaves either
+// both or neither.
+
+const UNIQUE_VIOLATION = "23505";
+
+type Tx = Parameters<Parameters<Db["transaction"]>[0]>[0];
+
+function addressTaken(err: unknown): DomainError {
+  return new DomainError("already_exists", "EMAIL_ALREADY_REGISTERED", "this e-mail address is already registered", {}, { cause: err });
+}
+
+async function spend(tx: Tx, tokenId: string, now: Date): Promise<boolean> {
+  const rows = await tx
+    .update(emailTokens)
+    .set({ usedAt: now })
+    .where(and(eq(emailTokens.id, tokenId), isNull(emailTokens.usedAt), gt(emailTokens.expiresAt, now)))
+    .returning({ id: emailTokens.id });
+  return rows.length === 1;
+}
+
+async function revokeAll(tx: Tx, userId: string, now: Date, reason: string): Promise<string[]> {
+  const rows = await tx
+    .update(sessions)
+    .set({ revokedAt: now, revokeReason: reason })
+    .where(and(eq(sessions.userId, userId), isNull(sessions.revokedAt)))
+    .returning({ id: sessions.id });
+  return rows.map((r) => r.id);
+}
+
+async function rethrowTaken<T>(work: () => Promise<T>): Promise<T> {
+  try {
+    return await work();
+  } catch (err) {
+    if (pgErrorCode(err) === UNIQUE_VIOLATION) throw addressTaken(err);
+    throw err;
+  }
+}
+
+export function createRecoveryStore(db: Db): RecoveryStore {
+  return {
+    verifyAddress({ tokenId, userId, email, now }) {
+      return rethrowTaken(() =>
+        db.transaction(async (tx) => {
+          const [user] = await tx.select({ email: users.email, pending: users.pendingEmail }).from(users).where(eq(users.id, userId)).for("update");
+          if (!user || !(await spend(tx, tokenId, now))) return { kind: "stale" } as const;
+          if (user.email === email) {
+            await tx
+              .update(users)
+              .set({ emailVerifiedAt: sql`coalesce(${users.emailVerifiedAt}, ${now.toISOString()}::timestamptz)` })
+              .where(eq(users.id, userId));
+            return { kind: "verified", email } as const;
+          }
+          if (user.pending !== email) return { kind: "stale" } as const;
+          await tx.update(users).set({ email, pendingEmail: null, emailVerifiedAt: now, updatedAt: now }).where(eq(users.id, userId));
+          return { kind: "changed", email, previousEmail: user.email } as const;
+        }),
+      );
+    },
+
+    async markVerified(userId, email, now) {
+      await db
+        .update(users)
+        .set({ emailVerifiedAt: now })
+        .where(and(eq(users.id, userId), eq(users.email, email), isNull(users.emailVerifiedAt)));
+    },
+
+    resetPassword({ tokenId, userId, passwordHash, throttleKey, now, mail }) {
+      return db.transaction(async (tx) => {
+        if (!(await spend(tx, tokenId, now))) return undefined;
+        await tx.update(passwordCredentials).set({ passwordHash, changedAt: now }).where(eq(passwordCredentials.userId, userId));
+        await tx.update(users).set({ updatedAt: now }).where(eq(users.id, userId));
+        const revokedSessionIds = await revokeAll(tx, userId, now, "password_reset");
+        await tx.delete(loginThrottle).where(eq(loginThrottle.accountKey, bytes(throttleKey)));
+        await insertOutbox(tx, mail);
+        return { revokedSessionIds };
+      });
+    },
+
+    async startEmailChange({ userId, newEmail, now, mails }) {
+      await db.transaction(async (tx) => {
+        // Checked here and again (by the unique index) when it is verified.
+        const [taken] = await tx.select({ id: users.id }).from(users).where(eq(users.email, newEmail)).limit(1);
+        if (taken) throw addressTaken(undefined);
+        await tx.update(users).set({ pendingEmail: newEmail, updatedAt: now }).where(eq(users.id, userId));
+        for (const mail of mails) await insertOutbox(tx, mail);
+      });
+    },
+
+    revertEmail({ tokenId, userId, email, now }) {
+      return rethrowTaken(() =>
+        db.transaction(async (tx) => {
+          if (!(await spend(tx, tokenId, now))) return undefined;
+          await tx.update(users).set({ email, pendingEmail: null, emailVerifiedAt: now, updatedAt: now }).where(eq(users.id, userId));
+          // Links to verify the change that is being undone die with it.
+          await tx
+            .update(emailTokens)
+            .set({ usedAt: now })
+            .where(and(eq(emailTokens.userId, userId), eq(emailTokens.purpose, "verify_email"), isNull(emailTokens.usedAt)));
+          return { revokedSessionIds: await revokeAll(tx, userId, now, "email_change_reverted") };
+        }),
+      );
+    },
+  };
+}
