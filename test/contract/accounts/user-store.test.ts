@@ -56,9 +56,9 @@ for (const backend of backends) {
         };
         const input = aUser({ profile });
         const created = await users.create(input);
-        expect(created).toEqual({ id: input.id, email: input.email, profile, createdAt: T0, updatedAt: T0 });
+        expect(created).toEqual({ id: input.id, email: input.email, profile, emailVerified: false, createdAt: T0, updatedAt: T0 });
         await expect(users.get(input.id)).resolves.toEqual(created);
-        await expect(users.findCredentialByUserId(input.id)).resolves.toEqual({ userId: input.id, passwordHash: input.passwordHash, role: "customer" });
+        await expect(users.findCredentialByUserId(input.id)).resolves.toEqual({ userId: input.id, passwordHash: input.passwordHash, role: "customer", emailVerified: false });
         expect(await rowCounts([input.id])).toEqual({ users: 1, profiles: 1, credentials: 1 });
       });
 
@@ -109,6 +109,7 @@ for (const backend of backends) {
           userId: first.id,
           passwordHash: first.passwordHash,
           role: "customer",
+          emailVerified: false,
         });
       });
 
@@ -140,6 +141,7 @@ for (const backend of backends) {
           userId: input.id,
           passwordHash: input.passwordHash,
           role: "customer",
+          emailVerified: false,
         });
         await expect(users.findCredentialByEmail(uniqueEmail())).resolves.toBeUndefined();
       });
@@ -154,6 +156,7 @@ for (const backend of backends) {
             userId: input.id,
             passwordHash: input.passwordHash,
             role: "admin",
+            emailVerified: false,
           });
           await expect(users.get(input.id)).resolves.toMatchObject({ updatedAt: at(MINUTE) });
           await expect(users.setRole(input.email, "customer", at(2 * MINUTE))).resolves.toBe(input.id);
@@ -180,14 +183,14 @@ for (const backend of backends) {
           await users.create(input);
           const next = fakeHash("rehashed");
           await expect(users.rehashPassword(input.id, input.passwordHash, next, at(MINUTE))).resolves.toBe(true);
-          await expect(users.findCredentialByUserId(input.id)).resolves.toEqual({ userId: input.id, passwordHash: next, role: "customer" });
+          await expect(users.findCredentialByUserId(input.id)).resolves.toEqual({ userId: input.id, passwordHash: next, role: "customer", emailVerified: false });
         });
 
         it("changes nothing and returns false when the expected hash is stale", async () => {
           const input = aUser();
           await users.create(input);
           await expect(users.rehashPassword(input.id, fakeHash("stale"), fakeHash("lost"), at(MINUTE))).resolves.toBe(false);
-          await expect(users.findCredentialByUserId(input.id)).resolves.toEqual({ userId: input.id, passwordHash: input.passwordHash, role: "customer" });
+          await expect(users.findCredentialByUserId(input.id)).resolves.toEqual({ userId: input.id, passwordHash: input.passwordHash, role: "customer", emailVerified: false });
         });
 
         it("returns false for an unknown user", async () => {
@@ -201,7 +204,7 @@ for (const backend of backends) {
           await users.create(a);
           await users.create(b);
           await expect(users.rehashPassword(a.id, shared, fakeHash("a-new"), T0)).resolves.toBe(true);
-          await expect(users.findCredentialByUserId(b.id)).resolves.toEqual({ userId: b.id, passwordHash: shared, role: "customer" });
+          await expect(users.findCredentialByUserId(b.id)).resolves.toEqual({ userId: b.id, passwordHash: shared, role: "customer", emailVerified: false });
         });
       });
 
@@ -222,7 +225,7 @@ for (const backend of backends) {
           });
           expect(result.replaced).toBe(true);
           expect(result.revokedSessionIds).toHaveLength(2);
-          await expect(users.findCredentialByUserId(user.id)).resolves.toEqual({ userId: user.id, passwordHash: next, role: "customer" });
+          await expect(users.findCredentialByUserId(user.id)).resolves.toEqual({ userId: user.id, passwordHash: next, role: "customer", emailVerified: false });
           await expect(sessions.findActive(keep, at(2 * MINUTE))).resolves.toMatchObject({ id: keep });
           await expect(sessions.findActive(other1, at(2 * MINUTE))).resolves.toBeUndefined();
           await expect(sessions.findActive(other2, at(2 * MINUTE))).resolves.toBeUndefined();
@@ -276,7 +279,7 @@ for (const backend of backends) {
             keepSessionId: sessionIds[0]!,
           });
           expect(result).toEqual({ replaced: false, revokedSessionIds: [] });
-          await expect(users.findCredentialByUserId(user.id)).resolves.toEqual({ userId: user.id, passwordHash: user.passwordHash, role: "customer" });
+          await expect(users.findCredentialByUserId(user.id)).resolves.toEqual({ userId: user.id, passwordHash: user.passwordHash, role: "customer", emailVerified: false });
           for (const id of sessionIds) await expect(sessions.findActive(id, at(MINUTE))).resolves.toBeDefined();
         });
 

@@ -260,21 +260,31 @@ for (const backend of backends) {
     });
 
     describe("challenges", () => {
-      async function aChallenge(overrides: { deviceHash?: Uint8Array; expiresAt?: Date } = {}) {
+      async function aChallenge(overrides: { deviceHash?: Uint8Array; expiresAt?: Date; firstFactorAmr?: string[] } = {}) {
         const userId = await aUser();
         const tokenHash = hash();
-        await mfa.createChallenge({ tokenHash, userId, now: T0, expiresAt: overrides.expiresAt ?? at(5 * MINUTE), deviceHash: overrides.deviceHash });
+        await mfa.createChallenge({
+          tokenHash,
+          userId,
+          now: T0,
+          expiresAt: overrides.expiresAt ?? at(5 * MINUTE),
+          deviceHash: overrides.deviceHash,
+          firstFactorAmr: overrides.firstFactorAmr,
+        });
         return { userId, tokenHash };
       }
 
       it("finds an open challenge with its device, until it expires", async () => {
         const device = hash();
         const withDevice = await aChallenge({ deviceHash: device });
-        await expect(mfa.findChallenge(withDevice.tokenHash, at(MINUTE))).resolves.toEqual({ userId: withDevice.userId, deviceHash: device });
+        await expect(mfa.findChallenge(withDevice.tokenHash, at(MINUTE))).resolves.toEqual({ userId: withDevice.userId, deviceHash: device, firstFactorAmr: ["pwd"] });
         const without = await aChallenge();
         const found = await mfa.findChallenge(without.tokenHash, at(MINUTE));
-        expect(found).toEqual({ userId: without.userId });
+        expect(found).toEqual({ userId: without.userId, firstFactorAmr: ["pwd"] });
         expect(found?.deviceHash).toBeUndefined();
+        // The first step's factor is kept (an e-mail login); a challenge without one was a password's.
+        const byEmail = await aChallenge({ firstFactorAmr: ["email"] });
+        await expect(mfa.findChallenge(byEmail.tokenHash, at(MINUTE))).resolves.toEqual({ userId: byEmail.userId, firstFactorAmr: ["email"] });
         await expect(mfa.findChallenge(hash(), at(MINUTE))).resolves.toBeUndefined();
         await expect(mfa.findChallenge(without.tokenHash, at(5 * MINUTE))).resolves.toBeUndefined();
         await expect(mfa.consumeChallenge(without.tokenHash, at(5 * MINUTE))).resolves.toBe(false);
@@ -285,7 +295,7 @@ for (const backend of backends) {
         expect(MAX_CHALLENGE_ATTEMPTS).toBe(5);
         const { userId, tokenHash } = await aChallenge();
         for (let i = 0; i < MAX_CHALLENGE_ATTEMPTS - 1; i++) await mfa.failChallenge(tokenHash);
-        await expect(mfa.findChallenge(tokenHash, at(MINUTE))).resolves.toEqual({ userId });
+        await expect(mfa.findChallenge(tokenHash, at(MINUTE))).resolves.toEqual({ userId, firstFactorAmr: ["pwd"] });
         await mfa.failChallenge(tokenHash);
         await expect(mfa.findChallenge(tokenHash, at(MINUTE))).resolves.toBeUndefined();
         await expect(mfa.consumeChallenge(tokenHash, at(MINUTE))).resolves.toBe(false);
@@ -320,7 +330,7 @@ for (const backend of backends) {
         expect(await left(expired.tokenHash)).toBe(0);
         expect(await left(consumed.tokenHash)).toBe(0);
         expect(await left(open.tokenHash)).toBe(1);
-        await expect(mfa.findChallenge(open.tokenHash, at(2 * MINUTE))).resolves.toEqual({ userId: open.userId });
+        await expect(mfa.findChallenge(open.tokenHash, at(2 * MINUTE))).resolves.toEqual({ userId: open.userId, firstFactorAmr: ["pwd"] });
       });
     });
 

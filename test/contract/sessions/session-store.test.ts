@@ -80,7 +80,7 @@ for (const backend of backends) {
           const { userId, sessionId, first } = await sessionWithToken();
           const second = aRefreshToken();
           const result = await rotate(first.hash, second.hash, at(10 * MINUTE));
-          expect(result).toEqual({ kind: "rotated", session: { id: sessionId, userId, expiresAt: at(70 * MINUTE), role: "customer", authTime: T0, amr: ["pwd"] } });
+          expect(result).toEqual({ kind: "rotated", session: { id: sessionId, userId, expiresAt: at(70 * MINUTE), role: "customer", emailVerified: false, authTime: T0, amr: ["pwd"] } });
           await expect(sessions.findActive(sessionId, at(65 * MINUTE))).resolves.toMatchObject({ expiresAt: at(70 * MINUTE) });
           // The new token rotates in turn.
           const third = aRefreshToken();
@@ -209,7 +209,7 @@ for (const backend of backends) {
               reuseGraceMs: 0,
               client: {},
             });
-            expect(r).toEqual({ kind: "rotated", session: { id: sessionId, userId, role: "admin", expiresAt: at(90 * MINUTE), authTime: T0, amr: ["pwd"] } });
+            expect(r).toEqual({ kind: "rotated", session: { id: sessionId, userId, role: "admin", emailVerified: false, expiresAt: at(90 * MINUTE), authTime: T0, amr: ["pwd"] } });
             // 12 h after the login the admin session is over, whatever its stored absolute expiry said.
             const third = aRefreshToken();
             const late = await sessions.rotate({

@@ -33,6 +33,11 @@ interface Case {
   extras?: Partial<LoginRequestExtras>;
   captcha?: "not_configured" | "passed" | "refused";
   captchaAtAdmission?: boolean;
+  /** REQUIRE_EMAIL_VERIFICATION, and whether the first factor found the address verified. */
+  requireVerified?: boolean;
+  emailVerified?: boolean;
+  /** The first factor's amr (default ["pwd"]). */
+  amr?: string[];
 }
 
 function harness(c: Case = {}) {
@@ -40,8 +45,9 @@ function harness(c: Case = {}) {
   const alerts: SecurityAlert[] = [];
   const defence: string[] = [];
   const remembered: { mfa: boolean; deviceHash?: Uint8Array | undefined }[] = [];
-  const started: { role: string; amr: readonly string[] }[] = [];
+  const started: { role: string; amr: readonly string[]; emailVerified?: boolean | undefined }[] = [];
   const challenges: string[] = [];
+  const challengeAmr: (readonly string[] | undefined)[] = [];
   const knownDevice = c.deviceMfaAgoMs !== undefined;
   const risk: RiskContext = {
     userId: "u1",
@@ -93,15 +99,16 @@ function harness(c: Case = {}) {
     factors,
     checkSecondFactor: createSecondFactorCheck({ factors, defence: defenceFake }),
     challenges: {
-      issue: async (userId) => {
+      issue: async (userId, _device, firstFactorAmr) => {
         challenges.push(userId);
+        challengeAmr.push(firstFactorAmr);
         return { token: "challenge-token", expiresAt: new Date(NOW.getTime() + 300_000) };
       },
     },
     defence: defenceFake,
     sessions: {
       start: async (userId, role, auth) => {
-        started.push({ role, amr: auth.amr });
+        started.push({ role, amr: auth.amr, ...(auth.emailVerified !== undefined ? { emailVerified: auth.emailVerified } : {}) });
         return {
           accessToken: "at",
           accessTokenExpiresAt: NOW,
@@ -116,12 +123,14 @@ function harness(c: Case = {}) {
     trail: { record: async (e) => void trail.push(e) },
     clock: { now: () => NOW },
     trustedDeviceTtlMs: TRUSTED_TTL,
+    requireVerifiedEmail: c.requireVerified ?? false,
   });
   const first: FirstFactorResult = {
     userId: "u1",
     role: c.role ?? "customer",
     admission: { accountKey: new Uint8Array(32), failuresBefore: 0, captchaPassed: c.captchaAtAdmission ?? false },
-    amr: ["pwd"],
+    amr: c.amr ?? ["pwd"],
+    ...(c.emailVerified !== undefined ? { emailVerified: c.emailVerified } : {}),
   };
   const extras: LoginRequestExtras = {
     secondFactor: {},
@@ -130,7 +139,7 @@ function harness(c: Case = {}) {
   };
   const run = () => pipeline.complete(first, extras, { client: { ip: "203.0.113.5" } });
   const decisions = () => trail.filter((e) => e.type === "risk_decision").map((e) => `${e.outcome}:${e.reason}`);
-  return { run, pipeline, trail, decisions, alerts, defence, remembered, started, challenges };
+  return { run, pipeline, trail, decisions, alerts, defence, remembered, started, challenges, challengeAmr };
 }
 
 describe("login pipeline: the decision table", () => {
@@ -257,5 +266,37 @@ describe("login pipeline: the decision table", () => {
     const first = harness({ firstLogin: true });
     await first.run();
     expect(first.alerts).toEqual([]);
+  });
+
+  it("REQUIRE_EMAIL_VERIFICATION: an unverified address gets EMAIL_NOT_VERIFIED before anything is decided or cleared", async () => {
+    const h = harness({ requireVerified: true, emailVerified: false, mfaOn: true });
+    const err = await expectRejected(DomainError, h.run());
+    expect(err.reason).toBe("EMAIL_NOT_VERIFIED");
+    expect(err.kind).toBe("permission_denied");
+    expect(h.decisions()).toEqual([]);
+    expect(h.defence).toEqual([]);
+    expect(h.challenges).toEqual([]);
+    expect(h.started).toEqual([]);
+  });
+
+  it("REQUIRE_EMAIL_VERIFICATION: a verified address logs in, and the session says so", async () => {
+    const h = harness({ requireVerified: true, emailVerified: true });
+    await h.run();
+    expect(h.started).toEqual([{ role: "customer", amr: ["pwd"], emailVerified: true }]);
+  });
+
+  it("without REQUIRE_EMAIL_VERIFICATION an unverified address logs in (email_verified false in its tokens)", async () => {
+    const h = harness({ emailVerified: false });
+    await h.run();
+    expect(h.started).toEqual([{ role: "customer", amr: ["pwd"], emailVerified: false }]);
+  });
+
+  it("an e-mail first factor with MFA: the challenge remembers the first factor's amr, and a one-shot session combines both", async () => {
+    const twoStep = harness({ amr: ["email"], mfaOn: true });
+    expect((await expectRejected(DomainError, twoStep.run())).reason).toBe("MFA_REQUIRED");
+    expect(twoStep.challengeAmr).toEqual([["email"]]);
+    const oneShot = harness({ amr: ["email"], mfaOn: true, extras: { secondFactor: { mfaCode: GOOD_TOTP } } });
+    await oneShot.run();
+    expect(oneShot.started).toEqual([{ role: "customer", amr: ["email", "otp", "mfa"] }]);
   });
 });
