@@ -31,16 +31,13 @@ import type { IdentityService } from "../transport/rpc/identity-handlers.js";
 import { createCompleteEmailLogin } from "../login/email/complete.js";
 import { createStartEmailLogin, emailLoginComposer } from "../login/email/start.js";
 import type { Composer } from "../mail/dispatcher.js";
-import type { MailSecrets } from "../mail/mail-secrets.js";
-import type { MailTokens } from "../mail/mail-tokens.js";
-import type { OnQueued } from "../mail/outbox.js";
-import type { EmailTokenStore, MailKind, OutboxStore } from "../mail/ports.js";
+import type { MailKind } from "../mail/ports.js";
 import { securityNoticeComposer } from "../notify/mail-notices.js";
 import { createEmailChange, emailChangeNoticeComposer } from "../recovery/email-change.js";
 import { createPasswordReset, passwordResetComposer } from "../recovery/password-reset.js";
-import type { RecoveryStore } from "../recovery/ports.js";
 import { createVerification, verificationComposers } from "../recovery/verification.js";
 import type { EmailFlows } from "../transport/rpc/email-handlers.js";
+import type { MailChannel } from "./mail.js";
 
 // Wires the use cases of every feature into the one service the RPC
 // handlers call. Each feature gets only the collaborators it needs; this is
@@ -70,15 +67,7 @@ export interface IdentityCollaborators {
   emailDomains?: { isDisposable(email: string): boolean } | undefined;
   onRehashError?(err: unknown): void;
   /** The e-mail channel (app/mail.ts). */
-  mail: {
-    outbox: OutboxStore;
-    tokenStore: EmailTokenStore;
-    tokens: MailTokens;
-    secrets: MailSecrets;
-    recovery: RecoveryStore;
-    appUrl: string;
-    onQueued: OnQueued;
-  };
+  mail: Pick<MailChannel, "outbox" | "tokenStore" | "tokens" | "secrets" | "recovery" | "appUrl" | "onQueued">;
   /** REQUIRE_EMAIL_VERIFICATION. */
   requireEmailVerification: boolean;
 }

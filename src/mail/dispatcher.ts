@@ -73,6 +73,8 @@ export function createMailDispatcher(opts: DispatcherOptions): MailDispatcher {
   let running = false;
   let timer: NodeJS.Timeout | undefined;
   let wakeNow: (() => void) | undefined;
+  // A mail written during a pass: look again at once instead of sleeping.
+  let woken = false;
   let loop: Promise<void> | undefined;
 
   function backoff(attempts: number): number {
@@ -134,6 +136,7 @@ export function createMailDispatcher(opts: DispatcherOptions): MailDispatcher {
 
   async function run(): Promise<void> {
     while (running) {
+      woken = false;
       let handled = 0;
       try {
         handled = await runOnce();
@@ -142,7 +145,7 @@ export function createMailDispatcher(opts: DispatcherOptions): MailDispatcher {
       }
       if (!running) break;
       // A full batch means more are due: go on at once.
-      if (handled < batchSize) await sleep(opts.pollMs);
+      if (handled < batchSize && !woken) await sleep(opts.pollMs);
     }
   }
 
@@ -158,6 +161,7 @@ export function createMailDispatcher(opts: DispatcherOptions): MailDispatcher {
       await loop;
     },
     wake() {
+      woken = true;
       wakeNow?.();
     },
     runOnce,

@@ -2,7 +2,7 @@ import { mkdir, rename, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { createTransport } from "nodemailer";
 import type { Logger } from "../shared/logger.js";
-import type { MailTransport } from "./ports.js";
+import type { Mail, MailTransport } from "./ports.js";
 
 // Where mails go: an SMTP server (SMTP_URL, through nodemailer's pool), or,
 // without one, .eml files in MAIL_DIR, so that a service started with no
@@ -10,6 +10,8 @@ import type { MailTransport } from "./ports.js";
 // logs the links; with PostgreSQL nothing secret reaches the log).
 
 const SMTP_TIMEOUT_MS = 15_000;
+
+const message = (mail: Mail, from: string) => ({ from, to: mail.to, subject: mail.subject, text: mail.text, html: mail.html, messageId: mail.messageId });
 
 export function createSmtpTransport(opts: { url: string; from: string }): MailTransport {
   const transporter = createTransport({
@@ -26,14 +28,7 @@ export function createSmtpTransport(opts: { url: string; from: string }): MailTr
   return {
     kind: "smtp",
     async send(mail) {
-      await transporter.sendMail({
-        from: opts.from,
-        to: mail.to,
-        subject: mail.subject,
-        text: mail.text,
-        html: mail.html,
-        messageId: mail.messageId,
-      });
+      await transporter.sendMail(message(mail, opts.from));
     },
     async close() {
       transporter.close();
@@ -49,14 +44,7 @@ export function createFileTransport(opts: { dir: string; from: string; logger: L
     async send(mail) {
       ready ??= mkdir(opts.dir, { recursive: true, mode: 0o700 });
       await ready;
-      const info = await composer.sendMail({
-        from: opts.from,
-        to: mail.to,
-        subject: mail.subject,
-        text: mail.text,
-        html: mail.html,
-        messageId: mail.messageId,
-      });
+      const info = await composer.sendMail(message(mail, opts.from));
       // One file per mail, named after the message: a resend overwrites it.
       const name = `${mail.messageId.replace(/[^A-Za-z0-9.-]/g, "_")}.eml`;
       const path = join(opts.dir, name);

@@ -2,24 +2,15 @@ import type { UserStore } from "../accounts/ports.js";
 import type { Composer } from "../mail/dispatcher.js";
 import { mailEntry, type OnQueued } from "../mail/outbox.js";
 import type { OutboxStore } from "../mail/ports.js";
-import { isNoticeEvent } from "../mail/templates/catalogue.js";
-import type { AlertSink, SecurityAlert, SecurityAlertType } from "./ports.js";
+import { isNoticeEvent, noticeEvents } from "../mail/templates/catalogue.js";
+import type { AlertSink, SecurityAlert } from "./ports.js";
 
 // Security notices by mail: the alerts that concern one user's account
 // (new-device login, credential changes, address changed, account locked)
 // become a mail to that user through the outbox, beside the webhook. A
 // password reset writes its notice in its own transaction instead.
 
-const MAILED: ReadonlySet<SecurityAlertType> = new Set<SecurityAlertType>([
-  "new_device_login",
-  "password_changed",
-  "mfa_enabled",
-  "mfa_disabled",
-  "mfa_enrollment_started",
-  "recovery_codes_regenerated",
-  "email_changed",
-  "account_locked",
-]);
+const MAILED: ReadonlySet<string> = new Set(noticeEvents.filter((e) => e !== "password_reset"));
 
 /** Alerts to every sink (the webhook and the mail notices). */
 export function combineAlertSinks(...sinks: AlertSink[]): AlertSink {
