@@ -23,17 +23,17 @@ export interface IssuedMailToken {
 export interface MailTokens {
   /**
    * The token of `message` (stored by hash, older unused ones of the user
-   * and purpose void), or undefined when it expired before it could be sent.
+   * and purpose void); a drop when it expired before it could be sent, or
+   * when `perHour` tokens of the user and purpose were issued within an hour
+   * of it (a mailbox cap, whatever the number of requests).
    */
   issue(
     message: OutboxMessage,
-    input: { userId: string; purpose: TokenPurpose; email: string; ttlMs: number; bindingHash?: Uint8Array | undefined },
+    input: { userId: string; purpose: TokenPurpose; email: string; ttlMs: number; bindingHash?: Uint8Array | undefined; perHour?: number | undefined },
     now: Date,
-  ): Promise<IssuedMailToken | undefined>;
+  ): Promise<IssuedMailToken | { drop: "expired before delivery" | "capped" }>;
   /** The live token a link carried; EMAIL_TOKEN_INVALID otherwise. */
   redeem(token: string, purpose: TokenPurpose, now: Date): Promise<EmailToken>;
-  /** Tokens of `purpose` issued to the user in the hour before `before` (a mailbox cap). */
-  issuedInHourBefore(userId: string, purpose: TokenPurpose, before: Date): Promise<number>;
 }
 
 const HOUR_MS = 3_600_000;
@@ -43,18 +43,22 @@ export function createMailTokens(deps: { store: EmailTokenStore; secrets: MailSe
     async issue(message, input, now) {
       const createdAt = message.createdAt;
       const expiresAt = new Date(createdAt.getTime() + input.ttlMs);
-      if (expiresAt <= now) return undefined;
+      if (expiresAt <= now) return { drop: "expired before delivery" };
       const token = deps.secrets.token(message.id);
-      await deps.store.issue({
-        id: message.id,
-        userId: input.userId,
-        purpose: input.purpose,
-        tokenHash: hashMailToken(token),
-        email: input.email,
-        bindingHash: input.bindingHash,
-        createdAt,
-        expiresAt,
-      });
+      const stored = await deps.store.issue(
+        {
+          id: message.id,
+          userId: input.userId,
+          purpose: input.purpose,
+          tokenHash: hashMailToken(token),
+          email: input.email,
+          bindingHash: input.bindingHash,
+          createdAt,
+          expiresAt,
+        },
+        input.perHour === undefined ? undefined : { max: input.perHour, windowMs: HOUR_MS },
+      );
+      if (!stored) return { drop: "capped" };
       return {
         token,
         code: deps.secrets.code(message.id),
@@ -67,9 +71,6 @@ export function createMailTokens(deps: { store: EmailTokenStore; secrets: MailSe
       const found = await deps.store.find(hashMailToken(token), purpose, now);
       if (!found) throw emailTokenInvalid();
       return found;
-    },
-    async issuedInHourBefore(userId, purpose, before) {
-      return deps.store.countIssued(userId, purpose, new Date(before.getTime() - HOUR_MS), before);
     },
   };
 }

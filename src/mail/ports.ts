@@ -96,9 +96,14 @@ export interface NewEmailToken extends Omit<EmailToken, "failedCodes"> {
 export interface EmailTokenStore {
   /**
    * Stores a token (a no-op when `id` is already stored: a resend) and
-   * voids the user's older unused tokens of the same purpose.
+   * voids the user's older unused tokens of the same purpose (but for undo
+   * links: revert_email tokens never void one another). With `cap`,
+   * false (nothing stored) when `cap.max` tokens of the user and purpose were
+   * already issued within `cap.windowMs` of this one's creation; the count
+   * and the insert are one step per account, so mails composed concurrently
+   * cannot all pass the cap.
    */
-  issue(token: NewEmailToken): Promise<void>;
+  issue(token: NewEmailToken, cap?: { max: number; windowMs: number }): Promise<boolean>;
   /** The unused, unexpired token with this hash and purpose. */
   find(tokenHash: Uint8Array, purpose: TokenPurpose, now: Date): Promise<EmailToken | undefined>;
   /** The user's newest unused, unexpired token of `purpose`. */

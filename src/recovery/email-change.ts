@@ -97,7 +97,7 @@ export function emailChangeNoticeComposer(deps: { users: Pick<UserStore, "get">;
     const address = message.address;
     if (!user || !address) return { drop: "no account" };
     const issued = await deps.tokens.issue(message, { userId: user.id, purpose: "revert_email", email: address, ttlMs: REVERT_TTL_MS }, now);
-    if (!issued) return { drop: "expired before delivery" };
+    if ("drop" in issued) return issued;
     return {
       to: address,
       locale: user.profile.locale,

@@ -114,9 +114,12 @@ export function passwordResetComposer(deps: { users: Pick<UserStore, "findCreden
     const address = message.address;
     const credential = address ? await deps.users.findCredentialByEmail(address) : undefined;
     if (!address || !credential) return { drop: "no account" };
-    if ((await deps.tokens.issuedInHourBefore(credential.userId, "reset_password", message.createdAt)) >= RESET_MAILS_PER_HOUR) return { drop: "capped" };
-    const issued = await deps.tokens.issue(message, { userId: credential.userId, purpose: "reset_password", email: address, ttlMs: RESET_TTL_MS }, now);
-    if (!issued) return { drop: "expired before delivery" };
+    const issued = await deps.tokens.issue(
+      message,
+      { userId: credential.userId, purpose: "reset_password", email: address, ttlMs: RESET_TTL_MS, perHour: RESET_MAILS_PER_HOUR },
+      now,
+    );
+    if ("drop" in issued) return issued;
     const user = await deps.users.get(credential.userId);
     return { to: address, locale: user?.profile.locale, vars: { link: issued.link("/reset-password"), ip: message.params.ip, at: message.params.at } };
   };

@@ -33,7 +33,8 @@ export interface RecoveryStore {
   startEmailChange(input: { userId: string; newEmail: string; now: Date; mails: readonly OutboxEntry[] }): Promise<void>;
   /**
    * Spends a revert token and restores its address (verified), drops any
-   * pending change and revokes every session. Undefined when the token was
+   * pending change, voids every other unused token of the account but the
+   * undo links of earlier changes, and revokes every session. Undefined when the token was
    * spent meanwhile; throws EMAIL_ALREADY_REGISTERED when another account
    * took the address in between.
    */

@@ -84,9 +84,8 @@ export function verificationComposers(deps: { users: Pick<UserStore, "get" | "fi
       if (!user || !address) return { drop: "no account" };
       if (address !== user.email && address !== user.pendingEmail) return { drop: "address no longer the account's" };
       if (address === user.email && user.emailVerified) return { drop: "already verified" };
-      if ((await deps.tokens.issuedInHourBefore(user.id, "verify_email", message.createdAt)) >= MAILS_PER_HOUR) return { drop: "capped" };
-      const issued = await deps.tokens.issue(message, { userId: user.id, purpose: "verify_email", email: address, ttlMs: VERIFY_TTL_MS }, now);
-      if (!issued) return { drop: "expired before delivery" };
+      const issued = await deps.tokens.issue(message, { userId: user.id, purpose: "verify_email", email: address, ttlMs: VERIFY_TTL_MS, perHour: MAILS_PER_HOUR }, now);
+      if ("drop" in issued) return issued;
       return { to: address, locale: user.profile.locale, vars: { link: issued.link("/verify-email") } };
     },
     // Written by a registration that found the address taken: the owner is

@@ -1,7 +1,7 @@
 import { and, count, desc, eq, gt, gte, isNull, lt, ne, sql } from "drizzle-orm";
 import type { EmailToken, EmailTokenStore, TokenPurpose } from "../mail/ports.js";
 import { bytes, type Db } from "./db.js";
-import { emailTokens, passwordCredentials, sessions } from "./schema.js";
+import { emailTokens, passwordCredentials, sessions, users } from "./schema.js";
 
 // The EmailTokenStore port on PostgreSQL / PGlite: tokens of mails, by
 // SHA-256 only. A reset token is also void once the account logged in or
@@ -30,8 +30,29 @@ const notSuperseded = sql`not exists (select 1 from ${sessions} where ${sessions
 
 export function createEmailTokenStore(db: Db): EmailTokenStore {
   return {
-    async issue(t) {
-      await db.transaction(async (tx) => {
+    async issue(t, cap) {
+      return db.transaction(async (tx) => {
+        if (cap) {
+          // One issue at a time per account (the row lock), so that the count
+          // and the insert are one step: mails of one burst, composed
+          // concurrently, would otherwise all see the count below the cap.
+          await tx.select({ id: users.id }).from(users).where(eq(users.id, t.userId)).for("update");
+          const [resend] = await tx.select({ id: emailTokens.id }).from(emailTokens).where(eq(emailTokens.id, t.id));
+          if (!resend) {
+            // Later tokens count too: mails are not composed in the order they were written.
+            const [row] = await tx
+              .select({ n: count() })
+              .from(emailTokens)
+              .where(
+                and(
+                  eq(emailTokens.userId, t.userId),
+                  eq(emailTokens.purpose, t.purpose),
+                  gte(emailTokens.createdAt, new Date(t.createdAt.getTime() - cap.windowMs)),
+                ),
+              );
+            if (Number(row?.n ?? 0) >= cap.max) return false;
+          }
+        }
         const inserted = await tx
           .insert(emailTokens)
           .values({
@@ -46,7 +67,9 @@ export function createEmailTokenStore(db: Db): EmailTokenStore {
           })
           .onConflictDoNothing({ target: emailTokens.id })
           .returning({ id: emailTokens.id });
-        if (inserted.length === 0) return;
+        // Undo links are not replaced by newer ones: each goes to the address
+        // it restores, and a second change must not void the first owner's.
+        if (inserted.length === 0 || t.purpose === "revert_email") return true;
         // Only older ones: a resend of an old mail must not void a newer one.
         await tx
           .update(emailTokens)
@@ -60,6 +83,7 @@ export function createEmailTokenStore(db: Db): EmailTokenStore {
               lt(emailTokens.createdAt, t.createdAt),
             ),
           );
+        return true;
       });
     },
 

@@ -1,4 +1,4 @@
-import { and, eq, gt, isNull, sql } from "drizzle-orm";
+import { and, eq, gt, isNull, ne, or, sql } from "drizzle-orm";
 import type { RecoveryStore } from "../recovery/ports.js";
 import { DomainError } from "../shared/errors.js";
 import { bytes, pgErrorCode, type Db } from "./db.js";
@@ -99,11 +99,22 @@ export function createRecoveryStore(db: Db): RecoveryStore {
         db.transaction(async (tx) => {
           if (!(await spend(tx, tokenId, now))) return undefined;
           await tx.update(users).set({ email, pendingEmail: null, emailVerifiedAt: now, updatedAt: now }).where(eq(users.id, userId));
-          // Links to verify the change that is being undone die with it.
+          // Every link mailed before the undo dies with it: verifications of
+          // the change being undone, and reset and login links that may have
+          // gone to the replaced address. So do the undo links of later
+          // changes (they would give the account back to whoever made them);
+          // those of earlier changes, which went to earlier owners, stay.
+          const [spent] = await tx.select({ createdAt: emailTokens.createdAt }).from(emailTokens).where(eq(emailTokens.id, tokenId));
           await tx
             .update(emailTokens)
             .set({ usedAt: now })
-            .where(and(eq(emailTokens.userId, userId), eq(emailTokens.purpose, "verify_email"), isNull(emailTokens.usedAt)));
+            .where(
+              and(
+                eq(emailTokens.userId, userId),
+                isNull(emailTokens.usedAt),
+                or(ne(emailTokens.purpose, "revert_email"), gt(emailTokens.createdAt, spent!.createdAt)),
+              ),
+            );
           return { revokedSessionIds: await revokeAll(tx, userId, now, "email_change_reverted") };
         }),
       );

@@ -30,10 +30,13 @@ export function memoryEmailTokens(): EmailTokenStore {
   const live = (t: { usedAt?: Date; expiresAt: Date }, now: Date) => t.usedAt === undefined && t.expiresAt > now;
   const view = (t: NewEmailToken & { failedCodes: number }): EmailToken => ({ ...t });
   return {
-    async issue(t) {
-      if (tokens.has(t.id)) return;
+    async issue(t, cap) {
+      if (tokens.has(t.id)) return true;
+      const since = cap && t.createdAt.getTime() - cap.windowMs;
+      if (cap && [...tokens.values()].filter((o) => o.userId === t.userId && o.purpose === t.purpose && o.createdAt.getTime() >= since!).length >= cap.max) return false;
       for (const o of tokens.values()) if (o.userId === t.userId && o.purpose === t.purpose && o.usedAt === undefined && o.createdAt < t.createdAt) o.usedAt = t.createdAt;
       tokens.set(t.id, { ...t, failedCodes: 0 });
+      return true;
     },
     async find(hash, purpose, now) {
       const t = [...tokens.values()].find((o) => Buffer.from(o.tokenHash).equals(Buffer.from(hash)) && o.purpose === purpose && live(o, now));

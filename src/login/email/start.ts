@@ -56,7 +56,6 @@ export function emailLoginComposer(deps: { users: Pick<UserStore, "findCredentia
     const address = message.address;
     const credential = address ? await deps.users.findCredentialByEmail(address) : undefined;
     if (!address || !credential) return { drop: "no account" };
-    if ((await deps.tokens.issuedInHourBefore(credential.userId, "email_login", message.createdAt)) >= LOGIN_MAILS_PER_HOUR) return { drop: "capped" };
     const binding = message.params.binding;
     const issued = await deps.tokens.issue(
       message,
@@ -66,10 +65,11 @@ export function emailLoginComposer(deps: { users: Pick<UserStore, "findCredentia
         email: address,
         ttlMs: EMAIL_LOGIN_TTL_MS,
         bindingHash: binding ? Buffer.from(binding, "hex") : undefined,
+        perHour: LOGIN_MAILS_PER_HOUR,
       },
       now,
     );
-    if (!issued) return { drop: "expired before delivery" };
+    if ("drop" in issued) return issued;
     const user = await deps.users.get(credential.userId);
     return {
       to: address,
