@@ -73,8 +73,16 @@ export function createEmailChange(deps: {
         const now = deps.clock.now();
         const t = await deps.tokens.redeem(token, "revert_email", now);
         userId = t.userId;
-        const done = await deps.store.revertEmail({ tokenId: t.id, userId: t.userId, email: t.email, now });
+        // Whoever changed the address may know the password: the owner gets a reset link at once.
+        const done = await deps.store.revertEmail({
+          tokenId: t.id,
+          userId: t.userId,
+          email: t.email,
+          now,
+          mail: mailEntry("password_reset", now, { address: t.email }, requestFacts(call, now)),
+        });
         if (!done) throw emailTokenInvalid();
+        deps.onQueued();
         if (done.revokedSessionIds.length > 0) {
           deps.revocations.sessionsRevoked(done.revokedSessionIds.map((id) => ({ id, userId: t.userId })));
           await deps.trail.sessionsEnded(t.userId, done.revokedSessionIds, "email_change_reverted", call);

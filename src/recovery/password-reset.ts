@@ -88,6 +88,7 @@ export function createPasswordReset(deps: {
         const done = await deps.store.resetPassword({
           tokenId: token.id,
           userId: user.id,
+          email: token.email,
           passwordHash,
           throttleKey: deps.defence.accountKey(user.email),
           now,

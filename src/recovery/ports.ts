@@ -24,6 +24,8 @@ export interface RecoveryStore {
   resetPassword(input: {
     tokenId: string;
     userId: string;
+    /** The address the reset mail went to: verified by following it, if still the account's. */
+    email: string;
     passwordHash: string;
     throttleKey: Uint8Array;
     now: Date;
@@ -34,9 +36,11 @@ export interface RecoveryStore {
   /**
    * Spends a revert token and restores its address (verified), drops any
    * pending change, voids every other unused token of the account but the
-   * undo links of earlier changes, and revokes every session. Undefined when the token was
-   * spent meanwhile; throws EMAIL_ALREADY_REGISTERED when another account
-   * took the address in between.
+   * undo links of earlier changes, revokes every session and writes `mail`
+   * (a password-reset mail to the restored address: whoever changed the
+   * address may know the password). Undefined when the token was spent
+   * meanwhile; throws EMAIL_ALREADY_REGISTERED when another account took the
+   * address in between.
    */
-  revertEmail(input: { tokenId: string; userId: string; email: string; now: Date }): Promise<{ revokedSessionIds: string[] } | undefined>;
+  revertEmail(input: { tokenId: string; userId: string; email: string; now: Date; mail: OutboxEntry }): Promise<{ revokedSessionIds: string[] } | undefined>;
 }

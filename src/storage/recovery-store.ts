@@ -72,11 +72,16 @@ export function createRecoveryStore(db: Db): RecoveryStore {
         .where(and(eq(users.id, userId), eq(users.email, email), isNull(users.emailVerifiedAt)));
     },
 
-    resetPassword({ tokenId, userId, passwordHash, throttleKey, now, mail }) {
+    resetPassword({ tokenId, userId, email, passwordHash, throttleKey, now, mail }) {
       return db.transaction(async (tx) => {
         if (!(await spend(tx, tokenId, now))) return undefined;
         await tx.update(passwordCredentials).set({ passwordHash, changedAt: now }).where(eq(passwordCredentials.userId, userId));
         await tx.update(users).set({ updatedAt: now }).where(eq(users.id, userId));
+        // Following the mail proved the mailbox.
+        await tx
+          .update(users)
+          .set({ emailVerifiedAt: now })
+          .where(and(eq(users.id, userId), eq(users.email, email), isNull(users.emailVerifiedAt)));
         const revokedSessionIds = await revokeAll(tx, userId, now, "password_reset");
         await tx.delete(loginThrottle).where(eq(loginThrottle.accountKey, bytes(throttleKey)));
         await insertOutbox(tx, mail);
@@ -94,7 +99,7 @@ export function createRecoveryStore(db: Db): RecoveryStore {
       });
     },
 
-    revertEmail({ tokenId, userId, email, now }) {
+    revertEmail({ tokenId, userId, email, now, mail }) {
       return rethrowTaken(() =>
         db.transaction(async (tx) => {
           if (!(await spend(tx, tokenId, now))) return undefined;
@@ -115,6 +120,7 @@ export function createRecoveryStore(db: Db): RecoveryStore {
                 or(ne(emailTokens.purpose, "revert_email"), gt(emailTokens.createdAt, spent!.createdAt)),
               ),
             );
+          await insertOutbox(tx, mail);
           return { revokedSessionIds: await revokeAll(tx, userId, now, "email_change_reverted") };
         }),
       );
