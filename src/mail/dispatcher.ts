@@ -73,6 +73,8 @@ export function createMailDispatcher(opts: DispatcherOptions): MailDispatcher {
   let running = false;
   let timer: NodeJS.Timeout | undefined;
   let wakeNow: (() => void) | undefined;
+  // Set by a wake() that came during a pass (the mail may have been written after its claim).
+  let woken = false;
   let loop: Promise<void> | undefined;
 
   function backoff(attempts: number): number {
@@ -134,6 +136,7 @@ export function createMailDispatcher(opts: DispatcherOptions): MailDispatcher {
 
   async function run(): Promise<void> {
     while (running) {
+      woken = false;
       let handled = 0;
       try {
         handled = await runOnce();
@@ -141,8 +144,8 @@ export function createMailDispatcher(opts: DispatcherOptions): MailDispatcher {
         logger.warn({ err }, "mail dispatcher pass failed (database unreachable?)");
       }
       if (!running) break;
-      // A full batch means more are due: go on at once.
-      if (handled < batchSize) await sleep(opts.pollMs);
+      // A full batch means more are due, a wake() during the pass a mail its claim may have missed: go on at once.
+      if (handled < batchSize && !woken) await sleep(opts.pollMs);
     }
   }
 
@@ -158,6 +161,7 @@ export function createMailDispatcher(opts: DispatcherOptions): MailDispatcher {
       await loop;
     },
     wake() {
+      woken = true;
       wakeNow?.();
     },
     runOnce,
