@@ -73,7 +73,7 @@ export function createMailDispatcher(opts: DispatcherOptions): MailDispatcher {
   let running = false;
   let timer: NodeJS.Timeout | undefined;
   let wakeNow: (() => void) | undefined;
-  // A mail written during a pass: look again at once instead of sleeping.
+  // Set by a wake() that came during a pass (the mail may have been written after its claim).
   let woken = false;
   let loop: Promise<void> | undefined;
 
@@ -144,7 +144,7 @@ export function createMailDispatcher(opts: DispatcherOptions): MailDispatcher {
         logger.warn({ err }, "mail dispatcher pass failed (database unreachable?)");
       }
       if (!running) break;
-      // A full batch means more are due: go on at once.
+      // A full batch means more are due, a wake() during the pass a mail its claim may have missed: go on at once.
       if (handled < batchSize && !woken) await sleep(opts.pollMs);
     }
   }

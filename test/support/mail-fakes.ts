@@ -1,7 +1,7 @@
 import type { IdentityCollaborators } from "../../src/app/identity.js";
 import { createMailSecrets } from "../../src/mail/mail-secrets.js";
 import { createMailTokens } from "../../src/mail/mail-tokens.js";
-import type { EmailToken, EmailTokenStore, NewEmailToken, OutboxEntry, OutboxStore } from "../../src/mail/ports.js";
+import type { EmailToken, EmailTokenStore, NewEmailToken, OutboxEntry, OutboxMessage, OutboxStore } from "../../src/mail/ports.js";
 import type { RecoveryStore } from "../../src/recovery/ports.js";
 
 // In-memory stand-ins for the e-mail channel, for unit tests of features
@@ -22,6 +22,101 @@ export function memoryOutbox(): OutboxStore & { entries: OutboxEntry[] } {
     markDead: unused,
     backlog: unused,
     prune: unused,
+  };
+}
+
+/** An outbox row as the dispatcher's store keeps it (the columns of storage/schema.ts outbox). */
+export interface OutboxRow {
+  id: string;
+  kind: OutboxEntry["kind"];
+  userId: string | undefined;
+  address: string | undefined;
+  params: Record<string, string>;
+  status: "pending" | "sending" | "sent" | "dead" | "dropped";
+  attempts: number;
+  nextAttemptAt: Date;
+  leaseUntil: Date | undefined;
+  lastError: string | undefined;
+  createdAt: Date;
+  sentAt: Date | undefined;
+}
+
+/**
+ * The whole OutboxStore in memory, leases included, for unit tests of the
+ * dispatcher. test/contract/mail/outbox-store.test.ts runs it through the
+ * same contract as the SQL store, so what the unit tests prove holds there.
+ */
+export function memoryDispatchOutbox(): OutboxStore & { rows: Map<string, OutboxRow> } {
+  const rows = new Map<string, OutboxRow>();
+  const message = (r: OutboxRow): OutboxMessage => ({
+    id: r.id,
+    kind: r.kind,
+    userId: r.userId,
+    address: r.address,
+    params: { ...r.params },
+    createdAt: r.createdAt,
+    attempts: r.attempts,
+  });
+  const finish = (id: string, status: "sent" | "dead" | "dropped", now: Date, lastError: string | undefined) => {
+    const r = rows.get(id);
+    if (!r || r.status !== "sending") return;
+    Object.assign(r, { status, sentAt: now, lastError, leaseUntil: undefined, address: undefined });
+  };
+  return {
+    rows,
+    async enqueue(entry) {
+      if (rows.has(entry.id)) throw new Error(`duplicate outbox id ${entry.id}`);
+      rows.set(entry.id, {
+        id: entry.id,
+        kind: entry.kind,
+        userId: entry.userId,
+        address: entry.address,
+        params: { ...entry.params },
+        status: "pending",
+        attempts: 0,
+        nextAttemptAt: entry.createdAt,
+        leaseUntil: undefined,
+        lastError: undefined,
+        createdAt: entry.createdAt,
+        sentAt: undefined,
+      });
+    },
+    async claim(now, limit, leaseMs) {
+      const due = [...rows.values()]
+        .filter((r) => r.nextAttemptAt <= now && (r.status === "pending" || (r.status === "sending" && r.leaseUntil !== undefined && r.leaseUntil < now)))
+        .sort((a, b) => +a.nextAttemptAt - +b.nextAttemptAt)
+        .slice(0, limit);
+      for (const r of due) Object.assign(r, { status: "sending", leaseUntil: new Date(now.getTime() + leaseMs), attempts: r.attempts + 1 });
+      return due.map(message);
+    },
+    async markSent(id, now) {
+      finish(id, "sent", now, undefined);
+    },
+    async markDropped(id, now, reason) {
+      finish(id, "dropped", now, reason);
+    },
+    async retry(id, nextAttemptAt, error) {
+      const r = rows.get(id);
+      if (!r || r.status !== "sending") return;
+      Object.assign(r, { status: "pending", nextAttemptAt, leaseUntil: undefined, lastError: error });
+    },
+    async markDead(id, now, error) {
+      finish(id, "dead", now, error);
+    },
+    async backlog() {
+      const all = [...rows.values()];
+      return { pending: all.filter((r) => r.status === "pending" || r.status === "sending").length, dead: all.filter((r) => r.status === "dead").length };
+    },
+    async prune(before) {
+      let n = 0;
+      for (const r of [...rows.values()]) {
+        if ((r.status === "sent" || r.status === "dropped" || r.status === "dead") && r.createdAt < before) {
+          rows.delete(r.id);
+          n++;
+        }
+      }
+      return n;
+    },
   };
 }
 

@@ -41,7 +41,7 @@ export interface TestServer {
   config: Config;
   app: App;
   server: ListeningServer;
-  /** Stops the server; keeps the database unless destroy() is called. */
+  /** Stops the server (once, however often called); keeps the database unless destroy() is called. */
   stop(): Promise<void>;
   /** Starts a new server on the same database (restart persistence), with changed settings if given. */
   restart(changes?: { env?: Record<string, string>; overrides?: AppOverrides }): Promise<TestServer>;
@@ -71,11 +71,14 @@ export async function startTestServer(
     const app = await createApp(config, createLogger(config.logLevel), overrides);
     const server = await app.listen({ port: 0, host: "127.0.0.1" });
     const grpcServer = await app.listenGrpcJs({ port: 0, host: "127.0.0.1" });
-    const stop = async () => {
-      app.beginShutdown();
-      await Promise.all([server.close(2_000), grpcServer.close(2_000)]);
-      await app.dispose();
-    };
+    // Once: destroy() after stop() (an instance stopped while another goes on with its database) only drops the database.
+    let stopped: Promise<void> | undefined;
+    const stop = () =>
+      (stopped ??= (async () => {
+        app.beginShutdown();
+        await Promise.all([server.close(2_000), grpcServer.close(2_000)]);
+        await app.dispose();
+      })());
     return {
       baseUrl: `http://127.0.0.1:${server.port}`,
       port: server.port,

@@ -15,7 +15,8 @@ export const mailLocales = Object.keys(catalogues);
 /** The catalogue language for a BCP 47 tag ("vi-VN" → "vi"); English when there is none. */
 export function mailLocale(tag: string | undefined): string {
   const primary = (tag ?? "").toLowerCase().split("-")[0] ?? "";
-  return primary in catalogues ? primary : "en";
+  // Own keys only: "constructor" is `in` every object.
+  return Object.hasOwn(catalogues, primary) ? primary : "en";
 }
 
 const escapeHtml = (s: string) =>
