@@ -2,7 +2,7 @@ import { mkdir, rename, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { createTransport } from "nodemailer";
 import type { Logger } from "../shared/logger.js";
-import type { MailTransport } from "./ports.js";
+import type { Mail, MailTransport } from "./ports.js";
 
 // Where mails go: an SMTP server (SMTP_URL, through nodemailer's pool), or,
 // without one, .eml files in MAIL_DIR, so that a service started with no

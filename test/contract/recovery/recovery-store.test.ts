@@ -177,7 +177,7 @@ for (const backend of backends) {
         const c = await resetCase();
         const hash = fakeHash("reset");
         const mail = notice(c.user.id, at(MINUTE));
-        const done = await recovery.resetPassword({ tokenId: c.tokenId, userId: c.user.id, passwordHash: hash, throttleKey: c.throttleKey, now: at(MINUTE), mail });
+        const done = await recovery.resetPassword({ tokenId: c.tokenId, userId: c.user.id, email: c.user.email, passwordHash: hash, throttleKey: c.throttleKey, now: at(MINUTE), mail });
         // Exactly the sessions that were active.
         expect(done?.revokedSessionIds.sort()).toEqual(c.sessionIds);
         expect(await tokenUsedAt(c.tokenId)).toEqual(at(MINUTE));
@@ -190,6 +190,8 @@ for (const backend of backends) {
         }
         expect(await throttleRow(c.throttleKey)).toBeUndefined();
         expect(await outboxRow(mail.id)).toMatchObject({ kind: "security_notice", userId: c.user.id, status: "pending", params: mail.params, nextAttemptAt: at(MINUTE) });
+        // Following the reset mail proved the mailbox.
+        expect(await userRow(c.user.id)).toMatchObject({ emailVerifiedAt: at(MINUTE) });
         // Nobody else's state moved.
         expect(await activeSessionIds(c.other.id)).toEqual(c.otherSessions);
         expect(await throttleRow(c.otherKey)).toMatchObject({ failures: 1 });
@@ -199,13 +201,13 @@ for (const backend of backends) {
       it("a spent or expired token changes nothing", async () => {
         const c = await resetCase();
         const first = fakeHash("first");
-        await recovery.resetPassword({ tokenId: c.tokenId, userId: c.user.id, passwordHash: first, throttleKey: c.throttleKey, now: at(MINUTE), mail: notice(c.user.id, at(MINUTE)) });
+        await recovery.resetPassword({ tokenId: c.tokenId, userId: c.user.id, email: c.user.email, passwordHash: first, throttleKey: c.throttleKey, now: at(MINUTE), mail: notice(c.user.id, at(MINUTE)) });
         // Afterwards: a new login, new failures.
         const later = await withSessions(c.user.id, 1, at(2 * MINUTE));
         await attempts.claim(c.throttleKey, at(2 * MINUTE), testThrottle);
         const replay = notice(c.user.id, at(3 * MINUTE));
         await expect(
-          recovery.resetPassword({ tokenId: c.tokenId, userId: c.user.id, passwordHash: fakeHash("second"), throttleKey: c.throttleKey, now: at(3 * MINUTE), mail: replay }),
+          recovery.resetPassword({ tokenId: c.tokenId, userId: c.user.id, email: c.user.email, passwordHash: fakeHash("second"), throttleKey: c.throttleKey, now: at(3 * MINUTE), mail: replay }),
         ).resolves.toBeUndefined();
         expect(await credential(c.user.id)).toMatchObject({ passwordHash: first, changedAt: at(MINUTE) });
         expect(await activeSessionIds(c.user.id)).toEqual(later);
@@ -216,7 +218,7 @@ for (const backend of backends) {
         const expired = await aToken(c.user.id, "reset_password", c.user.email, at(-2 * DAY));
         const late = notice(c.user.id, at(4 * MINUTE));
         await expect(
-          recovery.resetPassword({ tokenId: expired, userId: c.user.id, passwordHash: fakeHash("third"), throttleKey: c.throttleKey, now: at(4 * MINUTE), mail: late }),
+          recovery.resetPassword({ tokenId: expired, userId: c.user.id, email: c.user.email, passwordHash: fakeHash("third"), throttleKey: c.throttleKey, now: at(4 * MINUTE), mail: late }),
         ).resolves.toBeUndefined();
         expect(await credential(c.user.id)).toMatchObject({ passwordHash: first });
         expect(await activeSessionIds(c.user.id)).toEqual(later);
@@ -230,7 +232,7 @@ for (const backend of backends) {
         await createOutboxStore(database.db).enqueue(clash);
         const before = await credential(c.user.id);
         await expect(
-          recovery.resetPassword({ tokenId: c.tokenId, userId: c.user.id, passwordHash: fakeHash("lost"), throttleKey: c.throttleKey, now: at(MINUTE), mail: { ...clash, createdAt: at(MINUTE) } }),
+          recovery.resetPassword({ tokenId: c.tokenId, userId: c.user.id, email: c.user.email, passwordHash: fakeHash("lost"), throttleKey: c.throttleKey, now: at(MINUTE), mail: { ...clash, createdAt: at(MINUTE) } }),
         ).rejects.toThrow();
         expect(await tokenUsedAt(c.tokenId)).toBeNull();
         expect(await credential(c.user.id)).toEqual(before);
@@ -238,7 +240,7 @@ for (const backend of backends) {
         expect(await throttleRow(c.throttleKey)).toMatchObject({ failures: 3 });
         // The token still works afterwards.
         await expect(
-          recovery.resetPassword({ tokenId: c.tokenId, userId: c.user.id, passwordHash: fakeHash(), throttleKey: c.throttleKey, now: at(2 * MINUTE), mail: notice(c.user.id, at(2 * MINUTE)) }),
+          recovery.resetPassword({ tokenId: c.tokenId, userId: c.user.id, email: c.user.email, passwordHash: fakeHash(), throttleKey: c.throttleKey, now: at(2 * MINUTE), mail: notice(c.user.id, at(2 * MINUTE)) }),
         ).resolves.toBeDefined();
       });
     });
@@ -287,8 +289,11 @@ for (const backend of backends) {
         await recovery.startEmailChange({ userId: c.user.id, newEmail: another, now: at(-10 * MINUTE), mails: [] });
         const pendingLink = await aToken(c.user.id, "verify_email", another, at(-10 * MINUTE));
 
-        const done = await recovery.revertEmail({ tokenId: c.revert, userId: c.user.id, email: c.original, now: T0 });
+        const resetMail = mailEntry("password_reset", T0, { address: c.original });
+        const done = await recovery.revertEmail({ tokenId: c.revert, userId: c.user.id, email: c.original, now: T0, mail: resetMail });
         expect(done?.revokedSessionIds.sort()).toEqual(c.sessionIds);
+        // The owner gets a reset link with the undo, in the same transaction.
+        expect(await outboxRow(resetMail.id)).toMatchObject({ kind: "password_reset", address: c.original, status: "pending" });
         expect(await userRow(c.user.id)).toMatchObject({ email: c.original, pendingEmail: null, emailVerifiedAt: T0, updatedAt: T0 });
         expect(await activeSessionIds(c.user.id)).toEqual([]);
         const revoked = await database.db.select().from(sessionsTable).where(and(eq(sessionsTable.userId, c.user.id)));
@@ -297,14 +302,14 @@ for (const backend of backends) {
         expect(await tokenUsedAt(pendingLink)).toEqual(T0);
         await expect(recovery.verifyAddress({ tokenId: pendingLink, userId: c.user.id, email: another, now: at(MINUTE) })).resolves.toEqual({ kind: "stale" });
         // Single use.
-        await expect(recovery.revertEmail({ tokenId: c.revert, userId: c.user.id, email: c.original, now: at(MINUTE) })).resolves.toBeUndefined();
+        await expect(recovery.revertEmail({ tokenId: c.revert, userId: c.user.id, email: c.original, now: at(MINUTE), mail: mailEntry("password_reset", at(MINUTE), { address: c.original }) })).resolves.toBeUndefined();
       });
 
       it("refuses when another account took the former address meanwhile: EMAIL_ALREADY_REGISTERED, nothing changed", async () => {
         const c = await changedUser();
         await aStoredUser(c.original);
         const before = await userRow(c.user.id);
-        await taken(recovery.revertEmail({ tokenId: c.revert, userId: c.user.id, email: c.original, now: T0 }));
+        await taken(recovery.revertEmail({ tokenId: c.revert, userId: c.user.id, email: c.original, now: T0, mail: mailEntry("password_reset", T0, { address: c.original }) }));
         expect(await userRow(c.user.id)).toEqual(before);
         expect(before.email).toBe(c.current);
         expect(await activeSessionIds(c.user.id)).toEqual(c.sessionIds);
