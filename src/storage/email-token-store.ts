@@ -32,6 +32,10 @@ export function createEmailTokenStore(db: Db): EmailTokenStore {
   return {
     async issue(t) {
       await db.transaction(async (tx) => {
+        // One issue at a time per user and purpose (two dispatchers composing
+        // two mails of one user each see the other's token, below). An
+        // advisory lock: no other transaction takes it, so no lock cycle.
+        await tx.execute(sql`select pg_advisory_xact_lock(hashtextextended(${`email_tokens:${t.userId}:${t.purpose}`}, 0))`);
         const inserted = await tx
           .insert(emailTokens)
           .values({
@@ -58,6 +62,17 @@ export function createEmailTokenStore(db: Db): EmailTokenStore {
               ne(emailTokens.id, t.id),
               isNull(emailTokens.usedAt),
               lt(emailTokens.createdAt, t.createdAt),
+            ),
+          );
+        // An older mail composed after a newer one (another dispatcher, a
+        // batch sent in parallel) is void from the start, as if in order.
+        await tx
+          .update(emailTokens)
+          .set({ usedAt: t.createdAt })
+          .where(
+            and(
+              eq(emailTokens.id, t.id),
+              sql`exists (select 1 from ${emailTokens} as newer where newer.user_id = ${t.userId}::uuid and newer.purpose = ${t.purpose} and newer.created_at > ${t.createdAt.toISOString()}::timestamptz)`,
             ),
           );
       });
