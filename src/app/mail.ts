@@ -5,7 +5,7 @@ import { createMailDispatcher, type Composer, type MailDispatcher } from "../mai
 import { createMailSecrets, type MailSecrets } from "../mail/mail-secrets.js";
 import { createMailTokens, type MailTokens } from "../mail/mail-tokens.js";
 import type { EmailTokenStore, MailKind, MailTransport, OutboxStore } from "../mail/ports.js";
-import { createFileTransport, createSmtpTransport } from "../mail/transport.js";
+import { createFileTransport, createSmtpTransport, SMTP_TIMEOUT_MS } from "../mail/transport.js";
 import { createMailNotices } from "../notify/mail-notices.js";
 import type { AlertSink } from "../notify/ports.js";
 import type { RecoveryStore } from "../recovery/ports.js";
@@ -40,7 +40,8 @@ export interface MailChannel {
 
 function chooseTransport(config: Config, logger: Logger): MailTransport | undefined {
   const { mail, database } = config;
-  if (mail.smtpUrl) return createSmtpTransport({ url: mail.smtpUrl, from: mail.from });
+  // A send must fail before its lease ends, or another instance would send it meanwhile.
+  if (mail.smtpUrl) return createSmtpTransport({ url: mail.smtpUrl, from: mail.from, timeoutMs: Math.min(SMTP_TIMEOUT_MS, Math.floor(mail.leaseMs / 3)) });
   const embeddedDir = database.kind === "pglite" && !database.dataDir.startsWith("memory://") ? `${resolve(database.dataDir)}.mail` : undefined;
   const dir = mail.dir ?? embeddedDir;
   if (dir === undefined) {

@@ -85,35 +85,50 @@ export function createMailDispatcher(opts: DispatcherOptions): MailDispatcher {
 
   async function deliver(message: OutboxMessage): Promise<void> {
     const now = clock.now();
+    const lease = message.attempts;
     try {
       const composer = opts.composers[message.kind];
       if (!composer) throw new Error(`no composer for mail kind ${message.kind}`);
       const composed = await composer(message, now);
       if ("drop" in composed) {
-        await outbox.markDropped(message.id, clock.now(), composed.drop);
+        await outbox.markDropped(message.id, clock.now(), composed.drop, lease);
         stats.dropped++;
         return;
       }
       const rendered = renderMail(message.kind, composed.locale ?? "en", { appName: opts.appName, ...composed.vars });
       await opts.transport.send({ messageId: `<${message.id}@${opts.messageIdDomain}>`, to: composed.to, ...rendered });
-      await outbox.markSent(message.id, clock.now());
-      stats.sent++;
     } catch (err) {
-      const error = scrubError(err);
-      stats.failed++;
-      const details = { mail_id: message.id, kind: message.kind, attempt: message.attempts, error };
-      if (message.attempts >= opts.maxAttempts) {
-        stats.deadLettered++;
-        logger.error(details, "mail dead-lettered after its last attempt");
-        await outbox.markDead(message.id, clock.now(), error).catch((e: unknown) => logger.warn({ err: e }, "outbox update failed"));
-        await opts.record({ type: "mail_dead_lettered", outcome: "failure", userId: message.userId, details }).catch(() => {});
-        return;
-      }
-      const next = new Date(clock.now().getTime() + backoff(message.attempts));
-      logger.warn({ ...details, next_attempt: next.toISOString() }, "mail delivery failed; will retry");
-      await outbox.retry(message.id, next, error).catch((e: unknown) => logger.warn({ err: e }, "outbox update failed"));
-      await opts.record({ type: "mail_delivery_failed", outcome: "failure", userId: message.userId, details }).catch(() => {});
+      await failed(message, err);
+      return;
     }
+    stats.sent++;
+    try {
+      await outbox.markSent(message.id, clock.now(), lease);
+    } catch (err) {
+      // Sent, but not recorded: the lease expires and the mail goes again,
+      // with the same Message-ID and link. Not a delivery failure.
+      logger.warn({ err, mail_id: message.id }, "a sent mail could not be marked sent; it will be sent again when its lease expires");
+    }
+  }
+
+  /** A failed attempt: retried with backoff, or dead-lettered after the last one; logged and audited either way. */
+  async function failed(message: OutboxMessage, err: unknown): Promise<void> {
+    const lease = message.attempts;
+    const error = scrubError(err);
+    stats.failed++;
+    const details = { mail_id: message.id, kind: message.kind, attempt: message.attempts, error };
+    const noted = (e: unknown) => logger.warn({ err: e }, "outbox update failed");
+    if (message.attempts >= opts.maxAttempts) {
+      stats.deadLettered++;
+      logger.error(details, "mail dead-lettered after its last attempt");
+      await outbox.markDead(message.id, clock.now(), error, lease).catch(noted);
+      await opts.record({ type: "mail_dead_lettered", outcome: "failure", userId: message.userId, details }).catch(() => {});
+      return;
+    }
+    const next = new Date(clock.now().getTime() + backoff(message.attempts));
+    logger.warn({ ...details, next_attempt: next.toISOString() }, "mail delivery failed; will retry");
+    await outbox.retry(message.id, next, error, lease).catch(noted);
+    await opts.record({ type: "mail_delivery_failed", outcome: "failure", userId: message.userId, details }).catch(() => {});
   }
 
   async function runOnce(): Promise<number> {

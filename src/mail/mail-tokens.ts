@@ -23,7 +23,8 @@ export interface IssuedMailToken {
 export interface MailTokens {
   /**
    * The token of `message` (stored by hash, older unused ones of the user
-   * and purpose void); a drop when it expired before it could be sent, or
+   * and purpose void); a drop when it expired before it could be sent, when
+   * a newer mail of the user and purpose was composed first, or
    * when `perHour` tokens of the user and purpose were issued within an hour
    * of it (a mailbox cap, whatever the number of requests).
    */
@@ -31,7 +32,7 @@ export interface MailTokens {
     message: OutboxMessage,
     input: { userId: string; purpose: TokenPurpose; email: string; ttlMs: number; bindingHash?: Uint8Array | undefined; perHour?: number | undefined },
     now: Date,
-  ): Promise<IssuedMailToken | { drop: "expired before delivery" | "capped" }>;
+  ): Promise<IssuedMailToken | { drop: "expired before delivery" | "capped" | "superseded by a newer mail" }>;
   /** The live token a link carried; EMAIL_TOKEN_INVALID otherwise. */
   redeem(token: string, purpose: TokenPurpose, now: Date): Promise<EmailToken>;
 }
@@ -58,7 +59,9 @@ export function createMailTokens(deps: { store: EmailTokenStore; secrets: MailSe
         },
         input.perHour === undefined ? undefined : { max: input.perHour, windowMs: HOUR_MS },
       );
-      if (!stored) return { drop: "capped" };
+      if (stored === "capped") return { drop: "capped" };
+      // Its link would be dead on arrival: a newer mail of the same kind carries the live one.
+      if (stored === "superseded") return { drop: "superseded by a newer mail" };
       return {
         token,
         code: deps.secrets.code(message.id),

@@ -41,12 +41,15 @@ export interface OutboxStore {
    * Concurrent dispatchers never lease the same row.
    */
   claim(now: Date, limit: number, leaseMs: number): Promise<OutboxMessage[]>;
-  markSent(id: string, now: Date): Promise<void>;
+  // The outcome of a leased row. With `attempt` (the dispatcher always
+  // passes its lease's), only while the row is still that lease's: a
+  // dispatcher whose lease expired and was taken over changes nothing.
+  markSent(id: string, now: Date, attempt?: number): Promise<void>;
   /** Nothing to send (unknown address, capped, expired before delivery). */
-  markDropped(id: string, now: Date, reason: string): Promise<void>;
+  markDropped(id: string, now: Date, reason: string, attempt?: number): Promise<void>;
   /** Back to pending after a failed attempt, due again at `nextAttemptAt`. */
-  retry(id: string, nextAttemptAt: Date, error: string): Promise<void>;
-  markDead(id: string, now: Date, error: string): Promise<void>;
+  retry(id: string, nextAttemptAt: Date, error: string, attempt?: number): Promise<void>;
+  markDead(id: string, now: Date, error: string, attempt?: number): Promise<void>;
   /** Pending or leased mails, and dead letters. */
   backlog(): Promise<{ pending: number; dead: number }>;
   /** Deletes sent, dropped and dead rows created before `before`. */
@@ -95,15 +98,17 @@ export interface NewEmailToken extends Omit<EmailToken, "failedCodes"> {
 
 export interface EmailTokenStore {
   /**
-   * Stores a token (a no-op when `id` is already stored: a resend) and
-   * voids the user's older unused tokens of the same purpose (but for undo
-   * links: revert_email tokens never void one another). With `cap`,
-   * false (nothing stored) when `cap.max` tokens of the user and purpose were
-   * already issued within `cap.windowMs` of this one's creation; the count
-   * and the insert are one step per account, so mails composed concurrently
-   * cannot all pass the cap.
+   * Stores a token and voids the user's older unused tokens of the same
+   * purpose (but for undo links: revert_email tokens never void one
+   * another). "superseded" when a newer token of the user and purpose exists
+   * (mails are not composed in the order they were written: the older one is
+   * stored void); "capped", with nothing stored, when `cap.max` tokens of the
+   * user and purpose were issued within `cap.windowMs` of this one's
+   * creation. Issues of one user and purpose are serialised, so mails
+   * composed concurrently cannot all pass the cap. A resend (the same id)
+   * stores nothing and answers as the first time did.
    */
-  issue(token: NewEmailToken, cap?: { max: number; windowMs: number }): Promise<boolean>;
+  issue(token: NewEmailToken, cap?: { max: number; windowMs: number }): Promise<"issued" | "capped" | "superseded">;
   /** The unused, unexpired token with this hash and purpose. */
   find(tokenHash: Uint8Array, purpose: TokenPurpose, now: Date): Promise<EmailToken | undefined>;
   /** The user's newest unused, unexpired token of `purpose`. */

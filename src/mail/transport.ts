@@ -9,19 +9,21 @@ import type { Mail, MailTransport } from "./ports.js";
 // setup at all lets a person follow every flow (the embedded database also
 // logs the links; with PostgreSQL nothing secret reaches the log).
 
-const SMTP_TIMEOUT_MS = 15_000;
+/** Each SMTP phase's timeout, at most (the channel lowers it below half of MAIL_LEASE). */
+export const SMTP_TIMEOUT_MS = 15_000;
 
 const message = (mail: Mail, from: string) => ({ from, to: mail.to, subject: mail.subject, text: mail.text, html: mail.html, messageId: mail.messageId });
 
-export function createSmtpTransport(opts: { url: string; from: string }): MailTransport {
+export function createSmtpTransport(opts: { url: string; from: string; timeoutMs?: number }): MailTransport {
+  const timeoutMs = opts.timeoutMs ?? SMTP_TIMEOUT_MS;
   const transporter = createTransport({
     url: opts.url,
     pool: true,
     maxConnections: 4,
     // A stalled server must fail the attempt (it is retried), not hang the dispatcher.
-    connectionTimeout: SMTP_TIMEOUT_MS,
-    greetingTimeout: SMTP_TIMEOUT_MS,
-    socketTimeout: SMTP_TIMEOUT_MS,
+    connectionTimeout: timeoutMs,
+    greetingTimeout: timeoutMs,
+    socketTimeout: timeoutMs,
     // nodemailer logs nothing of its own; the dispatcher logs outcomes without addresses.
     logger: false,
   });
@@ -42,7 +44,11 @@ export function createFileTransport(opts: { dir: string; from: string; logger: L
   return {
     kind: "file",
     async send(mail) {
-      ready ??= mkdir(opts.dir, { recursive: true, mode: 0o700 });
+      // A failed mkdir is tried again at the next mail, not remembered.
+      ready ??= mkdir(opts.dir, { recursive: true, mode: 0o700 }).catch((err: unknown) => {
+        ready = undefined;
+        throw err;
+      });
       await ready;
       const info = await composer.sendMail(message(mail, opts.from));
       // One file per mail, named after the message: a resend overwrites it.

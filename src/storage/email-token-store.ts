@@ -1,7 +1,7 @@
 import { and, count, desc, eq, gt, gte, isNull, lt, ne, sql } from "drizzle-orm";
 import type { EmailToken, EmailTokenStore, TokenPurpose } from "../mail/ports.js";
 import { bytes, type Db } from "./db.js";
-import { emailTokens, passwordCredentials, sessions, users } from "./schema.js";
+import { emailTokens, passwordCredentials, sessions } from "./schema.js";
 
 // The EmailTokenStore port on PostgreSQL / PGlite: tokens of mails, by
 // SHA-256 only. A reset token is also void once the account logged in or
@@ -25,51 +25,59 @@ function toToken(row: Row): EmailToken {
 const live = (now: Date) => and(isNull(emailTokens.usedAt), gt(emailTokens.expiresAt, now));
 
 // Reset links die with a later login or password change.
-const notSuperseded = sql`not exists (select 1 from ${sessions} where ${sessions.userId} = ${emailTokens.userId} and ${sessions.createdAt} > ${emailTokens.createdAt})
+/** A reset token's condition beyond use and expiry: no login and no password change since it was issued. */
+export const resetStillValid = sql`not exists (select 1 from ${sessions} where ${sessions.userId} = ${emailTokens.userId} and ${sessions.createdAt} > ${emailTokens.createdAt})
   and not exists (select 1 from ${passwordCredentials} where ${passwordCredentials.userId} = ${emailTokens.userId} and ${passwordCredentials.changedAt} > ${emailTokens.createdAt})`;
 
 export function createEmailTokenStore(db: Db): EmailTokenStore {
   return {
     async issue(t, cap) {
       return db.transaction(async (tx) => {
+        // One issue at a time per user and purpose: the cap's count and the
+        // insert are one step, and two dispatchers composing two mails of one
+        // user each see the other's token (below). An advisory lock, which no
+        // other transaction takes: no lock cycle with a redemption.
+        await tx.execute(sql`select pg_advisory_xact_lock(hashtextextended(${`email_tokens:${t.userId}:${t.purpose}`}, 0))`);
+        const [resend] = await tx.select({ usedAt: emailTokens.usedAt }).from(emailTokens).where(eq(emailTokens.id, t.id));
+        if (resend) return resend.usedAt === null ? "issued" : "superseded";
         if (cap) {
-          // One issue at a time per account (the row lock), so that the count
-          // and the insert are one step: mails of one burst, composed
-          // concurrently, would otherwise all see the count below the cap.
-          await tx.select({ id: users.id }).from(users).where(eq(users.id, t.userId)).for("update");
-          const [resend] = await tx.select({ id: emailTokens.id }).from(emailTokens).where(eq(emailTokens.id, t.id));
-          if (!resend) {
-            // Later tokens count too: mails are not composed in the order they were written.
-            const [row] = await tx
-              .select({ n: count() })
-              .from(emailTokens)
-              .where(
-                and(
-                  eq(emailTokens.userId, t.userId),
-                  eq(emailTokens.purpose, t.purpose),
-                  gte(emailTokens.createdAt, new Date(t.createdAt.getTime() - cap.windowMs)),
-                ),
-              );
-            if (Number(row?.n ?? 0) >= cap.max) return false;
-          }
+          // Later tokens count too: mails are not composed in the order they were written.
+          const [row] = await tx
+            .select({ n: count() })
+            .from(emailTokens)
+            .where(
+              and(
+                eq(emailTokens.userId, t.userId),
+                eq(emailTokens.purpose, t.purpose),
+                gte(emailTokens.createdAt, new Date(t.createdAt.getTime() - cap.windowMs)),
+              ),
+            );
+          if (Number(row?.n ?? 0) >= cap.max) return "capped";
         }
-        const inserted = await tx
-          .insert(emailTokens)
-          .values({
-            id: t.id,
-            userId: t.userId,
-            purpose: t.purpose,
-            tokenHash: bytes(t.tokenHash),
-            email: t.email,
-            bindingHash: t.bindingHash ? bytes(t.bindingHash) : null,
-            createdAt: t.createdAt,
-            expiresAt: t.expiresAt,
-          })
-          .onConflictDoNothing({ target: emailTokens.id })
-          .returning({ id: emailTokens.id });
+        await tx.insert(emailTokens).values({
+          id: t.id,
+          userId: t.userId,
+          purpose: t.purpose,
+          tokenHash: bytes(t.tokenHash),
+          email: t.email,
+          bindingHash: t.bindingHash ? bytes(t.bindingHash) : null,
+          createdAt: t.createdAt,
+          expiresAt: t.expiresAt,
+        });
         // Undo links are not replaced by newer ones: each goes to the address
         // it restores, and a second change must not void the first owner's.
-        if (inserted.length === 0 || t.purpose === "revert_email") return true;
+        if (t.purpose === "revert_email") return "issued";
+        // An older mail composed after a newer one (another dispatcher, a
+        // batch sent in parallel) is void from the start, as if in order.
+        const [newer] = await tx
+          .select({ id: emailTokens.id })
+          .from(emailTokens)
+          .where(and(eq(emailTokens.userId, t.userId), eq(emailTokens.purpose, t.purpose), gt(emailTokens.createdAt, t.createdAt)))
+          .limit(1);
+        if (newer) {
+          await tx.update(emailTokens).set({ usedAt: t.createdAt }).where(eq(emailTokens.id, t.id));
+          return "superseded";
+        }
         // Only older ones: a resend of an old mail must not void a newer one.
         await tx
           .update(emailTokens)
@@ -83,7 +91,7 @@ export function createEmailTokenStore(db: Db): EmailTokenStore {
               lt(emailTokens.createdAt, t.createdAt),
             ),
           );
-        return true;
+        return "issued";
       });
     },
 
@@ -91,7 +99,7 @@ export function createEmailTokenStore(db: Db): EmailTokenStore {
       const rows = await db
         .select()
         .from(emailTokens)
-        .where(and(eq(emailTokens.tokenHash, bytes(tokenHash)), eq(emailTokens.purpose, purpose), live(now), purpose === "reset_password" ? notSuperseded : undefined))
+        .where(and(eq(emailTokens.tokenHash, bytes(tokenHash)), eq(emailTokens.purpose, purpose), live(now), purpose === "reset_password" ? resetStillValid : undefined))
         .limit(1);
       return rows[0] && toToken(rows[0]);
     },

@@ -37,11 +37,14 @@ function toMessage(row: Row): OutboxMessage {
 
 export function createOutboxStore(db: Db): OutboxStore {
   // Finished rows keep no address: what remains is who, what and when.
-  const finish = (id: string, set: Partial<typeof outbox.$inferInsert>) =>
+  // Only the row's current lease: a takeover bumped `attempts`.
+  const leased = (id: string, attempt: number | undefined) =>
+    and(eq(outbox.id, id), eq(outbox.status, "sending"), attempt === undefined ? undefined : eq(outbox.attempts, attempt));
+  const finish = (id: string, attempt: number | undefined, set: Partial<typeof outbox.$inferInsert>) =>
     db
       .update(outbox)
       .set({ ...set, leaseUntil: null, address: null })
-      .where(and(eq(outbox.id, id), eq(outbox.status, "sending")));
+      .where(leased(id, attempt));
 
   return {
     async enqueue(entry) {
@@ -70,23 +73,20 @@ export function createOutboxStore(db: Db): OutboxStore {
       return rows.map(toMessage);
     },
 
-    async markSent(id, now) {
-      await finish(id, { status: "sent", sentAt: now, lastError: null });
+    async markSent(id, now, attempt) {
+      await finish(id, attempt, { status: "sent", sentAt: now, lastError: null });
     },
 
-    async markDropped(id, now, reason) {
-      await finish(id, { status: "dropped", sentAt: now, lastError: reason });
+    async markDropped(id, now, reason, attempt) {
+      await finish(id, attempt, { status: "dropped", sentAt: now, lastError: reason });
     },
 
-    async retry(id, nextAttemptAt, error) {
-      await db
-        .update(outbox)
-        .set({ status: "pending", nextAttemptAt, leaseUntil: null, lastError: error })
-        .where(and(eq(outbox.id, id), eq(outbox.status, "sending")));
+    async retry(id, nextAttemptAt, error, attempt) {
+      await db.update(outbox).set({ status: "pending", nextAttemptAt, leaseUntil: null, lastError: error }).where(leased(id, attempt));
     },
 
-    async markDead(id, now, error) {
-      await finish(id, { status: "dead", sentAt: now, lastError: error });
+    async markDead(id, now, error, attempt) {
+      await finish(id, attempt, { status: "dead", sentAt: now, lastError: error });
     },
 
     async backlog() {

@@ -1,7 +1,9 @@
-import { and, eq, gt, isNull, ne, or, sql } from "drizzle-orm";
+import { and, eq, gt, isNull, ne, or, sql, type SQL } from "drizzle-orm";
+import { accountNotFound } from "../accounts/account.js";
 import type { RecoveryStore } from "../recovery/ports.js";
 import { DomainError } from "../shared/errors.js";
 import { bytes, pgErrorCode, type Db } from "./db.js";
+import { resetStillValid } from "./email-token-store.js";
 import { insertOutbox } from "./outbox-store.js";
 import { emailTokens, loginThrottle, passwordCredentials, sessions, users } from "./schema.js";
 
@@ -17,11 +19,11 @@ function addressTaken(err: unknown): DomainError {
   return new DomainError("already_exists", "EMAIL_ALREADY_REGISTERED", "this e-mail address is already registered", {}, { cause: err });
 }
 
-async function spend(tx: Tx, tokenId: string, now: Date): Promise<boolean> {
+async function spend(tx: Tx, tokenId: string, now: Date, condition?: SQL): Promise<boolean> {
   const rows = await tx
     .update(emailTokens)
     .set({ usedAt: now })
-    .where(and(eq(emailTokens.id, tokenId), isNull(emailTokens.usedAt), gt(emailTokens.expiresAt, now)))
+    .where(and(eq(emailTokens.id, tokenId), isNull(emailTokens.usedAt), gt(emailTokens.expiresAt, now), condition))
     .returning({ id: emailTokens.id });
   return rows.length === 1;
 }
@@ -74,7 +76,8 @@ export function createRecoveryStore(db: Db): RecoveryStore {
 
     resetPassword({ tokenId, userId, email, passwordHash, throttleKey, now, mail }) {
       return db.transaction(async (tx) => {
-        if (!(await spend(tx, tokenId, now))) return undefined;
+        // Checked again as it is spent: a login or password change since the link was found also voids it.
+        if (!(await spend(tx, tokenId, now, resetStillValid))) return undefined;
         await tx.update(passwordCredentials).set({ passwordHash, changedAt: now }).where(eq(passwordCredentials.userId, userId));
         await tx.update(users).set({ updatedAt: now }).where(eq(users.id, userId));
         // Following the mail proved the mailbox.
@@ -94,7 +97,8 @@ export function createRecoveryStore(db: Db): RecoveryStore {
         // Checked here and again (by the unique index) when it is verified.
         const [taken] = await tx.select({ id: users.id }).from(users).where(eq(users.email, newEmail)).limit(1);
         if (taken) throw addressTaken(undefined);
-        await tx.update(users).set({ pendingEmail: newEmail, updatedAt: now }).where(eq(users.id, userId));
+        const updated = await tx.update(users).set({ pendingEmail: newEmail, updatedAt: now }).where(eq(users.id, userId)).returning({ id: users.id });
+        if (updated.length === 0) throw accountNotFound();
         for (const mail of mails) await insertOutbox(tx, mail);
       });
     },

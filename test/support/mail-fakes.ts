@@ -57,9 +57,13 @@ export function memoryDispatchOutbox(): OutboxStore & { rows: Map<string, Outbox
     createdAt: r.createdAt,
     attempts: r.attempts,
   });
-  const finish = (id: string, status: "sent" | "dead" | "dropped", now: Date, lastError: string | undefined) => {
+  const leased = (id: string, attempt: number | undefined) => {
     const r = rows.get(id);
-    if (!r || r.status !== "sending") return;
+    return r && r.status === "sending" && (attempt === undefined || r.attempts === attempt) ? r : undefined;
+  };
+  const finish = (id: string, attempt: number | undefined, status: "sent" | "dead" | "dropped", now: Date, lastError: string | undefined) => {
+    const r = leased(id, attempt);
+    if (!r) return;
     Object.assign(r, { status, sentAt: now, lastError, leaseUntil: undefined, address: undefined });
   };
   return {
@@ -89,19 +93,19 @@ export function memoryDispatchOutbox(): OutboxStore & { rows: Map<string, Outbox
       for (const r of due) Object.assign(r, { status: "sending", leaseUntil: new Date(now.getTime() + leaseMs), attempts: r.attempts + 1 });
       return due.map(message);
     },
-    async markSent(id, now) {
-      finish(id, "sent", now, undefined);
+    async markSent(id, now, attempt) {
+      finish(id, attempt, "sent", now, undefined);
     },
-    async markDropped(id, now, reason) {
-      finish(id, "dropped", now, reason);
+    async markDropped(id, now, reason, attempt) {
+      finish(id, attempt, "dropped", now, reason);
     },
-    async retry(id, nextAttemptAt, error) {
-      const r = rows.get(id);
-      if (!r || r.status !== "sending") return;
+    async retry(id, nextAttemptAt, error, attempt) {
+      const r = leased(id, attempt);
+      if (!r) return;
       Object.assign(r, { status: "pending", nextAttemptAt, leaseUntil: undefined, lastError: error });
     },
-    async markDead(id, now, error) {
-      finish(id, "dead", now, error);
+    async markDead(id, now, error, attempt) {
+      finish(id, attempt, "dead", now, error);
     },
     async backlog() {
       const all = [...rows.values()];
@@ -126,12 +130,17 @@ export function memoryEmailTokens(): EmailTokenStore {
   const view = (t: NewEmailToken & { failedCodes: number }): EmailToken => ({ ...t });
   return {
     async issue(t, cap) {
-      if (tokens.has(t.id)) return true;
-      const since = cap && t.createdAt.getTime() - cap.windowMs;
-      if (cap && [...tokens.values()].filter((o) => o.userId === t.userId && o.purpose === t.purpose && o.createdAt.getTime() >= since!).length >= cap.max) return false;
-      for (const o of tokens.values()) if (o.userId === t.userId && o.purpose === t.purpose && o.usedAt === undefined && o.createdAt < t.createdAt) o.usedAt = t.createdAt;
+      const resend = tokens.get(t.id);
+      if (resend) return resend.usedAt === undefined ? "issued" : "superseded";
+      const same = [...tokens.values()].filter((o) => o.userId === t.userId && o.purpose === t.purpose);
+      if (cap && same.filter((o) => o.createdAt.getTime() >= t.createdAt.getTime() - cap.windowMs).length >= cap.max) return "capped";
+      if (t.purpose !== "revert_email" && same.some((o) => o.createdAt > t.createdAt)) {
+        tokens.set(t.id, { ...t, failedCodes: 0, usedAt: t.createdAt });
+        return "superseded";
+      }
+      if (t.purpose !== "revert_email") for (const o of same) if (o.usedAt === undefined && o.createdAt < t.createdAt) o.usedAt = t.createdAt;
       tokens.set(t.id, { ...t, failedCodes: 0 });
-      return true;
+      return "issued";
     },
     async find(hash, purpose, now) {
       const t = [...tokens.values()].find((o) => Buffer.from(o.tokenHash).equals(Buffer.from(hash)) && o.purpose === purpose && live(o, now));

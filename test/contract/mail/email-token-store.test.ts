@@ -115,12 +115,12 @@ for (const backend of backends) {
       it("voids only the older unused tokens of the same user and purpose", async () => {
         const user = await aStoredUser();
         const other = await aStoredUser();
+        const spent = await issued(aToken(user.id, "reset_password", { createdAt: at(-30 * MINUTE) }));
+        await expect(store.consume(spent.id, at(-25 * MINUTE))).resolves.toBe(true);
         const older1 = await issued(aToken(user.id, "reset_password", { createdAt: at(-20 * MINUTE) }));
         const older2 = await issued(aToken(user.id, "reset_password", { createdAt: at(-10 * MINUTE) }));
         const otherPurpose = await issued(aToken(user.id, "email_login", { createdAt: at(-10 * MINUTE) }));
         const otherUser = await issued(aToken(other.id, "reset_password", { createdAt: at(-10 * MINUTE) }));
-        const spent = await issued(aToken(user.id, "reset_password", { createdAt: at(-30 * MINUTE) }));
-        await expect(store.consume(spent.id, at(-25 * MINUTE))).resolves.toBe(true);
 
         const newest = await issued(aToken(user.id, "reset_password", { createdAt: at(-MINUTE) }));
         await expect(live(older1)).resolves.toBe(false);
@@ -132,11 +132,20 @@ for (const backend of backends) {
         expect(await usedAt(spent.id)).toEqual(at(-25 * MINUTE));
         expect(await usedAt(older2.id)).toEqual(at(-MINUTE));
 
-        // A mail written earlier but composed later (its first attempt failed) voids nothing newer than itself.
-        const late = await issued(aToken(user.id, "reset_password", { createdAt: at(-3 * MINUTE) }));
+        // A mail written earlier but composed later (its first attempt failed)
+        // voids nothing newer than itself and is void from the start: the
+        // newer mail carries the live link (the composer drops the older).
+        const late = aToken(user.id, "reset_password", { createdAt: at(-3 * MINUTE) });
+        const { token: _token, ...stored } = late;
+        await expect(store.issue(stored)).resolves.toBe("superseded");
         await expect(live(newest)).resolves.toBe(true);
-        await expect(live(late)).resolves.toBe(true);
+        await expect(live(late)).resolves.toBe(false);
         await expect(store.latest(user.id, "reset_password", T0)).resolves.toEqual(view(newest));
+        // A resend of either answers as the first issue did, and changes nothing.
+        await expect(store.issue(stored)).resolves.toBe("superseded");
+        const { token: _t2, ...newestStored } = newest;
+        await expect(store.issue(newestStored)).resolves.toBe("issued");
+        await expect(live(newest)).resolves.toBe(true);
       });
     });
 

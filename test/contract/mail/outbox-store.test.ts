@@ -189,6 +189,21 @@ for (const subject of subjects) {
     });
 
     describe("transitions out of 'sending'", () => {
+      it("only the current lease's: a dispatcher whose lease expired and was taken over changes nothing", async () => {
+        const e = await leased();
+        // The lease (one minute) expires; another dispatcher takes the row: attempt 2.
+        await expect(store.claim(at(MINUTE + SECOND), 10, MINUTE)).resolves.toEqual([asMessage(e, 2)]);
+        // The first dispatcher's late reports, with its attempt (1).
+        await store.retry(e.id, at(HOUR), "late", 1);
+        await store.markDead(e.id, at(HOUR), "late", 1);
+        await store.markDropped(e.id, at(HOUR), "late", 1);
+        await store.markSent(e.id, at(HOUR), 1);
+        await expect(s.peek(e.id)).resolves.toMatchObject({ status: "sending", attempts: 2, address: e.address });
+        // The current holder's outcome counts.
+        await store.markSent(e.id, at(MINUTE + 2 * SECOND), 2);
+        await expect(s.peek(e.id)).resolves.toMatchObject({ status: "sent", attempts: 2, sentAt: at(MINUTE + 2 * SECOND) });
+      });
+
       it("retry: back to pending with the error, due again at nextAttemptAt, the next attempt counted", async () => {
         const e = await leased();
         await store.retry(e.id, at(30 * SECOND), "451 try again later");

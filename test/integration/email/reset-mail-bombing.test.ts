@@ -34,7 +34,7 @@ describe.each(backends)("reset mail bombing ($name)", ({ name, skip }) => {
 
     const resetMailsTo = (email: string) => smtp.to(email).filter((m) => SUBJECTS.reset.test(m.subject));
 
-    it.skipIf(skip)("8 requests a second apart: 5 mails, 3 rows dropped as capped; an hour later a request is mailed again", async () => {
+    it.skipIf(skip)("8 requests a second apart: at most 5 mails, 3 rows dropped as capped; an hour later a request is mailed again", async () => {
       const user = await registerUser(s);
       const before = await outboxIds(s, "password_reset");
       for (let i = 0; i < 8; i++) {
@@ -43,13 +43,16 @@ describe.each(backends)("reset mail bombing ($name)", ({ name, skip }) => {
         c.advance(SECOND);
       }
       const rows = await settledRowsSince(s, "password_reset", before, 8);
-      // Which ones go depends on the order the dispatcher composes them in.
-      expect(rows.map((r) => [r.status, r.lastError]).sort()).toEqual([
-        ...Array.from({ length: 3 }, () => ["dropped", "capped"]),
-        ...Array.from({ length: 5 }, () => ["sent", null]),
-      ]);
+      // Which ones go depends on the order the dispatcher composes them in:
+      // five tokens are issued in the hour, three requests are capped, and a
+      // mail composed after a newer one is not sent (its link would be dead).
+      const outcomes = rows.map((r) => r.lastError ?? r.status);
+      expect(outcomes.filter((o) => o === "capped")).toHaveLength(3);
+      const sent = outcomes.filter((o) => o === "sent").length;
+      expect(sent).toBeGreaterThanOrEqual(1);
+      expect(outcomes.filter((o) => o === "superseded by a newer mail")).toHaveLength(5 - sent);
       await outboxDrained(s);
-      expect(resetMailsTo(user.email)).toHaveLength(5);
+      expect(resetMailsTo(user.email)).toHaveLength(sent);
 
       // The cap is per hour: an hour after the burst, a request is mailed again.
       c.advance(HOUR);
@@ -65,10 +68,13 @@ describe.each(backends)("reset mail bombing ($name)", ({ name, skip }) => {
       const answers = await Promise.all(Array.from({ length: 8 }, () => forgotPassword(s, user.email)));
       expect(answers.map((r) => r.status)).toEqual(Array(8).fill(202));
       const rows = await settledRowsSince(s, "password_reset", before, 8);
-      expect(rows.filter((r) => r.status === "sent")).toHaveLength(5);
-      expect(rows.filter((r) => r.status === "dropped").map((r) => r.lastError)).toEqual(["capped", "capped", "capped"]);
+      const outcomes = rows.map((r) => r.lastError ?? r.status);
+      expect(outcomes.filter((o) => o === "capped")).toHaveLength(3);
+      const sent = outcomes.filter((o) => o === "sent").length;
+      expect(sent).toBeGreaterThanOrEqual(1);
+      expect(outcomes.filter((o) => o === "superseded by a newer mail")).toHaveLength(5 - sent);
       await outboxDrained(s);
-      expect(resetMailsTo(user.email)).toHaveLength(5);
+      expect(resetMailsTo(user.email)).toHaveLength(sent);
     });
 
     it.skipIf(skip)("SendVerificationEmail (authenticated, no mailbox limit of its own) is capped too: 8 at once, 5 mails in all", async () => {
@@ -82,11 +88,14 @@ describe.each(backends)("reset mail bombing ($name)", ({ name, skip }) => {
       );
       expect(answers.map((r) => r.status)).toEqual(Array(8).fill(202));
       const rows = await settledRowsSince(s, "verify_email", before, 8);
-      // The registration's mail counts: 4 more.
-      expect(rows.filter((r) => r.status === "sent")).toHaveLength(4);
-      expect(rows.filter((r) => r.status === "dropped").map((r) => r.lastError)).toEqual(Array(4).fill("capped"));
+      // The registration's mail counts: 4 more tokens in the hour, 4 capped.
+      const outcomes = rows.map((r) => r.lastError ?? r.status);
+      expect(outcomes.filter((o) => o === "capped")).toHaveLength(4);
+      const sent = outcomes.filter((o) => o === "sent").length;
+      expect(sent).toBeGreaterThanOrEqual(1);
+      expect(outcomes.filter((o) => o === "superseded by a newer mail")).toHaveLength(4 - sent);
       await outboxDrained(s);
-      expect(smtp.to(user.email).filter((m) => SUBJECTS.verify.test(m.subject))).toHaveLength(5);
+      expect(smtp.to(user.email).filter((m) => SUBJECTS.verify.test(m.subject))).toHaveLength(1 + sent);
     });
 
     it.skipIf(skip)("an unknown address gets no mail, however often it is asked for", async () => {
@@ -127,7 +136,10 @@ describe.each(backends)("reset mail bombing ($name)", ({ name, skip }) => {
       // Another address has its own budget.
       expect((await forgotPassword(s, uniqueEmail(), xff(uniqueIp()))).status).toBe(202);
       await outboxDrained(s);
-      expect(smtp.to(user.email).filter((m) => SUBJECTS.reset.test(m.subject))).toHaveLength(5);
+      // Five requests got through; of those composed out of order, only the newest is sent.
+      const received = smtp.to(user.email).filter((m) => SUBJECTS.reset.test(m.subject)).length;
+      expect(received).toBeGreaterThanOrEqual(1);
+      expect(received).toBeLessThanOrEqual(5);
     });
 
     it.skipIf(skip)("an address without an account is limited the same way (the limit tells nothing)", async () => {
