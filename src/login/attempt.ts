@@ -17,6 +17,14 @@ export interface FirstFactorResult {
   amr: readonly string[];
   /** The account's address is verified (the `email_verified` claim). */
   emailVerified?: boolean | undefined;
+  /**
+   * Spends the first factor's single-use proof (a mail's link or code) once
+   * the login is decided: before its session or its MFA challenge is
+   * issued, never on a refusal, so a CAPTCHA demand or a mistyped second
+   * factor does not cost the user the mail. Throws when a concurrent use
+   * spent it first.
+   */
+  spend?: (() => Promise<void>) | undefined;
 }
 
 /** What the request carried beyond the first factor. */

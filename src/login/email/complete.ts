@@ -22,7 +22,8 @@ import type { SecondFactorInput } from "../second-factor.js";
 // relay), it waits for the user to confirm the account it signs in to. The
 // code is typed by a person where they asked for it; wrong codes count with
 // the account's failed logins and void the mail after five. Both are single
-// use; the pipeline then applies risk, CAPTCHA and the second factor.
+// use, spent when the pipeline (risk, CAPTCHA, second factor) decides the
+// login: before its session or its MFA challenge, never on a refusal.
 
 export const MAX_WRONG_CODES = 5;
 const NIL_UUID = "00000000-0000-0000-0000-000000000000";
@@ -80,8 +81,7 @@ export function createCompleteEmailLogin(deps: {
     if (!credential) throw emailTokenInvalid();
     if (!sameAttempt(input.attempt, t.bindingHash) && !input.confirmOtherClient) throw confirmationRequired(t.email);
     const admission = await admit(t.email, credential, input, call);
-    if (!(await deps.store.consume(t.id, now))) throw emailTokenInvalid();
-    return { t, credential, admission };
+    return { t, credential, admission, spent: emailTokenInvalid };
   }
 
   async function byCode(rawEmail: string, code: string, input: CompleteEmailLoginInput, call: CallContext, now: Date) {
@@ -95,8 +95,7 @@ export function createCompleteEmailLogin(deps: {
       await deps.defence.failed(admission, { userId: credential?.userId, factor: "email_code" }, call);
       throw invalidCredentials();
     }
-    if (!(await deps.store.consume(t.id, now))) throw invalidCredentials();
-    return { t, credential, admission };
+    return { t, credential, admission, spent: invalidCredentials };
   }
 
   return async (input, call) => {
@@ -107,11 +106,21 @@ export function createCompleteEmailLogin(deps: {
       if (input.token) proof = await byLink(input.token, input, call, now);
       else if (input.email && input.code) proof = await byCode(input.email, input.code, input, call, now);
       else throw new DomainError("invalid_argument", "VALIDATION_FAILED", "give token, or email and code", { field: "token" });
-      const { t, credential, admission } = proof;
+      const { t, credential, admission, spent } = proof;
       userId = credential.userId;
-      // Following the mail proved the mailbox.
-      await deps.recovery.markVerified(credential.userId, t.email, now);
-      const first: FirstFactorResult = { userId: credential.userId, role: credential.role, admission, amr: ["email"], emailVerified: true };
+      const first: FirstFactorResult = {
+        userId: credential.userId,
+        role: credential.role,
+        admission,
+        amr: ["email"],
+        emailVerified: true,
+        // Once the login is decided: a refusal (CAPTCHA, a mistyped second factor) leaves the mail usable.
+        spend: async () => {
+          if (!(await deps.store.consume(t.id, now))) throw spent();
+          // Following the mail proved the mailbox.
+          await deps.recovery.markVerified(credential.userId, t.email, now);
+        },
+      };
       const extras: LoginRequestExtras = {
         secondFactor: { mfaCode: input.mfaCode, recoveryCode: input.recoveryCode },
         captchaToken: input.captchaToken,

@@ -7,7 +7,8 @@ import { amrOf } from "../second-factor.js";
 import type { RecordDecision } from "./decision.js";
 
 /**
- * The end of a successful login: the brute-force count starts again, the
+ * The end of a successful login: the first factor's proof is spent, the
+ * brute-force count starts again, the
  * decision is recorded, the device becomes known (a known device keeps its
  * token, any other gets a new one), a new device is alerted, and the session
  * starts with the amr of the factors that passed.
@@ -22,6 +23,8 @@ export function issueSession(deps: {
   return async (attempt) => {
     const risk = riskOf(attempt);
     const { userId, call, now } = attempt;
+    // Decided: the first factor's single-use proof is spent (once, whoever races).
+    await attempt.spend?.();
     const device =
       risk.history.device && attempt.deviceToken ? { token: attempt.deviceToken, hash: risk.deviceHash! } : deps.risk.newDeviceToken();
     const outcome = attempt.needSecondFactor ? "mfa_passed" : attempt.stepUp && !attempt.secondFactorOn ? "allow_no_second_factor" : "allow";

@@ -19,6 +19,8 @@ export function secondFactorStep(deps: {
   return async (attempt) => {
     if (!attempt.needSecondFactor) return;
     if (!secondFactorPresented(deps.factors, attempt.secondFactor)) {
+      // The challenge now stands for the first factor.
+      await attempt.spend?.();
       const challenge = await deps.challenges.issue(attempt.userId, riskOf(attempt).deviceHash, attempt.amr);
       await deps.decide(attempt, "success", "mfa_required");
       await deps.trail.record({ type: "mfa_challenge", outcome: "success", userId: attempt.userId }, attempt.call);

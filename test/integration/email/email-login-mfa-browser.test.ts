@@ -53,6 +53,8 @@ describe.each(backends)("e-mail login with MFA and from browsers ($name)", ({ na
       const m = await mailFor(u.email);
       const required = await completeEmailLogin(s, { token: m.token, attempt: m.attempt }, { headers: SAME_ORIGIN });
       const challenge = expectMfaRequired(required);
+      // The challenge now stands for the link, which is spent.
+      expectRestError(await completeEmailLogin(s, { token: m.token, attempt: m.attempt }, { headers: SAME_ORIGIN }), 400, "EMAIL_TOKEN_INVALID");
       expect(setCookieNames(required)).toEqual([]);
       c.advance(STEP);
       const r = await completeMfaRest(s, { mfa_challenge: challenge, mfa_code: await c.code(u.secret) });
@@ -79,6 +81,11 @@ describe.each(backends)("e-mail login with MFA and from browsers ($name)", ({ na
       const wrong = await mailFor(u.email);
       c.advance(STEP);
       expectRestError(await completeEmailLogin(s, { token: wrong.token, attempt: wrong.attempt, mfa_code: "000000" === (await c.code(u.secret)) ? "111111" : "000000" }), 401, "MFA_CODE_INVALID");
+      // A mistyped second factor does not cost the mail: the same link with the right code logs in, once.
+      c.advance(STEP);
+      const retried = await completeEmailLogin(s, { token: wrong.token, attempt: wrong.attempt, mfa_code: await c.code(u.secret) });
+      expect(retried.status, retried.text).toBe(201);
+      expectRestError(await completeEmailLogin(s, { token: wrong.token, attempt: wrong.attempt, mfa_code: await c.code(u.secret) }), 400, "EMAIL_TOKEN_INVALID");
     });
   });
 

@@ -38,6 +38,8 @@ interface Case {
   emailVerified?: boolean;
   /** The first factor's amr (default ["pwd"]). */
   amr?: string[];
+  /** The first factor has a single-use proof to spend (an e-mail link or code). */
+  spendable?: boolean;
 }
 
 function harness(c: Case = {}) {
@@ -48,6 +50,8 @@ function harness(c: Case = {}) {
   const started: { role: string; amr: readonly string[]; emailVerified?: boolean | undefined }[] = [];
   const challenges: string[] = [];
   const challengeAmr: (readonly string[] | undefined)[] = [];
+  // What happened, in order: when the proof was spent against the challenge and the session.
+  const events: string[] = [];
   const knownDevice = c.deviceMfaAgoMs !== undefined;
   const risk: RiskContext = {
     userId: "u1",
@@ -102,6 +106,7 @@ function harness(c: Case = {}) {
       issue: async (userId, _device, firstFactorAmr) => {
         challenges.push(userId);
         challengeAmr.push(firstFactorAmr);
+        events.push("challenge");
         return { token: "challenge-token", expiresAt: new Date(NOW.getTime() + 300_000) };
       },
     },
@@ -109,6 +114,7 @@ function harness(c: Case = {}) {
     sessions: {
       start: async (userId, role, auth) => {
         started.push({ role, amr: auth.amr, ...(auth.emailVerified !== undefined ? { emailVerified: auth.emailVerified } : {}) });
+        events.push("session");
         return {
           accessToken: "at",
           accessTokenExpiresAt: NOW,
@@ -131,6 +137,7 @@ function harness(c: Case = {}) {
     admission: { accountKey: new Uint8Array(32), failuresBefore: 0, captchaPassed: c.captchaAtAdmission ?? false },
     amr: c.amr ?? ["pwd"],
     ...(c.emailVerified !== undefined ? { emailVerified: c.emailVerified } : {}),
+    ...(c.spendable ? { spend: async () => void events.push("spent") } : {}),
   };
   const extras: LoginRequestExtras = {
     secondFactor: {},
@@ -139,7 +146,7 @@ function harness(c: Case = {}) {
   };
   const run = () => pipeline.complete(first, extras, { client: { ip: "203.0.113.5" } });
   const decisions = () => trail.filter((e) => e.type === "risk_decision").map((e) => `${e.outcome}:${e.reason}`);
-  return { run, pipeline, trail, decisions, alerts, defence, remembered, started, challenges, challengeAmr };
+  return { run, pipeline, trail, decisions, alerts, defence, remembered, started, challenges, challengeAmr, events };
 }
 
 describe("login pipeline: the decision table", () => {
@@ -298,5 +305,33 @@ describe("login pipeline: the decision table", () => {
     const oneShot = harness({ amr: ["email"], mfaOn: true, extras: { secondFactor: { mfaCode: GOOD_TOTP } } });
     await oneShot.run();
     expect(oneShot.started).toEqual([{ role: "customer", amr: ["email", "otp", "mfa"] }]);
+  });
+
+  describe("a first factor's single-use proof (an e-mail link or code) is spent when the login is decided", () => {
+    it("before the session of a successful login, once", async () => {
+      const h = harness({ spendable: true, amr: ["email"] });
+      await h.run();
+      expect(h.events).toEqual(["spent", "session"]);
+    });
+
+    it("before the MFA challenge that stands for it", async () => {
+      const h = harness({ spendable: true, amr: ["email"], mfaOn: true });
+      expect((await expectRejected(DomainError, h.run())).reason).toBe("MFA_REQUIRED");
+      expect(h.events).toEqual(["spent", "challenge"]);
+    });
+
+    it("never on a refusal: a wrong second factor, a refused CAPTCHA, a denial, an unverified address", async () => {
+      const refusals: Case[] = [
+        { mfaOn: true, extras: { secondFactor: { mfaCode: "000000" } } },
+        { decision: "require_captcha", captcha: "refused" },
+        { decision: "deny" },
+        { requireVerified: true, emailVerified: false },
+      ];
+      for (const c of refusals) {
+        const h = harness({ ...c, spendable: true, amr: ["email"] });
+        await expectRejected(DomainError, h.run());
+        expect(h.events, JSON.stringify(c)).toEqual([]);
+      }
+    });
   });
 });
