@@ -83,9 +83,9 @@ async function withService(dir, env, fn) {
   }
 }
 
-async function registrationRound(label, dir, sink) {
+async function registrationRound(label, dir, sink, extraEnv = {}) {
   const db = await freshDatabase();
-  const env = { DATABASE_URL: db.url, ...(sink ? { SMTP_URL: sink.url, MAIL_POLL_INTERVAL: "200ms" } : {}) };
+  const env = { DATABASE_URL: db.url, ...(sink ? { SMTP_URL: sink.url, MAIL_POLL_INTERVAL: "200ms" } : {}), ...extraEnv };
   const { IdentityService } = await import(pathToFileURL(join(dir, "dist", "gen", "identity", "v1", "identity_service_pb.js")).href);
   return withService(dir, env, async ({ grpcPort, pid }) => {
     const grpc = grpcJsClient(IdentityService, `127.0.0.1:${grpcPort}`);
@@ -102,14 +102,22 @@ async function registrationRound(label, dir, sink) {
       }),
     );
     let lagMs = NaN;
-    if (sink) {
+    if (sink && extraEnv.MAIL_DISPATCHER !== "false") {
       const t0 = performance.now();
       while (sink.count() - before < m.result.ok && performance.now() - t0 < 60_000) await sleep(20);
       lagMs = performance.now() - t0;
     }
     grpc.close();
     log(`${label}: ${m.result.perSecond.toFixed(1)} registrations/s`);
-    return { label, perSecond: m.result.perSecond, p50: m.result.p50, cpuMs: m.serverMs / m.result.ok, errors: m.result.failed, lagMs, mails: sink ? sink.count() - before : undefined };
+    return {
+      label,
+      perSecond: m.result.perSecond,
+      p50: m.result.p50,
+      cpuMs: m.serverMs / m.result.ok,
+      errors: m.result.failed,
+      lagMs,
+      mails: sink && extraEnv.MAIL_DISPATCHER !== "false" ? sink.count() - before : undefined,
+    };
   });
 }
 
@@ -130,7 +138,9 @@ async function dispatcherRound(sink) {
     select gen_random_uuid(), 'security_notice', ${userId}, '{"event":"password_changed"}'::jsonb, now(), now() from generate_series(1, ${mailCount})`;
   await sql.end();
   const before = sink.count();
-  return withService(root, { DATABASE_URL: db.url, SMTP_URL: sink.url, MAIL_POLL_INTERVAL: "200ms" }, async ({ pid }) => {
+  // BENCH_PROFILE_DIR: a V8 CPU profile of the service while it delivers.
+  const profile = process.env.BENCH_PROFILE_DIR ? { NODE_OPTIONS: `--cpu-prof --cpu-prof-dir=${process.env.BENCH_PROFILE_DIR}` } : {};
+  return withService(root, { DATABASE_URL: db.url, SMTP_URL: sink.url, MAIL_POLL_INTERVAL: "200ms", ...profile }, async ({ pid }) => {
     const m = await measured(pid, async () => {
       const t0 = performance.now();
       while (sink.count() - before < mailCount && performance.now() - t0 < 300_000) await sleep(10);
@@ -149,6 +159,7 @@ async function main() {
     const results = [];
     for (let round = 0; round < rounds; round++) {
       if (baseline) results.push(await registrationRound(`without outbox (${baseline.split("/").pop()})`, baseline, undefined));
+      results.push(await registrationRound("with outbox, dispatcher off (mails wait)", root, sink, { MAIL_DISPATCHER: "false" }));
       results.push(await registrationRound("with outbox + dispatcher", root, sink));
     }
     const dispatch = await dispatcherRound(sink);

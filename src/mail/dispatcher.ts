@@ -34,6 +34,8 @@ export interface DispatcherOptions {
   leaseMs: number;
   pollMs: number;
   batchSize?: number;
+  /** After a wake, how long to wait for more mails before a pass (default 25 ms, at most pollMs). */
+  gatherMs?: number;
   clock: Clock;
   logger: Logger;
   record(event: Omit<AuditEvent, "at" | "client">): Promise<void>;
@@ -68,6 +70,8 @@ export function scrubError(err: unknown): string {
 export function createMailDispatcher(opts: DispatcherOptions): MailDispatcher {
   const { outbox, clock, logger } = opts;
   const batchSize = opts.batchSize ?? 20;
+  const gatherMs = Math.min(opts.gatherMs ?? 25, opts.pollMs);
+  let stopping = false;
   const retryMaxMs = opts.retryMaxMs ?? 3_600_000;
   const stats: DispatcherStats = { sent: 0, failed: 0, deadLettered: 0, dropped: 0 };
   let running = false;
@@ -137,14 +141,24 @@ export function createMailDispatcher(opts: DispatcherOptions): MailDispatcher {
     return claimed.length;
   }
 
+  // Until `ms` pass or a mail is written; then a moment more (gatherMs), so
+  // that mails written together (a burst of registrations) go in one pass
+  // rather than one pass, one lease query, each.
   function sleep(ms: number): Promise<void> {
     return new Promise((resolve) => {
-      wakeNow = () => {
+      const done = () => {
         clearTimeout(timer);
         wakeNow = undefined;
         resolve();
       };
-      timer = setTimeout(() => wakeNow?.(), ms);
+      wakeNow = () => {
+        clearTimeout(timer);
+        wakeNow = stopping ? undefined : () => {};
+        if (stopping) return resolve();
+        timer = setTimeout(done, gatherMs);
+        timer.unref?.();
+      };
+      timer = setTimeout(done, ms);
       timer.unref?.();
     });
   }
@@ -168,10 +182,12 @@ export function createMailDispatcher(opts: DispatcherOptions): MailDispatcher {
     start() {
       if (running) return;
       running = true;
+      stopping = false;
       loop = run();
     },
     async stop() {
       running = false;
+      stopping = true;
       wakeNow?.();
       await loop;
     },

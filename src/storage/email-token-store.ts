@@ -38,22 +38,28 @@ export function createEmailTokenStore(db: Db): EmailTokenStore {
         // user each see the other's token (below). An advisory lock, which no
         // other transaction takes: no lock cycle with a redemption.
         await tx.execute(sql`select pg_advisory_xact_lock(hashtextextended(${`email_tokens:${t.userId}:${t.purpose}`}, 0))`);
-        const [resend] = await tx.select({ usedAt: emailTokens.usedAt }).from(emailTokens).where(eq(emailTokens.id, t.id));
-        if (resend) return resend.usedAt === null ? "issued" : "superseded";
-        if (cap) {
-          // Later tokens count too: mails are not composed in the order they were written.
-          const [row] = await tx
-            .select({ n: count() })
-            .from(emailTokens)
-            .where(
-              and(
-                eq(emailTokens.userId, t.userId),
-                eq(emailTokens.purpose, t.purpose),
-                gte(emailTokens.createdAt, new Date(t.createdAt.getTime() - cap.windowMs)),
-              ),
-            );
-          if (Number(row?.n ?? 0) >= cap.max) return "capped";
-        }
+        // What the user's tokens of this purpose say, in one read: a resend of
+        // this mail, how many were issued within the cap's window (later ones
+        // count too: mails are not composed in the order they were written),
+        // and whether a newer one exists.
+        const since = new Date(t.createdAt.getTime() - (cap?.windowMs ?? 0));
+        const [seen] = await tx
+          .select({
+            resend: sql<boolean>`coalesce(bool_or(${emailTokens.id} = ${t.id}::uuid), false)`,
+            resendLive: sql<boolean>`coalesce(bool_or(${emailTokens.id} = ${t.id}::uuid and ${emailTokens.usedAt} is null), false)`,
+            recent: sql<number>`count(*) filter (where ${emailTokens.createdAt} >= ${since.toISOString()}::timestamptz)`,
+            newer: sql<boolean>`coalesce(bool_or(${emailTokens.createdAt} > ${t.createdAt.toISOString()}::timestamptz), false)`,
+            olderLive: sql<boolean>`coalesce(bool_or(${emailTokens.createdAt} < ${t.createdAt.toISOString()}::timestamptz and ${emailTokens.usedAt} is null), false)`,
+          })
+          .from(emailTokens)
+          .where(and(eq(emailTokens.userId, t.userId), eq(emailTokens.purpose, t.purpose)));
+        if (seen?.resend) return seen.resendLive ? "issued" : "superseded";
+        if (cap && Number(seen?.recent ?? 0) >= cap.max) return "capped";
+        // Undo links are not replaced by newer ones: each goes to the address
+        // it restores, and a second change must not void the first owner's.
+        // Any other mail composed after a newer one (another dispatcher, a
+        // batch sent in parallel) is void from the start, as if in order.
+        const superseded = t.purpose !== "revert_email" && seen?.newer === true;
         await tx.insert(emailTokens).values({
           id: t.id,
           userId: t.userId,
@@ -63,21 +69,10 @@ export function createEmailTokenStore(db: Db): EmailTokenStore {
           bindingHash: t.bindingHash ? bytes(t.bindingHash) : null,
           createdAt: t.createdAt,
           expiresAt: t.expiresAt,
+          usedAt: superseded ? t.createdAt : null,
         });
-        // Undo links are not replaced by newer ones: each goes to the address
-        // it restores, and a second change must not void the first owner's.
-        if (t.purpose === "revert_email") return "issued";
-        // An older mail composed after a newer one (another dispatcher, a
-        // batch sent in parallel) is void from the start, as if in order.
-        const [newer] = await tx
-          .select({ id: emailTokens.id })
-          .from(emailTokens)
-          .where(and(eq(emailTokens.userId, t.userId), eq(emailTokens.purpose, t.purpose), gt(emailTokens.createdAt, t.createdAt)))
-          .limit(1);
-        if (newer) {
-          await tx.update(emailTokens).set({ usedAt: t.createdAt }).where(eq(emailTokens.id, t.id));
-          return "superseded";
-        }
+        if (superseded) return "superseded";
+        if (t.purpose === "revert_email" || !seen?.olderLive) return "issued";
         // Only older ones: a resend of an old mail must not void a newer one.
         await tx
           .update(emailTokens)
