@@ -111,6 +111,60 @@ describe("delivery outcomes", () => {
     expect(t.transport.calls).toHaveLength(1);
   });
 
+  it("a sent mail that cannot be marked sent is not a failure: no retry, no audit; its lease brings it back, the same mail", async () => {
+    const t = setup();
+    const entry = await t.enqueue();
+    const markSent = vi.spyOn(t.outbox, "markSent").mockRejectedValueOnce(new Error("connection terminated"));
+    await t.dispatcher.runOnce();
+    expect(markSent).toHaveBeenCalledTimes(1);
+    expect(t.transport.sent).toHaveLength(1);
+    expect(t.audit).toEqual([]);
+    expect(t.dispatcher.stats()).toMatchObject({ sent: 1, failed: 0 });
+    // Still leased as sending: nothing happens until the lease ends, then it goes again with the same Message-ID.
+    expect(t.outbox.rows.get(entry.id)).toMatchObject({ status: "sending", attempts: 1 });
+    await expect(t.dispatcher.runOnce()).resolves.toBe(0);
+    t.advance(60_001);
+    await expect(t.dispatcher.runOnce()).resolves.toBe(1);
+    expect(t.transport.sent.map((m) => m.messageId)).toEqual([`<${entry.id}@shop.example>`, `<${entry.id}@shop.example>`]);
+    expect(t.outbox.rows.get(entry.id)).toMatchObject({ status: "sent", attempts: 2 });
+  });
+
+  it("a late outcome of a lease taken over changes nothing: the new holder's counts", async () => {
+    const t = setup({ fail: (_m, call) => (call === 1 ? new Error("451 try again later") : undefined) });
+    const entry = await t.enqueue();
+    const release = t.transport.hold();
+    const first = t.dispatcher.runOnce();
+    await expectEventually("the first send is in flight", async () => t.transport.calls.length === 1, { timeoutMs: 5_000 });
+    // The lease ends while the first send hangs; another dispatcher (the same store) takes the row.
+    t.advance(60_001);
+    const otherTransport = fakeTransport();
+    const releaseOther = otherTransport.hold();
+    const other = createMailDispatcher({
+      outbox: t.outbox,
+      transport: otherTransport,
+      composers: { verify_email: verifyComposer },
+      appName: "Shop",
+      messageIdDomain: "shop.example",
+      maxAttempts: 4,
+      retryBaseMs: 1_000,
+      leaseMs: 60_000,
+      pollMs: 60_000,
+      clock: { now: t.now },
+      logger: createLogger("silent"),
+      record: async () => {},
+    });
+    const second = other.runOnce();
+    await expectEventually("the second send is in flight", async () => otherTransport.calls.length === 1, { timeoutMs: 5_000 });
+    expect(t.outbox.rows.get(entry.id)).toMatchObject({ status: "sending", attempts: 2 });
+    // The first dispatcher's send fails late: its retry must not take the row from the second.
+    release();
+    await first;
+    expect(t.outbox.rows.get(entry.id)).toMatchObject({ status: "sending", attempts: 2 });
+    releaseOther();
+    await expect(second).resolves.toBe(1);
+    expect(t.outbox.rows.get(entry.id)).toMatchObject({ status: "sent", attempts: 2 });
+  });
+
   it("renders in the locale the composer chose", async () => {
     const t = setup({ composers: { verify_email: async (m) => ({ to: ADDRESS, locale: "vi-VN", vars: { link: `https://shop.example/v?token=${m.id}` } }) } });
     await t.enqueue();
