@@ -1,3 +1,4 @@
+import { randomBytes } from "node:crypto";
 import type { LoginDefence } from "../abuse/login-defence.js";
 import { createMyAccount } from "../accounts/my-account.js";
 import type { PasswordPolicy } from "../accounts/password-policy.js";
@@ -121,6 +122,8 @@ export function wireIdentity(c: IdentityCollaborators): WiredIdentity {
   });
 
   const forgetTrustedDevices = (userId: string) => risk.forgetMfa(userId);
+  // A password nobody knows, for accounts whose password can no longer be trusted.
+  const unknownPasswordHash = () => c.hasher.hash(randomBytes(32).toString("base64url"));
   const identity: IdentityService = {
     register: createRegister({
       users,
@@ -184,7 +187,7 @@ export function wireIdentity(c: IdentityCollaborators): WiredIdentity {
       outbox: mail.outbox,
       defence,
       factors,
-      checkSecondFactor,
+      tokenStore: mail.tokenStore,
       policy: c.policy,
       hasher: c.hasher,
       revocations: c.revocations,
@@ -198,6 +201,7 @@ export function wireIdentity(c: IdentityCollaborators): WiredIdentity {
       emailDomains: c.emailDomains,
       revocations: c.revocations,
       forgetTrustedDevices,
+      unknownPasswordHash,
     }),
     startEmailLogin: createStartEmailLogin({ outbox: mail.outbox, defence, trail, clock, onQueued: mail.onQueued }),
     completeEmailLogin: createCompleteEmailLogin({
@@ -206,6 +210,8 @@ export function wireIdentity(c: IdentityCollaborators): WiredIdentity {
       store: mail.tokenStore,
       secrets: mail.secrets,
       recovery: mail.recovery,
+      unknownPasswordHash,
+      revocations: c.revocations,
       defence,
       risk,
       pipeline,

@@ -41,7 +41,14 @@ export interface MailChannel {
 function chooseTransport(config: Config, logger: Logger): MailTransport | undefined {
   const { mail, database } = config;
   // A send must fail before its lease ends, or another instance would send it meanwhile.
-  if (mail.smtpUrl) return createSmtpTransport({ url: mail.smtpUrl, from: mail.from, timeoutMs: Math.min(SMTP_TIMEOUT_MS, Math.floor(mail.leaseMs / 3)) });
+  if (mail.smtpUrl) {
+    return createSmtpTransport({
+      url: mail.smtpUrl,
+      from: mail.from,
+      timeoutMs: Math.min(SMTP_TIMEOUT_MS, Math.floor(mail.leaseMs / 3)),
+      deadlineMs: Math.floor(mail.leaseMs / 2),
+    });
+  }
   const embeddedDir = database.kind === "pglite" && !database.dataDir.startsWith("memory://") ? `${resolve(database.dataDir)}.mail` : undefined;
   const dir = mail.dir ?? embeddedDir;
   if (dir === undefined) {

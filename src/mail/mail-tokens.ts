@@ -30,7 +30,16 @@ export interface MailTokens {
    */
   issue(
     message: OutboxMessage,
-    input: { userId: string; purpose: TokenPurpose; email: string; ttlMs: number; bindingHash?: Uint8Array | undefined; perHour?: number | undefined },
+    input: {
+      userId: string;
+      purpose: TokenPurpose;
+      email: string;
+      ttlMs: number;
+      bindingHash?: Uint8Array | undefined;
+      perHour?: number | undefined;
+      /** Also at most this many to `email` in the hour, whichever account asked (a mailbox someone else names). */
+      perAddressPerHour?: number | undefined;
+    },
     now: Date,
   ): Promise<IssuedMailToken | { drop: "expired before delivery" | "capped" | "superseded by a newer mail" }>;
   /** The live token a link carried; EMAIL_TOKEN_INVALID otherwise. */
@@ -57,7 +66,7 @@ export function createMailTokens(deps: { store: EmailTokenStore; secrets: MailSe
           createdAt,
           expiresAt,
         },
-        input.perHour === undefined ? undefined : { max: input.perHour, windowMs: HOUR_MS },
+        input.perHour === undefined ? undefined : { max: input.perHour, windowMs: HOUR_MS, maxToAddress: input.perAddressPerHour },
       );
       if (stored === "capped") return { drop: "capped" };
       // Its link would be dead on arrival: a newer mail of the same kind carries the live one.

@@ -105,10 +105,13 @@ export interface EmailTokenStore {
    * stored void); "capped", with nothing stored, when `cap.max` tokens of the
    * user and purpose were issued within `cap.windowMs` of this one's
    * creation. Issues of one user and purpose are serialised, so mails
-   * composed concurrently cannot all pass the cap. A resend (the same id)
+   * composed concurrently cannot all pass the cap. With `cap.maxToAddress`,
+   * also "capped" when that many tokens of the purpose went to the token's
+   * address (whichever account asked) within the window, serialised per
+   * address too. A resend (the same id)
    * stores nothing and answers as the first time did.
    */
-  issue(token: NewEmailToken, cap?: { max: number; windowMs: number }): Promise<"issued" | "capped" | "superseded">;
+  issue(token: NewEmailToken, cap?: { max: number; windowMs: number; maxToAddress?: number | undefined }): Promise<"issued" | "capped" | "superseded">;
   /** The unused, unexpired token with this hash and purpose. */
   find(tokenHash: Uint8Array, purpose: TokenPurpose, now: Date): Promise<EmailToken | undefined>;
   /** The user's newest unused, unexpired token of `purpose`. */
@@ -117,6 +120,13 @@ export interface EmailTokenStore {
   consume(id: string, now: Date): Promise<boolean>;
   /** Counts a wrong code; the token is void once `maxFailures` is reached. */
   failCode(id: string, maxFailures: number, now: Date): Promise<void>;
+  /**
+   * Takes one of the token's `max` tries before a code (or a second factor)
+   * is compared: false when none is left or the token is spent. Atomic, so
+   * requests in parallel cannot get more tries than `max`.
+   */
+  reserveCodeAttempt(id: string, max: number, now: Date): Promise<boolean>;
+
   /** Tokens of `purpose` issued to the user in [since, before). */
   countIssued(userId: string, purpose: TokenPurpose, since: Date, before: Date): Promise<number>;
 }

@@ -14,7 +14,13 @@ export const SMTP_TIMEOUT_MS = 15_000;
 
 const message = (mail: Mail, from: string) => ({ from, to: mail.to, subject: mail.subject, text: mail.text, html: mail.html, messageId: mail.messageId });
 
-export function createSmtpTransport(opts: { url: string; from: string; timeoutMs?: number }): MailTransport {
+export function createSmtpTransport(opts: {
+  url: string;
+  from: string;
+  timeoutMs?: number;
+  /** A hard deadline for one send, queueing in the pool included (below the lease: a send never outlives it). */
+  deadlineMs?: number;
+}): MailTransport {
   const timeoutMs = opts.timeoutMs ?? SMTP_TIMEOUT_MS;
   const transporter = createTransport({
     url: opts.url,
@@ -30,7 +36,9 @@ export function createSmtpTransport(opts: { url: string; from: string; timeoutMs
   return {
     kind: "smtp",
     async send(mail) {
-      await transporter.sendMail(message(mail, opts.from));
+      // The phase timeouts only fire after silence; a server that answers
+      // slowly, or a queue in the pool, must not outlive the lease either.
+      await transporter.sendMail({ ...message(mail, opts.from), ...(opts.deadlineMs ? { signal: AbortSignal.timeout(opts.deadlineMs) } : {}) });
     },
     async close() {
       transporter.close();

@@ -33,6 +33,8 @@ export function createEmailChange(deps: {
   tokens: MailTokens;
   revocations: RevocationListener;
   forgetTrustedDevices(userId: string): Promise<void>;
+  /** A hash of a password nobody knows (the undo replaces the password with it). */
+  unknownPasswordHash(): Promise<string>;
   alerts: AlertSink;
   trail: Pick<AuditTrail, "record" | "failed" | "sessionsEnded">;
   clock: Clock;
@@ -73,13 +75,18 @@ export function createEmailChange(deps: {
         const now = deps.clock.now();
         const t = await deps.tokens.redeem(token, "revert_email", now);
         userId = t.userId;
-        // Whoever changed the address may know the password: the owner gets a reset link at once.
+        // Whoever changed the address may know the password and may have
+        // enrolled a second factor since: the password becomes one nobody
+        // knows, those factors go, and the owner gets a reset link at once
+        // (not counted against the hourly cap, which the changer could fill).
         const done = await deps.store.revertEmail({
           tokenId: t.id,
           userId: t.userId,
           email: t.email,
           now,
-          mail: mailEntry("password_reset", now, { address: t.email }, requestFacts(call, now)),
+          since: t.createdAt,
+          passwordHash: await deps.unknownPasswordHash(),
+          mail: mailEntry("password_reset", now, { address: t.email }, { ...requestFacts(call, now), reason: "undo" }),
         });
         if (!done) throw emailTokenInvalid();
         deps.onQueued();

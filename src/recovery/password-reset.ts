@@ -5,11 +5,11 @@ import { normalizePassword, type PasswordPolicy } from "../accounts/password-pol
 import type { UserStore } from "../accounts/ports.js";
 import type { AuditTrail } from "../audit/trail.js";
 import type { PasswordHasher } from "../hashing/ports.js";
-import { mfaRequired, secondFactorPresented, type SecondFactorCheck, type SecondFactorInput, type SecondFactors } from "../login/second-factor.js";
+import { mfaRequired, type SecondFactorInput, type SecondFactors } from "../login/second-factor.js";
 import type { Composer } from "../mail/dispatcher.js";
 import { emailTokenInvalid, type MailTokens } from "../mail/mail-tokens.js";
 import { mailEntry, requestFacts, type OnQueued } from "../mail/outbox.js";
-import type { OutboxStore } from "../mail/ports.js";
+import type { EmailTokenStore, OutboxStore } from "../mail/ports.js";
 import type { AlertSink } from "../notify/ports.js";
 import type { RevocationListener } from "../sessions/ports.js";
 import type { CallContext } from "../shared/call.js";
@@ -25,6 +25,8 @@ import type { RecoveryStore } from "./ports.js";
 // brute-force lock and is announced by mail.
 
 export const RESET_TTL_MS = 30 * 60_000;
+/** Wrong second factors a reset link takes before it is void. */
+export const MAX_SECOND_FACTOR_TRIES = 5;
 /** Reset mails per account and hour, whatever the number of requests (no mail bombing). */
 export const RESET_MAILS_PER_HOUR = 5;
 
@@ -43,9 +45,9 @@ export function createPasswordReset(deps: {
   store: Pick<RecoveryStore, "resetPassword">;
   outbox: Pick<OutboxStore, "enqueue">;
   tokens: MailTokens;
-  defence: Pick<LoginDefence, "admitRegistration" | "admit" | "accountKey">;
+  defence: Pick<LoginDefence, "admitRegistration" | "accountKey">;
   factors: Pick<SecondFactors, "enabled" | "methods">;
-  checkSecondFactor: SecondFactorCheck;
+  tokenStore: Pick<EmailTokenStore, "reserveCodeAttempt">;
   policy: Pick<PasswordPolicy, "check">;
   hasher: Pick<PasswordHasher, "hash">;
   revocations: RevocationListener;
@@ -80,9 +82,12 @@ export function createPasswordReset(deps: {
         const { user } = await loadAccount(deps.users, token.userId);
         deps.policy.check(input.newPassword, { email: user.email, name: user.profile.name });
         if (await deps.factors.enabled(user.id)) {
-          if (!secondFactorPresented(deps.factors, input)) throw mfaRequired(deps.factors as SecondFactors);
-          const admission = await deps.defence.admit({ canonicalEmail: user.email, knownDevice: true, userId: user.id }, call);
-          await deps.checkSecondFactor(user.id, admission, input, call);
+          // Counted on the link, not on the login throttle: a lock run up by
+          // someone guessing passwords must not keep the owner from resetting.
+          const method = deps.factors.methods.find((m) => m.presented(input));
+          if (!method) throw mfaRequired(deps.factors as SecondFactors);
+          if (!(await deps.tokenStore.reserveCodeAttempt(token.id, MAX_SECOND_FACTOR_TRIES, now))) throw emailTokenInvalid();
+          await method.verify(user.id, input, call);
         }
         const passwordHash = await deps.hasher.hash(normalizePassword(input.newPassword));
         const done = await deps.store.resetPassword({
@@ -117,7 +122,14 @@ export function passwordResetComposer(deps: { users: Pick<UserStore, "findCreden
     if (!address || !credential) return { drop: "no account" };
     const issued = await deps.tokens.issue(
       message,
-      { userId: credential.userId, purpose: "reset_password", email: address, ttlMs: RESET_TTL_MS, perHour: RESET_MAILS_PER_HOUR },
+      {
+        userId: credential.userId,
+        purpose: "reset_password",
+        email: address,
+        ttlMs: RESET_TTL_MS,
+        // The reset an undo sends is not capped: whoever made the change could fill the cap.
+        perHour: message.params.reason === "undo" ? undefined : RESET_MAILS_PER_HOUR,
+      },
       now,
     );
     if ("drop" in issued) return issued;

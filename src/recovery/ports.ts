@@ -12,10 +12,23 @@ export type VerifyOutcome =
   | { kind: "stale" };
 
 export interface RecoveryStore {
-  /** Spends a verify_email token and verifies (or, for a pending change, switches to) its address. Throws EMAIL_ALREADY_REGISTERED when another account took it. */
-  verifyAddress(input: { tokenId: string; userId: string; email: string; now: Date }): Promise<VerifyOutcome>;
-  /** The address proved by other means (an e-mail login): verified if it still is the account's. */
-  markVerified(userId: string, email: string, now: Date): Promise<void>;
+  /**
+   * Spends a verify_email token and verifies (or, for a pending change,
+   * switches to) its address. A switch also writes `changeNotice` to the
+   * former address (a fresh undo link, whenever the change completes) and
+   * voids the reset and login links that went to other addresses. Throws
+   * EMAIL_ALREADY_REGISTERED when another account took it.
+   */
+  verifyAddress(input: { tokenId: string; userId: string; email: string; now: Date; changeNotice: Omit<OutboxEntry, "address"> }): Promise<VerifyOutcome>;
+  /**
+   * The address proved by other means (an e-mail login): verified if it
+   * still is the account's and was not. When it was not, whoever set the
+   * password (or holds a session) never proved the mailbox: in the same
+   * transaction the password becomes `distrustedPasswordHash` (one nobody
+   * knows) and every session ends. The revoked sessions, or undefined when
+   * nothing changed.
+   */
+  markVerified(input: { userId: string; email: string; now: Date; distrustedPasswordHash: () => Promise<string> }): Promise<{ revokedSessionIds: string[] } | undefined>;
   /**
    * Spends a reset token and, in the same transaction: the new hash, every
    * session revoked, the brute-force count cleared, `mail` written.
@@ -42,5 +55,17 @@ export interface RecoveryStore {
    * meanwhile; throws EMAIL_ALREADY_REGISTERED when another account took the
    * address in between.
    */
-  revertEmail(input: { tokenId: string; userId: string; email: string; now: Date; mail: OutboxEntry }): Promise<{ revokedSessionIds: string[] } | undefined>;
+  revertEmail(input: {
+    tokenId: string;
+    userId: string;
+    email: string;
+    now: Date;
+    mail: OutboxEntry;
+    /** When the change being undone began: second factors enrolled since are the changer's and are removed. */
+    since: Date;
+    /** A password nobody knows: whoever changed the address may know the old one; the owner sets a new one from `mail`. */
+    passwordHash: string;
+  }): Promise<{ revokedSessionIds: string[] } | undefined>;
+  /** Whether a live undo link reserves `email` for the account it was taken from (no one else may register or claim it). */
+  reserved(email: string, now: Date): Promise<boolean>;
 }

@@ -2,7 +2,8 @@ import type { User, UserStore } from "../accounts/ports.js";
 import type { AuditTrail } from "../audit/trail.js";
 import type { Composer } from "../mail/dispatcher.js";
 import { emailTokenInvalid, type MailTokens } from "../mail/mail-tokens.js";
-import { mailEntry, type OnQueued } from "../mail/outbox.js";
+import { mailEntry, requestFacts, type OnQueued } from "../mail/outbox.js";
+import { maskEmail } from "../accounts/email.js";
 import type { OutboxEntry, OutboxStore } from "../mail/ports.js";
 import type { AlertSink } from "../notify/ports.js";
 import type { CallContext, Principal } from "../shared/call.js";
@@ -45,9 +46,16 @@ export function createVerification(deps: {
         const now = deps.clock.now();
         const t = await deps.tokens.redeem(token, "verify_email", now);
         userId = t.userId;
-        const outcome = await deps.store.verifyAddress({ tokenId: t.id, userId: t.userId, email: t.email, now });
+        const { address: _address, ...changeNotice } = mailEntry(
+          "email_change_notice",
+          now,
+          { userId: t.userId },
+          { new_email: maskEmail(t.email), ...requestFacts(call, now) },
+        );
+        const outcome = await deps.store.verifyAddress({ tokenId: t.id, userId: t.userId, email: t.email, now, changeNotice });
         if (outcome.kind === "stale") throw emailTokenInvalid();
         if (outcome.kind === "changed") {
+          deps.onQueued();
           deps.alerts.notify({ type: "email_changed", at: now, userId: t.userId, details: { ip: call.client.ip ?? "" } });
           await deps.trail.record({ type: "email_change", outcome: "success", reason: "verified", userId }, call);
         } else {
@@ -84,7 +92,7 @@ export function verificationComposers(deps: { users: Pick<UserStore, "get" | "fi
       if (!user || !address) return { drop: "no account" };
       if (address !== user.email && address !== user.pendingEmail) return { drop: "address no longer the account's" };
       if (address === user.email && user.emailVerified) return { drop: "already verified" };
-      const issued = await deps.tokens.issue(message, { userId: user.id, purpose: "verify_email", email: address, ttlMs: VERIFY_TTL_MS, perHour: MAILS_PER_HOUR }, now);
+      const issued = await deps.tokens.issue(message, { userId: user.id, purpose: "verify_email", email: address, ttlMs: VERIFY_TTL_MS, perHour: MAILS_PER_HOUR, perAddressPerHour: MAILS_PER_HOUR }, now);
       if ("drop" in issued) return issued;
       return { to: address, locale: user.profile.locale, vars: { link: issued.link("/verify-email") } };
     },

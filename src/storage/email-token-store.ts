@@ -43,6 +43,18 @@ export function createEmailTokenStore(db: Db): EmailTokenStore {
         // count too: mails are not composed in the order they were written),
         // and whether a newer one exists.
         const since = new Date(t.createdAt.getTime() - (cap?.windowMs ?? 0));
+        if (cap?.maxToAddress !== undefined) {
+          // Always after the user's lock: no two transactions wait on each other in a cycle.
+          await tx.execute(sql`select pg_advisory_xact_lock(hashtextextended(${`email_tokens:to:${t.email}:${t.purpose}`}, 0))`);
+          const [toAddress] = await tx
+            .select({ n: count() })
+            .from(emailTokens)
+            .where(and(eq(emailTokens.email, t.email), eq(emailTokens.purpose, t.purpose), gte(emailTokens.createdAt, new Date(t.createdAt.getTime() - cap.windowMs)), ne(emailTokens.id, t.id)));
+          if (Number(toAddress?.n ?? 0) >= cap.maxToAddress) {
+            const [resent] = await tx.select({ id: emailTokens.id }).from(emailTokens).where(eq(emailTokens.id, t.id));
+            if (!resent) return "capped";
+          }
+        }
         const [seen] = await tx
           .select({
             resend: sql<boolean>`coalesce(bool_or(${emailTokens.id} = ${t.id}::uuid), false)`,
@@ -126,6 +138,15 @@ export function createEmailTokenStore(db: Db): EmailTokenStore {
           usedAt: sql`case when ${emailTokens.failedCodes} + 1 >= ${maxFailures} then ${now.toISOString()}::timestamptz else ${emailTokens.usedAt} end`,
         })
         .where(and(eq(emailTokens.id, id), isNull(emailTokens.usedAt)));
+    },
+
+    async reserveCodeAttempt(id, max, now) {
+      const rows = await db
+        .update(emailTokens)
+        .set({ failedCodes: sql`${emailTokens.failedCodes} + 1` })
+        .where(and(eq(emailTokens.id, id), live(now), lt(emailTokens.failedCodes, max)))
+        .returning({ id: emailTokens.id });
+      return rows.length === 1;
     },
 
     async countIssued(userId, purpose, since, before) {

@@ -391,6 +391,8 @@ export const emailTokens = pgTable(
   (t) => [
     uniqueIndex("email_tokens_token_hash_key").on(t.tokenHash),
     index("email_tokens_user_purpose_idx").on(t.userId, t.purpose),
+    // Mails to one address whoever asked (a mailbox cap), and addresses an undo link still reserves.
+    index("email_tokens_email_idx").on(t.email, t.purpose, t.createdAt),
     check("email_tokens_purpose_check", sql`${t.purpose} in ('verify_email', 'reset_password', 'email_login', 'revert_email')`),
   ],
 );

@@ -3,6 +3,7 @@ import { DomainError } from "../shared/errors.js";
 import { isRole, type NewUser, type Profile, type ProfilePatch, type Role, type User, type UserStore } from "../accounts/ports.js";
 import { pgErrorCode, type Db } from "./db.js";
 import { insertOutbox } from "./outbox-store.js";
+import { isReserved } from "./recovery-store.js";
 import { loginThrottle, passwordCredentials, profiles, sessions, users } from "./schema.js";
 
 // The UserStore port on PostgreSQL / PGlite: users, profiles and password
@@ -68,6 +69,8 @@ export function createUserStore(db: Db): UserStore {
     async create(input: NewUser) {
       try {
         await db.transaction(async (tx) => {
+          // An address an undo link still reserves belongs to its former account.
+          if (await isReserved(tx, input.email, input.now)) throw new DomainError("already_exists", "EMAIL_ALREADY_REGISTERED", "this e-mail address is already registered");
           await tx.insert(users).values({ id: input.id, email: input.email, createdAt: input.now, updatedAt: input.now });
           await tx.insert(profiles).values({
             userId: input.id,

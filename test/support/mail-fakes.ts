@@ -134,6 +134,8 @@ export function memoryEmailTokens(): EmailTokenStore {
       if (resend) return resend.usedAt === undefined ? "issued" : "superseded";
       const same = [...tokens.values()].filter((o) => o.userId === t.userId && o.purpose === t.purpose);
       if (cap && same.filter((o) => o.createdAt.getTime() >= t.createdAt.getTime() - cap.windowMs).length >= cap.max) return "capped";
+      const toAddress = [...tokens.values()].filter((o) => o.email === t.email && o.purpose === t.purpose && o.createdAt.getTime() >= t.createdAt.getTime() - (cap?.windowMs ?? 0));
+      if (cap?.maxToAddress !== undefined && toAddress.length >= cap.maxToAddress) return "capped";
       if (t.purpose !== "revert_email" && same.some((o) => o.createdAt > t.createdAt)) {
         tokens.set(t.id, { ...t, failedCodes: 0, usedAt: t.createdAt });
         return "superseded";
@@ -156,6 +158,12 @@ export function memoryEmailTokens(): EmailTokenStore {
       t.usedAt = now;
       return true;
     },
+    async reserveCodeAttempt(id, max, now) {
+      const t = tokens.get(id);
+      if (!t || !live(t, now) || t.failedCodes >= max) return false;
+      t.failedCodes++;
+      return true;
+    },
     async failCode(id, max, now) {
       const t = tokens.get(id);
       if (!t || t.usedAt) return;
@@ -175,7 +183,8 @@ export function memoryMail(): IdentityCollaborators["mail"] & { outbox: ReturnTy
   const unavailable = () => Promise.reject(new Error("recovery store not available in unit tests"));
   const recovery: RecoveryStore = {
     verifyAddress: unavailable,
-    markVerified: async () => {},
+    markVerified: async () => undefined,
+    reserved: async () => false,
     resetPassword: unavailable,
     startEmailChange: unavailable,
     revertEmail: unavailable,

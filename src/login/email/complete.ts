@@ -8,6 +8,7 @@ import { emailTokenInvalid, type MailTokens } from "../../mail/mail-tokens.js";
 import type { EmailToken, EmailTokenStore } from "../../mail/ports.js";
 import type { RecoveryStore } from "../../recovery/ports.js";
 import type { RiskAssessor } from "../../risk/assessor.js";
+import type { RevocationListener } from "../../sessions/ports.js";
 import type { TokenPair } from "../../sessions/session-issuer.js";
 import type { CallContext } from "../../shared/call.js";
 import type { Clock } from "../../shared/clock.js";
@@ -60,6 +61,9 @@ export function createCompleteEmailLogin(deps: {
   store: Pick<EmailTokenStore, "latest" | "consume" | "failCode">;
   secrets: Pick<MailSecrets, "codeMatches">;
   recovery: Pick<RecoveryStore, "markVerified">;
+  /** A hash of a password nobody knows (see markVerified). */
+  unknownPasswordHash(): Promise<string>;
+  revocations: RevocationListener;
   defence: Pick<LoginDefence, "admit" | "failed">;
   risk: Pick<RiskAssessor, "deviceHash" | "novelty">;
   pipeline: Pick<LoginPipeline, "complete">;
@@ -117,8 +121,19 @@ export function createCompleteEmailLogin(deps: {
         // Once the login is decided: a refusal (CAPTCHA, a mistyped second factor) leaves the mail usable.
         spend: async () => {
           if (!(await deps.store.consume(t.id, now))) throw spent();
-          // Following the mail proved the mailbox.
-          await deps.recovery.markVerified(credential.userId, t.email, now);
+          // Following the mail proved the mailbox. If nobody had proved it
+          // before, whoever set the password did not: a password set and
+          // sessions started by someone who registered the address ahead of
+          // its owner (pre-hijacking) end here.
+          const distrusted = await deps.recovery.markVerified({
+            userId: credential.userId,
+            email: t.email,
+            now,
+            distrustedPasswordHash: deps.unknownPasswordHash,
+          });
+          if (distrusted && distrusted.revokedSessionIds.length > 0) {
+            deps.revocations.sessionsRevoked(distrusted.revokedSessionIds.map((id) => ({ id, userId: credential.userId })));
+          }
         },
       };
       const extras: LoginRequestExtras = {

@@ -13,6 +13,7 @@ import { createSessionStore } from "../../../src/storage/session-store.js";
 import { createUserStore } from "../../../src/storage/user-store.js";
 import { backends, openSharedTestDatabase } from "../../support/databases.js";
 import { aSession, aUser, at, DAY, fakeHash, HOUR, MINUTE, T0 } from "../../support/stores.js";
+import { uniqueEmail } from "../../support/clients.js";
 
 // The tokens mails carry, by SHA-256 (issue, find, latest, consume,
 // failCode, countIssued), on PGlite and PostgreSQL; on PostgreSQL the
@@ -86,6 +87,30 @@ for (const backend of backends) {
     const usedAt = async (id: string) => (await database.db.select({ usedAt: emailTokens.usedAt }).from(emailTokens).where(eq(emailTokens.id, id)))[0]?.usedAt;
 
     describe("issue", () => {
+      it("caps what one address receives, whichever accounts ask (maxToAddress), serialised per address", async () => {
+        const target = uniqueEmail("target");
+        const cap = { max: 5, windowMs: HOUR, maxToAddress: 3 };
+        const accounts = await Promise.all(Array.from({ length: 5 }, () => aStoredUser()));
+        const { token: _t, ...first } = aToken(accounts[0]!.id, "verify_email", { email: target, createdAt: at(-10 * MINUTE) });
+        await expect(store.issue(first, cap)).resolves.toBe("issued");
+        // Four more accounts name the same mailbox at once: two get through.
+        const outcomes = await Promise.all(
+          accounts.slice(1).map((a, i) => {
+            const { token: _x, ...t } = aToken(a.id, "verify_email", { email: target, createdAt: at(-(9 - i) * MINUTE) });
+            return store.issue(t, cap);
+          }),
+        );
+        expect(outcomes.filter((o) => o === "issued")).toHaveLength(2);
+        expect(outcomes.filter((o) => o === "capped")).toHaveLength(2);
+        // A resend of an issued one is not capped.
+        await expect(store.issue(first, cap)).resolves.toBe("issued");
+        // Another address is not affected; an hour later the first one receives again.
+        const { token: _y, ...other } = aToken(accounts[1]!.id, "verify_email", { email: uniqueEmail("other"), createdAt: at(-MINUTE) });
+        await expect(store.issue(other, cap)).resolves.not.toBe("capped");
+        const { token: _z, ...later } = aToken(accounts[2]!.id, "verify_email", { email: target, createdAt: at(HOUR) });
+        await expect(store.issue(later, cap)).resolves.toBe("issued");
+      });
+
       it("stores a token that find returns by its hash, binding included", async () => {
         const user = await aStoredUser();
         const t = await issued(aToken(user.id, "email_login", { email: user.email, bindingHash: hashMailToken("attempt-1") }));

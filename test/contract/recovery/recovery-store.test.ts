@@ -54,6 +54,11 @@ for (const backend of backends) {
       return id;
     }
 
+    const changeNotice = (userId: string, now: Date) => {
+      const { address: _address, ...entry } = mailEntry("email_change_notice", now, { userId }, { new_email: "ne***@example.com" });
+      return entry;
+    };
+
     async function userRow(id: string) {
       const [r] = await database.db.select().from(usersTable).where(eq(usersTable.id, id));
       return r!;
@@ -87,22 +92,22 @@ for (const backend of backends) {
       it("verified: spends the token and marks the account's address verified, keeping the first verification time", async () => {
         const user = await aStoredUser();
         const tokenId = await aToken(user.id, "verify_email", user.email);
-        await expect(recovery.verifyAddress({ tokenId, userId: user.id, email: user.email, now: at(MINUTE) })).resolves.toEqual({ kind: "verified", email: user.email });
+        await expect(recovery.verifyAddress({ tokenId, userId: user.id, email: user.email, now: at(MINUTE), changeNotice: changeNotice(user.id, at(MINUTE)) })).resolves.toEqual({ kind: "verified", email: user.email });
         expect(await tokenUsedAt(tokenId)).toEqual(at(MINUTE));
         expect(await userRow(user.id)).toMatchObject({ email: user.email, emailVerifiedAt: at(MINUTE), pendingEmail: null });
         // The same token again: stale. Another one later: verified, the first time kept.
-        await expect(recovery.verifyAddress({ tokenId, userId: user.id, email: user.email, now: at(2 * MINUTE) })).resolves.toEqual({ kind: "stale" });
+        await expect(recovery.verifyAddress({ tokenId, userId: user.id, email: user.email, now: at(2 * MINUTE), changeNotice: changeNotice(user.id, at(2 * MINUTE)) })).resolves.toEqual({ kind: "stale" });
         const again = await aToken(user.id, "verify_email", user.email, at(2 * MINUTE));
-        await expect(recovery.verifyAddress({ tokenId: again, userId: user.id, email: user.email, now: at(3 * MINUTE) })).resolves.toEqual({ kind: "verified", email: user.email });
+        await expect(recovery.verifyAddress({ tokenId: again, userId: user.id, email: user.email, now: at(3 * MINUTE), changeNotice: changeNotice(user.id, at(3 * MINUTE)) })).resolves.toEqual({ kind: "verified", email: user.email });
         expect((await userRow(user.id)).emailVerifiedAt).toEqual(at(MINUTE));
       });
 
-      it("changed: the verified pending address becomes the account's", async () => {
+      it("changed: the verified pending address becomes the account's; the former one gets the notice; links to other addresses die", async () => {
         const user = await aStoredUser();
         const next = uniqueEmail();
         await recovery.startEmailChange({ userId: user.id, newEmail: next, now: T0, mails: [] });
         const tokenId = await aToken(user.id, "verify_email", next);
-        await expect(recovery.verifyAddress({ tokenId, userId: user.id, email: next, now: at(MINUTE) })).resolves.toEqual({
+        await expect(recovery.verifyAddress({ tokenId, userId: user.id, email: next, now: at(MINUTE), changeNotice: changeNotice(user.id, at(MINUTE)) })).resolves.toEqual({
           kind: "changed",
           email: next,
           previousEmail: user.email,
@@ -113,6 +118,20 @@ for (const backend of backends) {
         expect(await tokenUsedAt(tokenId)).toEqual(at(MINUTE));
       });
 
+      it("changed, whenever it completes: the former address gets an undo notice in the same transaction, and its reset and login links die", async () => {
+        const user = await aStoredUser();
+        const next = uniqueEmail();
+        const oldReset = await aToken(user.id, "reset_password", user.email);
+        const oldLogin = await aToken(user.id, "email_login", user.email);
+        await recovery.startEmailChange({ userId: user.id, newEmail: next, now: T0, mails: [] });
+        const tokenId = await aToken(user.id, "verify_email", next);
+        const notice = changeNotice(user.id, at(MINUTE));
+        await recovery.verifyAddress({ tokenId, userId: user.id, email: next, now: at(MINUTE), changeNotice: notice });
+        expect(await outboxRow(notice.id)).toMatchObject({ kind: "email_change_notice", userId: user.id, address: user.email, status: "pending" });
+        expect(await tokenUsedAt(oldReset)).toEqual(at(MINUTE));
+        expect(await tokenUsedAt(oldLogin)).toEqual(at(MINUTE));
+      });
+
       it("stale: a spent, expired or foreign token, or one for an address that is neither the account's nor pending", async () => {
         const user = await aStoredUser();
         const first = uniqueEmail();
@@ -121,14 +140,14 @@ for (const backend of backends) {
         // The change is replaced by another before the first link is followed.
         const second = uniqueEmail();
         await recovery.startEmailChange({ userId: user.id, newEmail: second, now: at(MINUTE), mails: [] });
-        await expect(recovery.verifyAddress({ tokenId: forFirst, userId: user.id, email: first, now: at(2 * MINUTE) })).resolves.toEqual({ kind: "stale" });
+        await expect(recovery.verifyAddress({ tokenId: forFirst, userId: user.id, email: first, now: at(2 * MINUTE), changeNotice: changeNotice(user.id, at(2 * MINUTE)) })).resolves.toEqual({ kind: "stale" });
         expect(await userRow(user.id)).toMatchObject({ email: user.email, pendingEmail: second, emailVerifiedAt: null });
 
         const expired = await aToken(user.id, "verify_email", user.email, at(-2 * DAY));
-        await expect(recovery.verifyAddress({ tokenId: expired, userId: user.id, email: user.email, now: T0 })).resolves.toEqual({ kind: "stale" });
+        await expect(recovery.verifyAddress({ tokenId: expired, userId: user.id, email: user.email, now: T0, changeNotice: changeNotice(user.id, T0) })).resolves.toEqual({ kind: "stale" });
         const unknownUser = await aToken(user.id, "verify_email", user.email, at(3 * MINUTE));
-        await expect(recovery.verifyAddress({ tokenId: unknownUser, userId: uuidv7(T0), email: user.email, now: at(4 * MINUTE) })).resolves.toEqual({ kind: "stale" });
-        await expect(recovery.verifyAddress({ tokenId: uuidv7(T0), userId: user.id, email: user.email, now: at(4 * MINUTE) })).resolves.toEqual({ kind: "stale" });
+        await expect(recovery.verifyAddress({ tokenId: unknownUser, userId: uuidv7(T0), email: user.email, now: at(4 * MINUTE), changeNotice: changeNotice(user.id, at(4 * MINUTE)) })).resolves.toEqual({ kind: "stale" });
+        await expect(recovery.verifyAddress({ tokenId: uuidv7(T0), userId: user.id, email: user.email, now: at(4 * MINUTE), changeNotice: changeNotice(user.id, at(4 * MINUTE)) })).resolves.toEqual({ kind: "stale" });
         expect(await userRow(user.id)).toMatchObject({ email: user.email, pendingEmail: second, emailVerifiedAt: null });
       });
 
@@ -139,7 +158,7 @@ for (const backend of backends) {
         const tokenId = await aToken(user.id, "verify_email", next);
         const rival = await aStoredUser(next);
         const before = await userRow(user.id);
-        await taken(recovery.verifyAddress({ tokenId, userId: user.id, email: next, now: at(MINUTE) }));
+        await taken(recovery.verifyAddress({ tokenId, userId: user.id, email: next, now: at(MINUTE), changeNotice: changeNotice(user.id, at(MINUTE)) }));
         expect(await userRow(user.id)).toEqual(before);
         expect(before).toMatchObject({ email: user.email, pendingEmail: next, emailVerifiedAt: null });
         expect(await tokenUsedAt(tokenId)).toBeNull();
@@ -147,13 +166,22 @@ for (const backend of backends) {
       });
     });
 
-    it("markVerified verifies the address only while it is still the account's", async () => {
+    it("markVerified verifies the address only while it is still the account's; the first time, the password and sessions of whoever registered it end", async () => {
       const user = await aStoredUser();
-      await recovery.markVerified(user.id, uniqueEmail(), T0);
+      const sessionIds = await withSessions(user.id, 2);
+      const distrusted = fakeHash("nobody knows");
+      const mark = (email: string, now: Date) => recovery.markVerified({ userId: user.id, email, now, distrustedPasswordHash: async () => distrusted });
+      await expect(mark(uniqueEmail(), T0)).resolves.toBeUndefined();
       expect((await userRow(user.id)).emailVerifiedAt).toBeNull();
-      await recovery.markVerified(user.id, user.email, T0);
-      await recovery.markVerified(user.id, user.email, at(MINUTE));
+      const done = await mark(user.email, T0);
+      expect(done?.revokedSessionIds.sort()).toEqual(sessionIds);
+      expect(await credential(user.id)).toMatchObject({ passwordHash: distrusted, changedAt: T0 });
+      expect(await activeSessionIds(user.id)).toEqual([]);
+      // Already verified: nothing changes any more.
+      await withSessions(user.id, 1);
+      await expect(mark(user.email, at(MINUTE))).resolves.toBeUndefined();
       expect((await userRow(user.id)).emailVerifiedAt).toEqual(T0);
+      expect(await activeSessionIds(user.id)).toHaveLength(1);
     });
 
     describe("resetPassword", () => {
@@ -276,7 +304,7 @@ for (const backend of backends) {
         const current = uniqueEmail();
         await recovery.startEmailChange({ userId: user.id, newEmail: current, now: at(-2 * HOUR), mails: [] });
         const verify = await aToken(user.id, "verify_email", current, at(-2 * HOUR));
-        await expect(recovery.verifyAddress({ tokenId: verify, userId: user.id, email: current, now: at(-HOUR) })).resolves.toMatchObject({ kind: "changed" });
+        await expect(recovery.verifyAddress({ tokenId: verify, userId: user.id, email: current, now: at(-HOUR), changeNotice: changeNotice(user.id, at(-HOUR)) })).resolves.toMatchObject({ kind: "changed" });
         const revert = await aToken(user.id, "revert_email", user.email, at(-2 * HOUR));
         const sessionIds = await withSessions(user.id, 2, at(-30 * MINUTE));
         return { user, original: user.email, current, revert, sessionIds };
@@ -290,7 +318,7 @@ for (const backend of backends) {
         const pendingLink = await aToken(c.user.id, "verify_email", another, at(-10 * MINUTE));
 
         const resetMail = mailEntry("password_reset", T0, { address: c.original });
-        const done = await recovery.revertEmail({ tokenId: c.revert, userId: c.user.id, email: c.original, now: T0, mail: resetMail });
+        const done = await recovery.revertEmail({ tokenId: c.revert, userId: c.user.id, email: c.original, now: T0, mail: resetMail, since: at(-HOUR), passwordHash: fakeHash("nobody knows") });
         expect(done?.revokedSessionIds.sort()).toEqual(c.sessionIds);
         // The owner gets a reset link with the undo, in the same transaction.
         expect(await outboxRow(resetMail.id)).toMatchObject({ kind: "password_reset", address: c.original, status: "pending" });
@@ -300,16 +328,31 @@ for (const backend of backends) {
         for (const s of revoked) expect(s).toMatchObject({ revokedAt: T0, revokeReason: "email_change_reverted" });
         expect(await tokenUsedAt(c.revert)).toEqual(T0);
         expect(await tokenUsedAt(pendingLink)).toEqual(T0);
-        await expect(recovery.verifyAddress({ tokenId: pendingLink, userId: c.user.id, email: another, now: at(MINUTE) })).resolves.toEqual({ kind: "stale" });
+        await expect(recovery.verifyAddress({ tokenId: pendingLink, userId: c.user.id, email: another, now: at(MINUTE), changeNotice: changeNotice(c.user.id, at(MINUTE)) })).resolves.toEqual({ kind: "stale" });
         // Single use.
-        await expect(recovery.revertEmail({ tokenId: c.revert, userId: c.user.id, email: c.original, now: at(MINUTE), mail: mailEntry("password_reset", at(MINUTE), { address: c.original }) })).resolves.toBeUndefined();
+        await expect(recovery.revertEmail({ tokenId: c.revert, userId: c.user.id, email: c.original, now: at(MINUTE), mail: mailEntry("password_reset", at(MINUTE), { address: c.original }), since: at(-HOUR), passwordHash: fakeHash() })).resolves.toBeUndefined();
       });
 
-      it("refuses when another account took the former address meanwhile: EMAIL_ALREADY_REGISTERED, nothing changed", async () => {
+      it("the former address stays reserved while its undo link lives: nobody registers it or changes to it", async () => {
         const c = await changedUser();
-        await aStoredUser(c.original);
+        await expect(recovery.reserved(c.original, T0)).resolves.toBe(true);
+        expect((await expectRejected(DomainError, users.create(aUser({ email: c.original, now: T0 })))).reason).toBe("EMAIL_ALREADY_REGISTERED");
+        const other = await aStoredUser();
+        expect((await expectRejected(DomainError, recovery.startEmailChange({ userId: other.id, newEmail: c.original, now: T0, mails: [] }))).reason).toBe(
+          "EMAIL_ALREADY_REGISTERED",
+        );
+        // Once the link is spent (or expired), the address is free again.
+        await recovery.revertEmail({ tokenId: c.revert, userId: c.user.id, email: c.original, now: T0, mail: mailEntry("password_reset", T0, { address: c.original }), since: at(-HOUR), passwordHash: fakeHash() });
+        await expect(recovery.reserved(c.original, T0)).resolves.toBe(false);
+        await expect(recovery.reserved(c.current, T0)).resolves.toBe(false);
+      });
+
+      it("refuses when another account holds the former address anyway: EMAIL_ALREADY_REGISTERED, nothing changed", async () => {
+        const c = await changedUser();
+        // Written behind the stores' back (an account from before reservations existed).
+        await database.db.insert(usersTable).values({ id: uuidv7(T0), email: c.original, createdAt: T0, updatedAt: T0 });
         const before = await userRow(c.user.id);
-        await taken(recovery.revertEmail({ tokenId: c.revert, userId: c.user.id, email: c.original, now: T0, mail: mailEntry("password_reset", T0, { address: c.original }) }));
+        await taken(recovery.revertEmail({ tokenId: c.revert, userId: c.user.id, email: c.original, now: T0, mail: mailEntry("password_reset", T0, { address: c.original }), since: at(-HOUR), passwordHash: fakeHash() }));
         expect(await userRow(c.user.id)).toEqual(before);
         expect(before.email).toBe(c.current);
         expect(await activeSessionIds(c.user.id)).toEqual(c.sessionIds);

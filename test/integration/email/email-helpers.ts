@@ -134,3 +134,17 @@ export function expectNoSecretInMails(smtp: TestSmtp, secrets: Iterable<string>)
   }
 }
 
+
+/**
+ * After an undo the password is one nobody knows: the owner sets a new one
+ * from the reset mail the undo sent (found among the mails after `after`).
+ * Asserts the old password no longer works; returns the new one.
+ */
+export async function takeBackAfterUndo(s: TestServer, smtp: TestSmtp, email: string, oldPassword: string, after: number): Promise<string> {
+  expect((await loginRaw(s, email, oldPassword)).status, "the password from before the undo").toBe(401);
+  const mail = await smtp.waitFor(email, { subject: SUBJECTS.reset, after });
+  const password = `${oldPassword} taken back`;
+  const r = await resetPassword(s, { token: new URL(linkOf(mail, "/reset-password")).searchParams.get("token")!, new_password: password });
+  expect(r.status, r.text).toBe(200);
+  return password;
+}

@@ -240,6 +240,27 @@ describe.each(backends)("verification and password reset ($name)", ({ name, skip
       // The reset kept the second factor.
       expectRestError(await loginRaw(s, u.email, next), 401, "MFA_REQUIRED");
     });
+
+    it.skipIf(skip)("with MFA on, a lock run up by someone guessing passwords does not stop the owner's reset; five wrong factors void the link", async () => {
+      const u = await mfaUser(s, c.now());
+      // Ten wrong passwords lock the account (BRUTE_FORCE_LOCKOUT=10).
+      for (let i = 0; i < 10; i++) expectRestError(await loginRaw(s, u.email, `wrong ${i} ${STRONG_PASSWORD}`), 401, "INVALID_CREDENTIALS");
+      c.advance(STEP);
+      const token = await resetMail(u.email);
+      const next = fresh("locked-mfa");
+      expect((await resetPassword(s, { token, new_password: next, mfa_code: await c.code(u.secret) })).status).toBe(200);
+      c.advance(STEP);
+      // The lock is gone with the reset.
+      expectRestError(await loginRaw(s, u.email, next), 401, "MFA_REQUIRED");
+
+      // A second link, and wrong factors: five tries, then the link is void even with the right one.
+      c.advance(SECOND);
+      const another = await resetMail(u.email);
+      const right = await c.code(u.secret);
+      const wrong = right === "000000" ? "111111" : "000000";
+      for (let i = 0; i < 5; i++) expectRestError(await resetPassword(s, { token: another, new_password: fresh(`w${i}`), mfa_code: wrong }), 401, "MFA_CODE_INVALID");
+      expectRestError(await resetPassword(s, { token: another, new_password: fresh("late"), mfa_code: right }), 400, "EMAIL_TOKEN_INVALID");
+    });
   });
 
   it.skipIf(skip)("no mail carries a password", () => {
