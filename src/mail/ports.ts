@@ -122,10 +122,11 @@ export interface EmailTokenStore {
   failCode(id: string, maxFailures: number, now: Date): Promise<void>;
   /**
    * Takes one of the token's `max` tries before a code (or a second factor)
-   * is compared: false when none is left or the token is spent. Atomic, so
-   * requests in parallel cannot get more tries than `max`.
+   * is compared: which try this is (1…max), or undefined when none is left
+   * or the token is spent. Atomic, so requests in parallel cannot get more
+   * tries than `max`.
    */
-  reserveCodeAttempt(id: string, max: number, now: Date): Promise<boolean>;
+  reserveCodeAttempt(id: string, max: number, now: Date): Promise<number | undefined>;
 
   /** Tokens of `purpose` issued to the user in [since, before). */
   countIssued(userId: string, purpose: TokenPurpose, since: Date, before: Date): Promise<number>;

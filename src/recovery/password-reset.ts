@@ -47,7 +47,7 @@ export function createPasswordReset(deps: {
   tokens: MailTokens;
   defence: Pick<LoginDefence, "admitRegistration" | "accountKey">;
   factors: Pick<SecondFactors, "enabled" | "methods">;
-  tokenStore: Pick<EmailTokenStore, "reserveCodeAttempt">;
+  tokenStore: Pick<EmailTokenStore, "reserveCodeAttempt" | "consume">;
   policy: Pick<PasswordPolicy, "check">;
   hasher: Pick<PasswordHasher, "hash">;
   revocations: RevocationListener;
@@ -86,8 +86,15 @@ export function createPasswordReset(deps: {
           // someone guessing passwords must not keep the owner from resetting.
           const method = deps.factors.methods.find((m) => m.presented(input));
           if (!method) throw mfaRequired(deps.factors as SecondFactors);
-          if (!(await deps.tokenStore.reserveCodeAttempt(token.id, MAX_SECOND_FACTOR_TRIES, now))) throw emailTokenInvalid();
-          await method.verify(user.id, input, call);
+          const tries = await deps.tokenStore.reserveCodeAttempt(token.id, MAX_SECOND_FACTOR_TRIES, now);
+          if (tries === undefined) throw emailTokenInvalid();
+          try {
+            await method.verify(user.id, input, call);
+          } catch (err) {
+            // The last try gone wrong voids the link.
+            if (tries === MAX_SECOND_FACTOR_TRIES) await deps.tokenStore.consume(token.id, now);
+            throw err;
+          }
         }
         const passwordHash = await deps.hasher.hash(normalizePassword(input.newPassword));
         const done = await deps.store.resetPassword({

@@ -145,8 +145,8 @@ export function createEmailTokenStore(db: Db): EmailTokenStore {
         .update(emailTokens)
         .set({ failedCodes: sql`${emailTokens.failedCodes} + 1` })
         .where(and(eq(emailTokens.id, id), live(now), lt(emailTokens.failedCodes, max)))
-        .returning({ id: emailTokens.id });
-      return rows.length === 1;
+        .returning({ tries: emailTokens.failedCodes });
+      return rows[0]?.tries;
     },
 
     async countIssued(userId, purpose, since, before) {

@@ -160,9 +160,9 @@ export function memoryEmailTokens(): EmailTokenStore {
     },
     async reserveCodeAttempt(id, max, now) {
       const t = tokens.get(id);
-      if (!t || !live(t, now) || t.failedCodes >= max) return false;
+      if (!t || !live(t, now) || t.failedCodes >= max) return undefined;
       t.failedCodes++;
-      return true;
+      return t.failedCodes;
     },
     async failCode(id, max, now) {
       const t = tokens.get(id);

@@ -58,7 +58,7 @@ function sameAttempt(attempt: string | undefined, bindingHash: Uint8Array | unde
 export function createCompleteEmailLogin(deps: {
   users: Pick<UserStore, "findCredentialByEmail" | "findCredentialByUserId">;
   tokens: Pick<MailTokens, "redeem">;
-  store: Pick<EmailTokenStore, "latest" | "consume" | "failCode">;
+  store: Pick<EmailTokenStore, "latest" | "consume" | "reserveCodeAttempt">;
   secrets: Pick<MailSecrets, "codeMatches">;
   recovery: Pick<RecoveryStore, "markVerified">;
   /** A hash of a password nobody knows (see markVerified). */
@@ -94,8 +94,12 @@ export function createCompleteEmailLogin(deps: {
     const admission = await admit(email ?? rawEmail.trim().toLowerCase(), credential, input, call);
     // The same lookup with or without an account.
     const t: EmailToken | undefined = await deps.store.latest(credential?.userId ?? NIL_UUID, "email_login", now);
-    if (!credential || !t || !deps.secrets.codeMatches(t.id, code)) {
-      if (t) await deps.store.failCode(t.id, MAX_WRONG_CODES, now);
+    // A try is taken before the code is compared, atomically: requests in
+    // parallel get no more than MAX_WRONG_CODES between them.
+    const tries = t === undefined ? undefined : await deps.store.reserveCodeAttempt(t.id, MAX_WRONG_CODES, now);
+    if (!credential || !t || tries === undefined || !deps.secrets.codeMatches(t.id, code)) {
+      // The last try gone wrong voids the whole mail, its link included.
+      if (t && tries === MAX_WRONG_CODES) await deps.store.consume(t.id, now);
       await deps.defence.failed(admission, { userId: credential?.userId, factor: "email_code" }, call);
       throw invalidCredentials();
     }

@@ -86,6 +86,19 @@ for (const backend of backends) {
     const live = (t: Issued, now = T0) => find(t, now).then((f) => f !== undefined);
     const usedAt = async (id: string) => (await database.db.select({ usedAt: emailTokens.usedAt }).from(emailTokens).where(eq(emailTokens.id, id)))[0]?.usedAt;
 
+    it("reserveCodeAttempt: at most `max` tries, even in parallel; none on a spent or expired token", async () => {
+      const user = await aStoredUser();
+      const t = await issued(aToken(user.id, "email_login", { email: user.email }));
+      const tries = await Promise.all(Array.from({ length: 8 }, () => store.reserveCodeAttempt(t.id, 5, at(MINUTE))));
+      expect(tries.filter((n) => n !== undefined).sort()).toEqual([1, 2, 3, 4, 5]);
+      await expect(store.reserveCodeAttempt(t.id, 5, at(MINUTE))).resolves.toBeUndefined();
+      const spent = await issued(aToken(user.id, "reset_password", { email: user.email }));
+      await expect(store.consume(spent.id, at(MINUTE))).resolves.toBe(true);
+      await expect(store.reserveCodeAttempt(spent.id, 5, at(MINUTE))).resolves.toBeUndefined();
+      const expired = await issued(aToken(user.id, "verify_email", { email: user.email }));
+      await expect(store.reserveCodeAttempt(expired.id, 5, at(2 * HOUR))).resolves.toBeUndefined();
+    });
+
     describe("issue", () => {
       it("caps what one address receives, whichever accounts ask (maxToAddress), serialised per address", async () => {
         const target = uniqueEmail("target");
