@@ -75,6 +75,8 @@ export function buildRpc(
     authorizeInterceptor({ policies, roleOf: deps.roleOf, recentAuthMaxAgeMs: config.mfa.recentAuthMaxAgeMs }),
   ];
   const health = createHealth();
+  // Health checkers name the services (Kubernetes gRPC probes, Envoy, grpc-health-probe -service).
+  for (const service of GOVERNED_SERVICES) health.setStatus(service.typeName, "SERVING");
   const identityImpl = identityHandlers(features.identity, deps.clock);
   const adminImpl = adminHandlers(features.admin);
   const emailImpl = emailHandlers(features.email, deps.clock);

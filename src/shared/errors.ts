@@ -42,6 +42,7 @@ export const errorReasons = [
   "EMAIL_NOT_VERIFIED",
   "EMAIL_TOKEN_INVALID",
   "EMAIL_LOGIN_CONFIRMATION_REQUIRED",
+  "HEALTH_SERVICE_UNKNOWN",
 ] as const;
 
 export type ErrorReason = (typeof errorReasons)[number];

@@ -23,6 +23,7 @@ import { ServerReflection as ServerReflectionV1alpha } from "../../gen/grpc/refl
 import { createHealth } from "../../src/transport/rpc/health.js";
 import { registerReflection } from "../../src/transport/rpc/reflection.js";
 import { listenLocal } from "../support/local-http.js";
+import { errorInfo } from "../support/error-info.js";
 
 const IDENTITY = "identity.v1.IdentityService";
 const bufBin = fileURLToPath(new URL("../../node_modules/.bin/buf", import.meta.url));
@@ -334,6 +335,8 @@ describe("grpc.health.v1", () => {
     expect((await client.check({ service: "" })).status).toBe(Status.SERVING);
     const err = await client.check({ service: "no.Such" }).catch((e: unknown) => e);
     expect(ConnectError.from(err).code).toBe(Code.NotFound);
+    // A reason from the catalogue, with the name asked for.
+    expect(errorInfo(err)).toMatchObject({ reason: "HEALTH_SERVICE_UNKNOWN", metadata: { service: "no.Such" } });
   });
 
   it("Watch sends the current status, then each change", async () => {

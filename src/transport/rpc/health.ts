@@ -3,7 +3,8 @@
 // "" is the whole server, unknown services are NOT_FOUND for Check and
 // SERVICE_UNKNOWN for Watch, and after shutdown() statuses stay NOT_SERVING.
 import type { ConnectRouter, HandlerContext, ServiceImpl } from "@connectrpc/connect";
-import { Code, ConnectError } from "@connectrpc/connect";
+import { Code } from "@connectrpc/connect";
+import { connectErrorOf } from "./errors.js";
 import { create } from "@bufbuild/protobuf";
 import type { HealthCheckRequest, HealthCheckResponse } from "../../../gen/grpc/health/v1/health_pb.js";
 import {
@@ -90,7 +91,8 @@ export function createHealth(): HealthService {
   const impl: ServiceImpl<typeof Health> = {
     check(req) {
       const status = statuses.get(req.service);
-      if (status === undefined) throw new ConnectError(`unknown service ${req.service}`, Code.NotFound);
+      // A reason from the catalogue (health checkers and operators branch on it), never INTERNAL_ERROR.
+      if (status === undefined) throw connectErrorOf(Code.NotFound, "HEALTH_SERVICE_UNKNOWN", "this server does not serve that service", { service: req.service.slice(0, 200) });
       return response(status);
     },
     watch,
