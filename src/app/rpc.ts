@@ -1,7 +1,9 @@
 import { createServiceImplSpec, type ConnectRouter, type Interceptor } from "@connectrpc/connect";
 import { Health } from "../../gen/grpc/health/v1/health_pb.js";
 import { AdminService as AdminServiceDesc, file_identity_v1_admin_service } from "../../gen/identity/v1/admin_service_pb.js";
+import { file_google_rpc_error_details } from "../../gen/google/rpc/error_details_pb.js";
 import { EmailService as EmailServiceDesc, file_identity_v1_email_service } from "../../gen/identity/v1/email_service_pb.js";
+import { file_identity_v1_errors } from "../../gen/identity/v1/errors_pb.js";
 import { file_identity_v1_identity_service, IdentityService as IdentityServiceDesc } from "../../gen/identity/v1/identity_service_pb.js";
 import { keyTag } from "../abuse/login-defence.js";
 import type { RateLimiter } from "../abuse/rate-limiter.js";
@@ -100,7 +102,9 @@ export function buildRpc(
       health.register(router);
       registerReflection(
         router,
-        [file_identity_v1_identity_service, file_identity_v1_email_service, file_identity_v1_admin_service],
+        // The error catalogue and the google.rpc details too: clients (grpcurl,
+        // dynamic stubs) decode every ErrorInfo the services send.
+        [file_identity_v1_identity_service, file_identity_v1_email_service, file_identity_v1_admin_service, file_identity_v1_errors, file_google_rpc_error_details],
         GOVERNED_SERVICES.map((s) => s.typeName),
       );
     },

@@ -2,7 +2,10 @@ import * as grpc from "@grpc/grpc-js";
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import { createConnectTransport, createGrpcTransport } from "@connectrpc/connect-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { create, fromBinary } from "@bufbuild/protobuf";
+import { FileDescriptorProtoSchema } from "@bufbuild/protobuf/wkt";
 import { Health, HealthCheckResponse_ServingStatus as Status } from "../../gen/grpc/health/v1/health_pb.js";
+import { ServerReflection, ServerReflectionRequestSchema } from "../../gen/grpc/reflection/v1/reflection_pb.js";
 import { IdentityService } from "../../gen/identity/v1/identity_service_pb.js";
 import { grpcJsClient, rest } from "../support/clients.js";
 import { backends } from "../support/databases.js";
@@ -43,6 +46,21 @@ describe("named health checks and Connect GET", () => {
     } finally {
       client.close();
     }
+  });
+
+  it("reflection serves the error catalogue and the google.rpc detail types, so clients can decode any ErrorInfo", async () => {
+    const client = createClient(ServerReflection, createGrpcTransport({ baseUrl: s.baseUrl }));
+    const symbols = ["google.rpc.ErrorInfo", "google.rpc.RetryInfo", "google.rpc.BadRequest", "identity.v1.ErrorReason", "identity.v1.EmailService"];
+    async function* asks() {
+      for (const symbol of symbols) yield create(ServerReflectionRequestSchema, { messageRequest: { case: "fileContainingSymbol", value: symbol } });
+    }
+    const files = new Set<string>();
+    for await (const res of client.serverReflectionInfo(asks())) {
+      expect(res.messageResponse.case, JSON.stringify(res.messageResponse)).toBe("fileDescriptorResponse");
+      if (res.messageResponse.case !== "fileDescriptorResponse") continue;
+      for (const bytes of res.messageResponse.value.fileDescriptorProto) files.add(fromBinary(FileDescriptorProtoSchema, bytes).name);
+    }
+    for (const name of ["google/rpc/error_details.proto", "identity/v1/errors.proto", "identity/v1/email_service.proto"]) expect(files).toContain(name);
   });
 
   it("read-only RPCs answer Connect GET (the token in the header, never the URL); others refuse GET", async () => {
