@@ -9,7 +9,11 @@ import type { Flags, LoginAttemptStore, WindowCounters } from "./ports.js";
 import type { CaptchaPolicy, SprayPolicy, ThrottlePolicy } from "./policies.js";
 
 // Brute-force, password-spray and credential-stuffing defence for logins
-// (NIST SP 800-63B §3.2.2 "rate limiting"; ASVS 2.2.1).
+// (NIST SP 800-63B §3.2.2 "rate limiting"; ASVS 2.2.1). One piece on
+// purpose (just over 300 lines): the admission a claim returns is what a
+// failure or success later settles, and the detectors, lockout audit and
+// CAPTCHA demand all read the same keys and flags; split, they would pass
+// that state between files.
 //
 // - Per account: every attempt is claimed in PostgreSQL before the password
 //   is checked. A few attempts are free, then each needs a growing wait

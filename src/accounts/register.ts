@@ -6,8 +6,9 @@ import type { OutboxStore } from "../mail/ports.js";
 import { verificationMail } from "../recovery/verification.js";
 import type { CallContext } from "../shared/call.js";
 import type { Clock } from "../shared/clock.js";
-import { DomainError, isDomainError } from "../shared/errors.js";
+import { isDomainError } from "../shared/errors.js";
 import { uuidv7 } from "../shared/uuid.js";
+import { refuseDisposable } from "./account.js";
 import { normalizeEmail } from "./email.js";
 import { normalizePassword, type PasswordPolicy } from "./password-policy.js";
 import type { Profile, User, UserStore } from "./ports.js";
@@ -43,11 +44,7 @@ export function createRegister(deps: {
   return async (input, call) => {
     try {
       const email = normalizeEmail(input.email);
-      if (deps.emailDomains?.isDisposable(email)) {
-        throw new DomainError("invalid_argument", "EMAIL_DOMAIN_NOT_ALLOWED", "e-mail addresses of disposable-mail services are not accepted", {
-          field: "account.email",
-        });
-      }
+      refuseDisposable(deps.emailDomains, email, "account.email");
       deps.policy.check(input.password, { email, name: input.profile.name });
       await deps.defence.admitRegistration(input.captchaToken, call);
       const passwordHash = await deps.hasher.hash(normalizePassword(input.password));

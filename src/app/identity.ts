@@ -87,7 +87,8 @@ export function wireIdentity(c: IdentityCollaborators): WiredIdentity {
   const checkSecondFactor = createSecondFactorCheck({ factors, defence });
   const checkPassword = createPasswordCheck({ policy: c.policy, defence, hasher: c.hasher });
   const requireRecentAuth = createRecentAuthGuard({ clock, maxAgeMs: c.recentAuthMaxAgeMs, secondFactorEnabled: factors.enabled });
-  const credentials = createCredentialEvents({ forgetTrustedDevices: (userId) => risk.forgetMfa(userId), alerts: c.alerts, clock });
+  const forgetTrustedDevices = (userId: string) => risk.forgetMfa(userId);
+  const credentials = createCredentialEvents({ forgetTrustedDevices, alerts: c.alerts, clock });
   const issuer = createSessionIssuer({
     sessions: c.sessions,
     tokens: c.tokens,
@@ -121,7 +122,6 @@ export function wireIdentity(c: IdentityCollaborators): WiredIdentity {
     onRehashError: c.onRehashError,
   });
 
-  const forgetTrustedDevices = (userId: string) => risk.forgetMfa(userId);
   // A password nobody knows, for accounts whose password can no longer be trusted.
   const unknownPasswordHash = () => c.hasher.hash(randomBytes(32).toString("base64url"));
   const identity: IdentityService = {

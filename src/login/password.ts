@@ -9,6 +9,7 @@ import type { CallContext } from "../shared/call.js";
 import type { Clock } from "../shared/clock.js";
 import { invalidCredentials } from "../shared/errors.js";
 import type { FirstFactorResult } from "./attempt.js";
+import { admitFirstFactor } from "./first-factor-admission.js";
 
 // The password: the first factor of Login, and the check every sensitive
 // operation repeats (Reauthenticate, enrolling or disabling TOTP, changing
@@ -42,8 +43,6 @@ export interface PasswordLoginInput {
   deviceId?: string | undefined;
 }
 
-// Nobody's id: a device lookup for an unknown address matches nothing.
-const NIL_UUID = "00000000-0000-0000-0000-000000000000";
 
 /**
  * Login's first factor: the account by e-mail, the attempt admitted by the
@@ -81,13 +80,12 @@ export function createPasswordFactor(deps: {
     const credential = email === undefined ? undefined : await deps.users.findCredentialByEmail(email);
     // A device token this account issued: looked up the same way whether
     // or not the account exists.
-    const presented = deps.risk.deviceHash(input.deviceId);
-    const knownDevice = presented !== undefined && !(await deps.risk.novelty(credential?.userId ?? NIL_UUID, presented)).newDevice;
     // Attempts on an address that cannot exist are counted too, under its
     // plain lower-cased spelling.
     const canonicalEmail = email ?? input.email.trim().toLowerCase();
-    const admission = await deps.defence.admit(
-      { canonicalEmail, captchaToken: input.captchaToken, knownDevice, trustedDevice: knownDevice ? presented : undefined, userId: credential?.userId },
+    const admission = await admitFirstFactor(
+      deps,
+      { canonicalEmail, userId: credential?.userId, deviceId: input.deviceId, captchaToken: input.captchaToken },
       call,
     );
     // Same work whether or not the account exists: no timing oracle.

@@ -1,3 +1,4 @@
+import { accountNotFound, refuseDisposable } from "../accounts/account.js";
 import { maskEmail, normalizeEmail } from "../accounts/email.js";
 import type { UserStore } from "../accounts/ports.js";
 import type { AuditTrail } from "../audit/trail.js";
@@ -46,11 +47,9 @@ export function createEmailChange(deps: {
       try {
         await deps.requireRecentAuth(principal);
         const email = normalizeEmail(input.newEmail);
-        if (deps.emailDomains?.isDisposable(email)) {
-          throw new DomainError("invalid_argument", "EMAIL_DOMAIN_NOT_ALLOWED", "e-mail addresses of disposable-mail services are not accepted", { field: "new_email" });
-        }
+        refuseDisposable(deps.emailDomains, email, "new_email");
         const user = await deps.users.get(principal.userId);
-        if (!user) throw new DomainError("not_found", "ACCOUNT_NOT_FOUND", "account no longer exists");
+        if (!user) throw accountNotFound();
         if (email === user.email) throw new DomainError("invalid_argument", "VALIDATION_FAILED", "new_email: is the account's address already", { field: "new_email" });
         const now = deps.clock.now();
         await deps.store.startEmailChange({

@@ -1,3 +1,4 @@
+import { accountNotFound } from "../accounts/account.js";
 import type { User, UserStore } from "../accounts/ports.js";
 import type { AuditTrail } from "../audit/trail.js";
 import type { Composer } from "../mail/dispatcher.js";
@@ -69,7 +70,7 @@ export function createVerification(deps: {
 
     async sendVerificationEmail(principal, call) {
       const user = await deps.users.get(principal.userId);
-      if (!user) throw new DomainError("not_found", "ACCOUNT_NOT_FOUND", "account no longer exists");
+      if (!user) throw accountNotFound();
       const target = user.pendingEmail ?? (user.emailVerified ? undefined : user.email);
       if (!target) throw new DomainError("failed_precondition", "VALIDATION_FAILED", "the address is already verified and no change is pending");
       await deps.outbox.enqueue(verificationMail(user.id, target, deps.clock.now()));

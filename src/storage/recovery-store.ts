@@ -1,7 +1,6 @@
 import { and, eq, gt, inArray, isNull, ne, or, sql, type SQL } from "drizzle-orm";
-import { accountNotFound } from "../accounts/account.js";
+import { accountNotFound, emailAlreadyRegistered } from "../accounts/account.js";
 import type { RecoveryStore } from "../recovery/ports.js";
-import { DomainError } from "../shared/errors.js";
 import { bytes, pgErrorCode, type Db } from "./db.js";
 import { resetStillValid } from "./email-token-store.js";
 import { insertOutbox } from "./outbox-store.js";
@@ -15,9 +14,6 @@ const UNIQUE_VIOLATION = "23505";
 
 type Tx = Parameters<Parameters<Db["transaction"]>[0]>[0];
 
-function addressTaken(err: unknown): DomainError {
-  return new DomainError("already_exists", "EMAIL_ALREADY_REGISTERED", "this e-mail address is already registered", {}, { cause: err });
-}
 
 async function spend(tx: Tx, tokenId: string, now: Date, condition?: SQL): Promise<boolean> {
   const rows = await tx
@@ -41,7 +37,7 @@ async function rethrowTaken<T>(work: () => Promise<T>): Promise<T> {
   try {
     return await work();
   } catch (err) {
-    if (pgErrorCode(err) === UNIQUE_VIOLATION) throw addressTaken(err);
+    if (pgErrorCode(err) === UNIQUE_VIOLATION) throw emailAlreadyRegistered(err);
     throw err;
   }
 }
@@ -136,7 +132,7 @@ export function createRecoveryStore(db: Db): RecoveryStore {
       await db.transaction(async (tx) => {
         // Checked here and again (by the unique index) when it is verified.
         const [taken] = await tx.select({ id: users.id }).from(users).where(eq(users.email, newEmail)).limit(1);
-        if (taken || (await isReserved(tx, newEmail, now))) throw addressTaken(undefined);
+        if (taken || (await isReserved(tx, newEmail, now))) throw emailAlreadyRegistered();
         const updated = await tx.update(users).set({ pendingEmail: newEmail, updatedAt: now }).where(eq(users.id, userId)).returning({ id: users.id });
         if (updated.length === 0) throw accountNotFound();
         for (const mail of mails) await insertOutbox(tx, mail);

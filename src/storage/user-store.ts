@@ -1,5 +1,5 @@
 import { and, eq, isNull, ne, sql } from "drizzle-orm";
-import { DomainError } from "../shared/errors.js";
+import { emailAlreadyRegistered } from "../accounts/account.js";
 import { isRole, type NewUser, type Profile, type ProfilePatch, type Role, type User, type UserStore } from "../accounts/ports.js";
 import { pgErrorCode, type Db } from "./db.js";
 import { insertOutbox } from "./outbox-store.js";
@@ -70,7 +70,7 @@ export function createUserStore(db: Db): UserStore {
       try {
         await db.transaction(async (tx) => {
           // An address an undo link still reserves belongs to its former account.
-          if (await isReserved(tx, input.email, input.now)) throw new DomainError("already_exists", "EMAIL_ALREADY_REGISTERED", "this e-mail address is already registered");
+          if (await isReserved(tx, input.email, input.now)) throw emailAlreadyRegistered();
           await tx.insert(users).values({ id: input.id, email: input.email, createdAt: input.now, updatedAt: input.now });
           await tx.insert(profiles).values({
             userId: input.id,
@@ -89,7 +89,7 @@ export function createUserStore(db: Db): UserStore {
         });
       } catch (err) {
         if (pgErrorCode(err) === UNIQUE_VIOLATION) {
-          throw new DomainError("already_exists", "EMAIL_ALREADY_REGISTERED", "this e-mail address is already registered", {}, { cause: err });
+          throw emailAlreadyRegistered(err);
         }
         throw err;
       }

@@ -16,6 +16,7 @@ import { DomainError, invalidCredentials } from "../../shared/errors.js";
 import type { FirstFactorResult, LoginRequestExtras } from "../attempt.js";
 import type { LoginPipeline } from "../pipeline.js";
 import type { SecondFactorInput } from "../second-factor.js";
+import { admitFirstFactor, NIL_UUID } from "../first-factor-admission.js";
 
 // E-mail login, second half: a first factor for the login pipeline, like
 // the password. The link's token proves the mailbox; opened on another
@@ -27,7 +28,6 @@ import type { SecondFactorInput } from "../second-factor.js";
 // login: before its session or its MFA challenge, never on a refusal.
 
 export const MAX_WRONG_CODES = 5;
-const NIL_UUID = "00000000-0000-0000-0000-000000000000";
 
 export interface CompleteEmailLoginInput extends SecondFactorInput {
   token?: string | undefined;
@@ -70,14 +70,8 @@ export function createCompleteEmailLogin(deps: {
   trail: Pick<AuditTrail, "record" | "failed">;
   clock: Clock;
 }): (input: CompleteEmailLoginInput, call: CallContext) => Promise<TokenPair> {
-  async function admit(canonicalEmail: string, credential: PasswordCredential | undefined, input: CompleteEmailLoginInput, call: CallContext) {
-    const presented = deps.risk.deviceHash(input.deviceId);
-    const knownDevice = presented !== undefined && !(await deps.risk.novelty(credential?.userId ?? NIL_UUID, presented)).newDevice;
-    return deps.defence.admit(
-      { canonicalEmail, captchaToken: input.captchaToken, knownDevice, trustedDevice: knownDevice ? presented : undefined, userId: credential?.userId },
-      call,
-    );
-  }
+  const admit = (canonicalEmail: string, credential: PasswordCredential | undefined, input: CompleteEmailLoginInput, call: CallContext) =>
+    admitFirstFactor(deps, { canonicalEmail, userId: credential?.userId, deviceId: input.deviceId, captchaToken: input.captchaToken }, call);
 
   async function byLink(token: string, input: CompleteEmailLoginInput, call: CallContext, now: Date) {
     const t = await deps.tokens.redeem(token, "email_login", now);
